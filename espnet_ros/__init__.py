@@ -1,0 +1,22 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""ESPNet-family semantic segmentation for ROS 2 cameras.
+
+Everything in this package but the ``*_node`` modules imports no ROS, so the networks, the
+engine, image conversion and rendering run and test on their own.
+"""
+
+__version__ = '0.1.0'
