@@ -1,0 +1,122 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Session-wide test setup: DDS isolation, a private ROS domain and the shared-data fixtures.
+
+pytest imports this file before any test module, so the environment below is in place before
+rclpy creates a participant, and every subprocess a test starts inherits it.
+"""
+
+import os
+from pathlib import Path
+import socket
+import subprocess
+
+from hypothesis import settings
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / 'shared'
+CITYSCAPES_IMAGE = 'data/cityscapes/frankfurt_000000_000576_leftImg8bit.png'
+
+# Domains 1..101 keep every participant port below the Linux ephemeral range (32768+).
+_DOMAIN_COUNT = 101
+_DDS_PREFIXES = ('ROS_', 'RMW_', 'FASTRTPS_', 'FASTDDS_')
+
+
+def _apply_ros_env() -> None:
+    """Copy the DDS variables that scripts/ros_env.sh sets or clears into this process."""
+    script = REPO_ROOT / 'scripts' / 'ros_env.sh'
+    # Sourcing the script itself keeps one definition of the isolation for shells and tests.
+    dump = subprocess.run(
+        ['bash', '-c', '. "$1" >/dev/null && env -0', 'ros_env', str(script)],
+        check=True, capture_output=True, text=True).stdout
+    sourced = dict(line.split('=', 1) for line in dump.split('\0') if '=' in line)
+    for name in [n for n in os.environ if n.startswith(_DDS_PREFIXES) and n not in sourced]:
+        del os.environ[name]
+    os.environ.update({n: v for n, v in sourced.items() if n.startswith(_DDS_PREFIXES)})
+
+
+def _domain_in_use(domain_id: int) -> bool:
+    """Tell whether a participant on this host already holds the domain's first ports."""
+    # RTPS well-known ports: 7400 + 250 * domain, +10 + 2 * participant for unicast discovery.
+    base = 7400 + 250 * domain_id + 10
+    for port in (base, base + 2):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(('127.0.0.1', port))
+            except OSError:
+                return True
+    return False
+
+
+def _pick_domain_id() -> int:
+    """Pick a domain from this run's pid, moving on past domains another run is using."""
+    start = os.getpid() % _DOMAIN_COUNT
+    for offset in range(_DOMAIN_COUNT):
+        domain_id = (start + offset) % _DOMAIN_COUNT + 1
+        if not _domain_in_use(domain_id):
+            return domain_id
+    return start + 1
+
+
+_apply_ros_env()
+os.environ['ROS_DOMAIN_ID'] = str(_pick_domain_id())
+
+# A loaded 2-core CI machine makes per-example deadlines flaky; failures print their seed.
+settings.register_profile('espnet_ros', deadline=None, print_blob=True)
+settings.load_profile('espnet_ros')
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ament linter markers, in case the ament_* pytest plugins are absent."""
+    for name in ('copyright', 'flake8', 'pep257', 'linter'):
+        config.addinivalue_line('markers', f'{name}: ament {name} check')
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Show the DDS setup the session runs under."""
+    return 'ROS_DOMAIN_ID={} RMW_IMPLEMENTATION={} FASTRTPS_DEFAULT_PROFILES_FILE={}'.format(
+        os.environ['ROS_DOMAIN_ID'], os.environ.get('RMW_IMPLEMENTATION'),
+        os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE'))
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f'{what} not found at {path}: shared data is expected at ../shared')
+    return path
+
+
+@pytest.fixture(scope='session')
+def shared_dir() -> Path:
+    """Return the read-only shared data directory beside the repository (../shared)."""
+    return _require(SHARED_DIR, 'shared data directory')
+
+
+@pytest.fixture(scope='session')
+def weights_dir(shared_dir: Path) -> Path:
+    """Return shared/weights, the authors' official checkpoints."""
+    return _require(shared_dir / 'weights', 'pretrained weights')
+
+
+@pytest.fixture(scope='session')
+def camvid_dir(shared_dir: Path) -> Path:
+    """Return shared/data/camvid (val/, valannot/, val.txt)."""
+    return _require(shared_dir / 'data' / 'camvid', 'CamVid val split')
+
+
+@pytest.fixture(scope='session')
+def cityscapes_image(shared_dir: Path) -> Path:
+    """Return the one Cityscapes val image (2048x1024 RGB PNG)."""
+    return _require(shared_dir / CITYSCAPES_IMAGE, 'Cityscapes sample image')
