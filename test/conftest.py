@@ -73,6 +73,9 @@ def _pick_domain_id() -> int:
 
 _apply_ros_env()
 os.environ['ROS_DOMAIN_ID'] = str(_pick_domain_id())
+# Node processes and CLI runs started by the tests find the official checkpoints here.
+if (SHARED_DIR / 'weights').is_dir():
+    os.environ['ESPNET_ROS_MODELS'] = str(SHARED_DIR / 'weights')
 
 # A loaded 2-core CI machine makes per-example deadlines flaky; failures print their seed.
 settings.register_profile('espnet_ros', deadline=None, print_blob=True)

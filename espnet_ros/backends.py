@@ -1,0 +1,194 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
+
+Each runner maps an N x 3 x H x W float batch on the engine's device to logits. What each
+one does to be fast, and why it is kept (``espnet-ros bench`` measures every variant against
+the eager fp32 baseline, with label agreement):
+
+* batch norms folded into the convolutions before them (one op less per unit);
+* channels-last memory, which oneDNN and cuDNN convolutions prefer;
+* ``torch.compile`` (optional: tens of seconds of start-up for a smaller gain than ORT);
+* CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
+* ONNX Runtime on the CPU: its graph optimiser fuses the small ops PyTorch runs one by one.
+"""
+
+import copy
+import io
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from espnet_ros.networks.layers import ConvBN
+
+BACKENDS = ('auto', 'torch', 'torch-compile', 'onnxruntime')
+ONNX_OPSET = 17
+
+
+def onnxruntime_available() -> bool:
+    """Return True if ONNX Runtime can be imported."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Return the backend for ``auto``: ONNX Runtime on the CPU if installed, else PyTorch."""
+    if backend not in BACKENDS:
+        raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
+    if backend == 'onnxruntime' and device.type != 'cpu':
+        raise ValueError('backend onnxruntime runs on the CPU here; use torch for CUDA '
+                         '(or export the model and run it with TensorRT)')
+    if backend == 'onnxruntime' and not onnxruntime_available():
+        raise ValueError('backend onnxruntime asked for, but onnxruntime is not installed')
+    if backend != 'auto':
+        return backend
+    return 'onnxruntime' if device.type == 'cpu' and onnxruntime_available() else 'torch'
+
+
+@torch.no_grad()
+def fold_batch_norms(network: nn.Module) -> nn.Module:
+    """Fold every ConvBN unit's batch norm into its convolution, in place; return network.
+
+    Eval-mode batch norm is y = (x - mean) / sqrt(var + eps) * gamma + beta, an affine map
+    per channel, so it merges into the convolution's weight and bias exactly (up to float
+    rounding).
+    """
+    for unit in network.modules():
+        if isinstance(unit, ConvBN) and isinstance(unit.bn, nn.BatchNorm2d):
+            conv, bn = unit.conv, unit.bn
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                              stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                              groups=conv.groups, bias=True).to(conv.weight)
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+            unit.conv, unit.bn = fused, nn.Identity()
+    return network
+
+
+def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
+                target: Optional[io.IOBase] = None) -> bytes:
+    """Export ``network`` (CPU, fp32, eval) to ONNX for W x H inputs with a dynamic batch."""
+    width, height = input_size
+    example = torch.zeros(batch, 3, height, width)
+    buffer = target if target is not None else io.BytesIO()
+    torch.onnx.export(network, example, buffer, opset_version=ONNX_OPSET, dynamo=False,
+                      input_names=['image'], output_names=['logits'],
+                      dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
+    return buffer.getvalue() if isinstance(buffer, io.BytesIO) else b''
+
+
+class TorchRunner:
+    """PyTorch inference: folded batch norms, channels-last, optional compile/CUDA graph."""
+
+    def __init__(self, network: nn.Module, *, device: torch.device, dtype: torch.dtype,
+                 compile_network: bool = False, cuda_graph: bool = False,
+                 channels_last: bool = True, fold: bool = True) -> None:
+        network = copy.deepcopy(network).eval()
+        if fold:
+            fold_batch_norms(network)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.network = network.to(device, dtype, memory_format=self.memory_format)
+        self.device = device
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
+            torch.compile(self.network) if compile_network else self.network)
+        self.use_cuda_graph = cuda_graph and device.type == 'cuda'
+        self._graph: Optional[torch.cuda.CUDAGraph] = None
+        self._static_input: Optional[torch.Tensor] = None
+        self._static_output: Optional[torch.Tensor] = None
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return logits for a batch on the runner's device and dtype."""
+        batch = batch.contiguous(memory_format=self.memory_format)
+        if not self.use_cuda_graph:
+            return self.forward(batch)
+        if self._static_input is None or self._static_input.shape != batch.shape:
+            self._capture(batch)
+        self._static_input.copy_(batch)
+        self._graph.replay()
+        return self._static_output.clone()
+
+    def _capture(self, batch: torch.Tensor) -> None:
+        """Record one forward pass for this batch shape as a CUDA graph."""
+        self._static_input = batch.clone()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):  # cuDNN picks its algorithms outside the capture
+                self.forward(self._static_input)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self._graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self._graph):
+            self._static_output = self.forward(self._static_input)
+
+    def release(self) -> None:
+        """Move to host memory and let the GPU memory go."""
+        if self.device.type == 'cuda':
+            self._graph = self._static_input = self._static_output = None
+            self.network.to('cpu')
+            torch.cuda.empty_cache()
+
+    def to_device(self) -> None:
+        """Move back to the device after :meth:`release`."""
+        self.network.to(self.device)
+
+
+class OnnxRuntimeRunner:
+    """ONNX Runtime on the CPU, from an in-memory export of the network."""
+
+    def __init__(self, network: nn.Module, *, input_size: tuple[int, int],
+                 threads: Optional[int] = None) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        model = export_onnx(copy.deepcopy(network).eval().float().cpu(), input_size)
+        self.session = onnxruntime.InferenceSession(model, options,
+                                                    providers=['CPUExecutionProvider'])
+        self.device = torch.device('cpu')
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return logits for a CPU float32 batch."""
+        logits, = self.session.run(None, {'image': batch.float().contiguous().numpy()})
+        return torch.from_numpy(logits)
+
+    def release(self) -> None:
+        """Nothing to free: the session lives in host memory."""
+
+    def to_device(self) -> None:
+        """Nothing to move."""
+
+
+Runner = Callable[[torch.Tensor], torch.Tensor]
+
+
+def build_runner(network: nn.Module, *, backend: str, device: torch.device,
+                 dtype: torch.dtype, input_size: tuple[int, int]) -> Runner:
+    """Return the runner for a resolved backend (see :func:`resolve_backend`)."""
+    if backend == 'onnxruntime':
+        if dtype != torch.float32:
+            raise ValueError('backend onnxruntime runs fp32 only')
+        return OnnxRuntimeRunner(network, input_size=input_size)
+    return TorchRunner(network, device=device, dtype=dtype,
+                       compile_network=backend == 'torch-compile',
+                       cuda_graph=device.type == 'cuda')

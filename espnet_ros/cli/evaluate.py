@@ -1,0 +1,141 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""``espnet-ros eval``: per-class IoU and mean IoU against ground-truth label images."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from espnet_ros.cli.common import add_engine_arguments, engine_from_args, list_images, read_bgr
+from espnet_ros.engine import SegmentationEngine
+from espnet_ros.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    parser = subparsers.add_parser(
+        'eval', help='mean IoU on a labelled image folder',
+        description='Score a model on images whose label PNGs (class ids) share their names.')
+    add_engine_arguments(parser)
+    parser.add_argument('--images', type=Path, required=True, help='folder of images')
+    parser.add_argument('--labels', type=Path, required=True, help='folder of label PNGs')
+    parser.add_argument('--ignore', type=int,
+                        help="void label (default: the dataset's void class)")
+    parser.add_argument('--protocol', choices=PROTOCOLS, default='ignore-void',
+                        help='how void pixels count (see espnet_ros.metrics)')
+    parser.add_argument('--json', type=Path, help='write the scores here')
+    parser.add_argument('--plot', type=Path,
+                        help='confusion-matrix PNG (default: beside --json, else ./<model>_'
+                             'confusion.png)')
+    parser.set_defaults(run=run)
+
+
+def pair_labels(images: list[Path], labels_dir: Path) -> list[tuple[Path, Path]]:
+    """Match each image to the label file of the same stem, or raise naming the first miss."""
+    by_stem = {path.stem: path for path in list_images([labels_dir])}
+    missing = [image.name for image in images if image.stem not in by_stem]
+    if missing:
+        raise FileNotFoundError(f'{len(missing)} images have no label file in {labels_dir}, '
+                                f'first: {missing[0]}')
+    return [(image, by_stem[image.stem]) for image in images]
+
+
+def score(engine: SegmentationEngine, pairs: list[tuple[Path, Path]], *, protocol: str,
+          void_class: Optional[int]) -> ConfusionMatrix:
+    """Run the engine over every (image, label) pair and accumulate the confusion matrix."""
+    matrix = ConfusionMatrix(engine.spec.num_classes)
+    ignore = protocol_ignore(protocol, void_class)
+    for image_path, label_path in tqdm(pairs, desc=f'eval ({engine.spec.name})', unit='img'):
+        truth = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
+        if truth is None or truth.ndim != 2:
+            raise ValueError(f'{label_path} is not a single-channel label image')
+        prediction = engine.segment(read_bgr(image_path), order='bgr').labels
+        matrix.update(prediction, truth, ignore=ignore)
+    return matrix
+
+
+def report(engine: SegmentationEngine, matrix: ConfusionMatrix, *, protocol: str,
+           void_class: Optional[int], images: int) -> dict[str, Any]:
+    """Return the scores as the JSON document ``eval`` writes."""
+    classes = engine.spec.dataset.classes
+    iou = matrix.iou()
+    return {
+        'model': engine.spec.name,
+        'protocol': protocol,
+        'void_class': void_class,
+        'images': images,
+        'input_size': list(engine.input_size),
+        'miou': mean_iou(matrix, void_class),
+        'pixel_accuracy': matrix.pixel_accuracy(),
+        'per_class_iou': {name: (None if np.isnan(value) else float(value))
+                          for c, (name, value) in enumerate(zip(classes, iou))
+                          if c != void_class},
+    }
+
+
+def print_table(scores: dict[str, Any]) -> None:
+    """Print per-class IoU and the mean as an aligned table."""
+    width = max(len(name) for name in scores['per_class_iou'])
+    print(f'{"class":<{width}}  IoU (%)')
+    for name, value in scores['per_class_iou'].items():
+        shown = '   n/a' if value is None else f'{100 * value:6.2f}'
+        print(f'{name:<{width}}  {shown}')
+    print(f'{"mean":<{width}}  {100 * scores["miou"]:6.2f}   '
+          f'({scores["model"]}, {scores["images"]} images, protocol {scores["protocol"]})')
+
+
+def plot_confusion(matrix: ConfusionMatrix, classes: tuple[str, ...], path: Path) -> None:
+    """Save the row-normalised confusion matrix as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    rows = matrix.counts.sum(1, keepdims=True)
+    normalised = np.divide(matrix.counts, rows, out=np.zeros(matrix.counts.shape), where=rows > 0)
+    figure, axes = plt.subplots(figsize=(8, 7))
+    shown = axes.imshow(normalised, cmap='viridis', vmin=0, vmax=1)
+    axes.set_xticks(range(len(classes)), classes, rotation=90)
+    axes.set_yticks(range(len(classes)), classes)
+    axes.set_xlabel('predicted')
+    axes.set_ylabel('ground truth')
+    figure.colorbar(shown, ax=axes, label='fraction of the true class')
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score the model, print the table, write JSON and the plot."""
+    pairs = pair_labels(list_images([args.images]), args.labels)
+    engine = engine_from_args(args)
+    void_class = args.ignore if args.ignore is not None else engine.spec.dataset.void_class
+    matrix = score(engine, pairs, protocol=args.protocol, void_class=void_class)
+    scores = report(engine, matrix, protocol=args.protocol, void_class=void_class,
+                    images=len(pairs))
+    print_table(scores)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(scores, indent=2) + '\n')
+    plot = args.plot or (args.json.with_name(args.json.stem + '_confusion.png') if args.json
+                         else Path(f'{engine.spec.name}_confusion.png'))
+    plot_confusion(matrix, engine.spec.dataset.classes, plot)
+    print(f'confusion matrix plot: {plot}')
+    return 0
