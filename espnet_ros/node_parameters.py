@@ -1,0 +1,124 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""The segmenter's parameters, declared once: name, default, meaning, limits, effect.
+
+The node turns this table into ROS parameter descriptors; the README's parameter table and
+``config/segment.yaml`` are checked against it by the tests. No ROS import here.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from espnet_ros.models import registry
+
+# What changing a parameter at run time does.
+LIVE = 'live'            # applied to the next frame
+RELOAD = 'reload'        # a new engine is built; the old one serves until it is ready
+RESUBSCRIBE = 'resubscribe'  # the camera subscription is recreated
+STARTUP = 'startup'      # read once at start-up
+
+MAX_NETWORK_SIDE = 4096
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: its default fixes its type."""
+
+    name: str
+    default: Any
+    description: str
+    effect: str
+    choices: Optional[tuple[str, ...]] = None
+    limits: Optional[tuple[float, float]] = None
+
+    def check(self, value: Any) -> Optional[str]:
+        """Return why ``value`` is refused, or None if it is acceptable."""
+        if type(value) is not type(self.default):
+            return (f'{self.name} must be a {type(self.default).__name__}, got '
+                    f'{type(value).__name__} {value!r}')
+        if self.choices is not None and value not in self.choices:
+            return f'{self.name} must be one of {", ".join(self.choices)}; got {value!r}'
+        if self.limits is not None and not self.limits[0] <= value <= self.limits[1]:
+            return f'{self.name} must be in [{self.limits[0]}, {self.limits[1]}]; got {value}'
+        return None
+
+
+def _device_error(value: str) -> Optional[str]:
+    if value in ('auto', 'cpu', 'cuda') or (
+            value.startswith('cuda:') and value[len('cuda:'):].isdigit()):
+        return None
+    return f'device must be auto, cpu, cuda or cuda:N; got {value!r}'
+
+
+def _model_error(value: str) -> Optional[str]:
+    if value in registry():
+        return None
+    return f'unknown model {value!r}; known models: {", ".join(registry())}'
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec('model', 'espnet_p2q8_cityscapes',
+                  'Registry name of the network (espnet-ros models lists them).', RELOAD),
+    ParameterSpec('weights', '', 'Explicit checkpoint file; empty searches the model folders.',
+                  RELOAD),
+    ParameterSpec('allow_unverified_weights', False,
+                  "Accept an explicit checkpoint whose sha256 is not the manifest's "
+                  '(still read weights-only).', RELOAD),
+    ParameterSpec('input_width', 0, 'Network input width in pixels; 0 = training width.',
+                  RELOAD, limits=(0, MAX_NETWORK_SIDE)),
+    ParameterSpec('input_height', 0, 'Network input height in pixels; 0 = training height.',
+                  RELOAD, limits=(0, MAX_NETWORK_SIDE)),
+    ParameterSpec('device', 'auto', 'auto (CUDA if present, else CPU), cpu, cuda or cuda:N.',
+                  RELOAD),
+    ParameterSpec('precision', 'auto', 'auto (fastest measured safe choice), fp32, fp16 '
+                  '(CUDA) or bf16.', RELOAD, choices=('auto', 'fp32', 'fp16', 'bf16')),
+    ParameterSpec('backend', 'auto', 'auto (fastest measured: ONNX Runtime on the CPU, PyTorch '
+                  'on CUDA), torch, torch-compile or onnxruntime.', RELOAD,
+                  choices=('auto', 'torch', 'torch-compile', 'onnxruntime')),
+    ParameterSpec('output_resolution', 'input', 'Outputs at the camera resolution (input) or '
+                  'the network resolution (network).', LIVE, choices=('input', 'network')),
+    ParameterSpec('max_rate', 0.0, 'Most frames per second to process; 0 = as many as the '
+                  'network keeps up with.', LIVE, limits=(0.0, 1000.0)),
+    ParameterSpec('overlay_alpha', 0.5, 'Opacity of the class colours in the overlay.', LIVE,
+                  limits=(0.0, 1.0)),
+    ParameterSpec('publish_color', True, 'Publish segmentation/color.', LIVE),
+    ParameterSpec('publish_overlay', True, 'Publish segmentation/overlay.', LIVE),
+    ParameterSpec('publish_confidence', False,
+                  'Publish segmentation/confidence (32FC1, the winning class probability).',
+                  LIVE),
+    ParameterSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS,
+                  'Frames with more pixels are dropped as malformed.', LIVE,
+                  limits=(1, 1 << 30)),
+    ParameterSpec('input_transport', 'raw', 'raw (sensor_msgs/Image on image) or compressed '
+                  '(sensor_msgs/CompressedImage on image/compressed).', RESUBSCRIBE,
+                  choices=('raw', 'compressed')),
+    ParameterSpec('reliability', 'best_effort', 'QoS reliability of the camera subscription.',
+                  RESUBSCRIBE, choices=('best_effort', 'reliable')),
+    ParameterSpec('autostart', True, 'Configure and activate the lifecycle node at start-up.',
+                  STARTUP),
+)
+
+BY_NAME = {spec.name: spec for spec in PARAMETERS}
+_EXTRA_CHECKS = {'device': _device_error, 'model': _model_error}
+
+
+def check_parameter(name: str, value: Any) -> Optional[str]:
+    """Return why ``name := value`` is refused, or None."""
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return f'{name} is not a parameter of this node'
+    return spec.check(value) or (_EXTRA_CHECKS[name](value) if name in _EXTRA_CHECKS else None)

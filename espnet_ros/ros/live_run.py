@@ -1,0 +1,169 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""``espnet-ros-live``: the player and the segmenter as processes, measured over DDS.
+
+It starts ``image_player`` and ``segmenter`` as separate processes (what the demo launch
+file does), subscribes to the outputs with a probe node, and reports frames, rates and the
+latency from the camera stamp to the labels' arrival. It saves a few overlays, and can
+write the figures as JSON. It is the README's main job and the end-to-end benchmark.
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Optional
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from espnet_ros.ros.messages import OUTPUT_QOS, stamp_ns
+
+STARTUP_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 5.0
+
+
+class Probe(Node):
+    """Subscribes to labels and overlay; records latency and keeps a few overlays."""
+
+    def __init__(self, namespace: str, keep_overlays: int) -> None:
+        super().__init__('live_probe', namespace=namespace)
+        self.latencies_ms: list[float] = []
+        self.arrivals: list[float] = []
+        self.overlays: list[np.ndarray] = []
+        self.keep_overlays = keep_overlays
+        self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
+        self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
+
+    def _on_labels(self, message: Image) -> None:
+        now = self.get_clock().now().nanoseconds
+        self.latencies_ms.append((now - stamp_ns(message.header)) / 1e6)
+        self.arrivals.append(time.monotonic())
+
+    def _on_overlay(self, message: Image) -> None:
+        if len(self.overlays) < self.keep_overlays:
+            rgb = np.frombuffer(message.data, np.uint8).reshape(message.height, message.width, 3)
+            self.overlays.append(rgb.copy())
+
+
+def node_command(executable: str, namespace: str, parameters: dict) -> list[str]:
+    """Return the command line that starts one of our nodes with parameters."""
+    command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args',
+               '-r', f'__ns:={namespace}']
+    for name, value in parameters.items():
+        command += ['-p', f'{name}:={value}']
+    return command
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Interrupt a node like Ctrl-C would, and wait for it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def summary(probe: Probe, warmup: int) -> dict:
+    """Return frames, rate and latency figures, leaving out the first ``warmup`` frames."""
+    latencies = probe.latencies_ms[warmup:]
+    arrivals = probe.arrivals[warmup:]
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float('nan')
+    return {
+        'frames': len(latencies),
+        'rate_hz': (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
+        'latency_median_ms': statistics.median(latencies),
+        'latency_p99_ms': float(np.percentile(latencies, 99)),
+        'latency_max_ms': max(latencies),
+    }
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(prog='espnet-ros-live', description=__doc__.split('\n')[0])
+    parser.add_argument('--source', type=Path, required=True,
+                        help='folder of images or a video for the player')
+    parser.add_argument('--model', default='espnet_p2q8_cityscapes')
+    parser.add_argument('--frames', type=int, default=60, help='labelled frames to collect')
+    parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
+    parser.add_argument('--warmup', type=int, default=3, help='first frames left out of figures')
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--precision', default='auto')
+    parser.add_argument('--transport', default='raw', choices=('raw', 'compressed'))
+    parser.add_argument('--out', type=Path, help='save a few overlays here')
+    parser.add_argument('--save', type=int, default=3, help='overlays to save')
+    parser.add_argument('--json', type=Path, help='write the figures here')
+    parser.add_argument('--namespace', default='/live')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Run the player, the node and the probe; print and save the results."""
+    args = parse_args(argv)
+    player = subprocess.Popen(node_command('image_player', args.namespace, {
+        'source': str(args.source.resolve()), 'rate': float(args.rate),
+        'transport': args.transport}))
+    segmenter = subprocess.Popen(node_command('segmenter', args.namespace, {
+        'model': args.model, 'device': args.device, 'precision': args.precision,
+        'input_transport': args.transport}))
+    rclpy.init()
+    probe = Probe(args.namespace, args.save if args.out else 0)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        wanted = args.frames + args.warmup
+        while len(probe.latencies_ms) < wanted:
+            if segmenter.poll() is not None or player.poll() is not None:
+                print('espnet-ros-live: a node exited early (see its log above)', file=sys.stderr)
+                return 1
+            if not probe.latencies_ms and time.monotonic() > deadline:
+                print(f'espnet-ros-live: no labels within {STARTUP_TIMEOUT_S:.0f} s',
+                      file=sys.stderr)
+                return 1
+            rclpy.spin_once(probe, timeout_sec=0.1)
+    finally:
+        stop(segmenter)
+        stop(player)
+    results = {'model': args.model, 'camera_rate_hz': args.rate, 'transport': args.transport,
+               'source': str(args.source), **summary(probe, args.warmup)}
+    probe.destroy_node()
+    rclpy.try_shutdown()
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for index, rgb in enumerate(probe.overlays):
+            cv2.imwrite(str(args.out / f'overlay_{index:02d}.png'),
+                        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    print(f'{results["frames"]} frames of {args.model} from {args.source} at '
+          f'{args.rate:g} Hz: processed {results["rate_hz"]:.2f} Hz, latency stamp->labels '
+          f'median {results["latency_median_ms"]:.1f} ms, p99 {results["latency_p99_ms"]:.1f}'
+          f' ms' + (f'; overlays in {args.out}' if args.out else ''))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + '\n')
+    return 0
+
+
+if __name__ == '__main__':
+    os.environ.setdefault('PYTHONUNBUFFERED', '1')
+    sys.exit(main())

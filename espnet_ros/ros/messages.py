@@ -1,0 +1,95 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Message construction shared by the nodes: images, QoS profiles, the class table."""
+
+import array
+import json
+from typing import Optional
+
+import numpy as np
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from espnet_ros.image_codec import EncodedImage
+from espnet_ros.models import ModelSpec
+
+# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST)
+# Transient local keeps the last class table for subscribers that start later.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+
+
+def camera_qos(reliability: str) -> QoSProfile:
+    """Return the camera subscription QoS: sensor data (best effort, keep last 1) or reliable."""
+    if reliability == 'best_effort':
+        return qos_profile_sensor_data
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
+def describe_qos(qos: QoSProfile) -> str:
+    """Return 'reliability/durability' in words, for warnings."""
+    return f'{qos.reliability.name.lower()}, {qos.durability.name.lower()}'
+
+
+def stamp_ns(header: Header) -> int:
+    """Return a header stamp in nanoseconds."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def image_message(header: Header, encoded: EncodedImage, height: int, width: int) -> Image:
+    """Return a sensor_msgs/Image carrying ``header`` and the packed pixels."""
+    message = Image(header=header, height=height, width=width, encoding=encoded.encoding,
+                    is_bigendian=False, step=encoded.step)
+    message.data = encoded.data
+    return message
+
+
+def class_table_json(spec: ModelSpec) -> str:
+    """Return the class table (ids, names, RGB colours) as the JSON the node latches."""
+    return json.dumps({
+        'model': spec.name,
+        'dataset': spec.dataset.name,
+        'void_class': spec.dataset.void_class,
+        'classes': [{'id': index, 'name': name, 'color': [int(c) for c in color]}
+                    for index, (name, color) in enumerate(zip(spec.dataset.classes,
+                                                              spec.dataset.palette))],
+    })
+
+
+def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
+    """Return vision_msgs/LabelInfo for ``spec`` where vision_msgs is installed, else None."""
+    try:
+        from vision_msgs.msg import LabelInfo, VisionClass
+    except ImportError:
+        return None
+    return LabelInfo(header=header, threshold=0.0, class_map=[
+        VisionClass(class_id=index, class_name=name)
+        for index, name in enumerate(spec.dataset.classes)])
+
+
+def float_image(confidence: np.ndarray) -> EncodedImage:
+    """Pack an H x W float32 map as a little-endian 32FC1 image."""
+    contiguous = np.ascontiguousarray(confidence, dtype='<f4')
+    data = array.array('B')
+    # array.frombytes takes only byte-formatted buffers, so view the floats as bytes.
+    data.frombytes(contiguous.view(np.uint8))
+    return EncodedImage('32FC1', contiguous.strides[0], data)

@@ -1,0 +1,85 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""ROS declarations of the parameter table, and the engine settings they describe."""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.node import Node
+
+from espnet_ros.engine import resolve_device, SegmentationEngine
+from espnet_ros.node_parameters import PARAMETERS, ParameterSpec, STARTUP
+
+WARM_UP_FRAMES = 2
+
+
+def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """Return the ROS descriptor of one parameter: description, choices and range."""
+    constraints = f'one of: {", ".join(spec.choices)}' if spec.choices else ''
+    result = ParameterDescriptor(description=spec.description,
+                                 additional_constraints=constraints,
+                                 read_only=spec.effect == STARTUP)
+    if spec.limits is not None and isinstance(spec.default, int):
+        result.integer_range = [IntegerRange(from_value=int(spec.limits[0]),
+                                             to_value=int(spec.limits[1]), step=0)]
+    elif spec.limits is not None:
+        result.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.limits[0]), to_value=float(spec.limits[1]), step=0.0)]
+    return result
+
+
+def declare_all(node: Node) -> dict[str, Any]:
+    """Declare every parameter of the table on ``node``; return their start-up values."""
+    return {spec.name: node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+            for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The parameters that need a new engine when they change."""
+
+    model: str
+    weights: Optional[str]
+    allow_unverified: bool
+    input_size: Optional[tuple[int, int]]
+    device: str
+    precision: str
+    backend: str
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> 'EngineSettings':
+        """Read the settings from parameter values (0 sizes mean the training size)."""
+        width, height = values['input_width'], values['input_height']
+        return cls(model=values['model'], weights=values['weights'] or None,
+                   allow_unverified=values['allow_unverified_weights'],
+                   input_size=(width, height) if width and height else None,
+                   device=values['device'], precision=values['precision'],
+                   backend=values['backend'])
+
+    def build(self, logger: Any) -> SegmentationEngine:
+        """Load, move and warm up the engine; log where it runs."""
+        if self.device == 'auto' and resolve_device('auto').type == 'cpu':
+            logger.warning('device auto: CUDA is not available, running on the CPU')
+        engine = SegmentationEngine.from_pretrained(
+            self.model, checkpoint=self.weights, allow_unverified=self.allow_unverified,
+            input_size=self.input_size, device=self.device, precision=self.precision,
+            backend=self.backend)
+        engine.warm_up(WARM_UP_FRAMES)
+        width, height = engine.input_size
+        logger.info(f'model {self.model} at {width}x{height} on {engine.device} '
+                    f'({engine.precision}, {engine.backend})')
+        return engine

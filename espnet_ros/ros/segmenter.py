@@ -1,0 +1,238 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""The ``segmenter`` lifecycle node: camera images in; labels, colour and overlay out.
+
+configure loads the model and creates the publishers, activate subscribes to the camera
+and starts the inference thread, deactivate stops both and frees the GPU, cleanup drops
+the model. With ``autostart`` (the default) the node brings itself to active.
+"""
+
+import sys
+import threading
+import time
+from typing import Any, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
+
+from espnet_ros.flow import NewestWins
+from espnet_ros.node_parameters import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
+from espnet_ros.ros.frame_worker import diagnostic_status, Frame, FrameWorker
+from espnet_ros.ros.messages import (camera_qos, class_table_json, describe_qos,
+                                     label_info_message, LATCHED_QOS, OUTPUT_QOS)
+from espnet_ros.ros.parameters import declare_all, EngineSettings
+from espnet_ros.ros.qos_events import incompatible_qos_callbacks
+
+DIAGNOSTICS_PERIOD_S = 1.0
+OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
+                 'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
+                 'camera_info': 'segmentation/camera_info'}
+
+
+class SegmenterNode(LifecycleNode):
+    """Semantic segmentation of a camera stream with an ESPNet-family network."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__('segmenter', **kwargs)
+        self.values = declare_all(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.frames: NewestWins[Frame] = NewestWins()
+        self.worker: Optional[FrameWorker] = None
+        self.publishers_by_output: dict[str, Any] = {}
+        self.subscriptions_active: list[Any] = []
+        self.classes_pub = self.create_publisher(String, 'segmentation/classes', LATCHED_QOS)
+        self.label_info_pub = None
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self._reload_lock = threading.Lock()
+        # Camera callbacks get their own group so that, under the multi-threaded executor of
+        # main(), frames keep coming while a parameter change loads a new model.
+        self.camera_group = MutuallyExclusiveCallbackGroup()
+        # Ctrl-C shuts the context down before destroy_node: stop publishing at once.
+        self.context.on_shutdown(self._stop_worker)
+
+    # Lifecycle transitions -------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load the model and create the output publishers."""
+        try:
+            engine = EngineSettings.from_values(self.values).build(self.get_logger())
+        except Exception as error:  # noqa: B902 - any load failure is reported, not raised
+            self.get_logger().error(f'cannot configure: {error}')
+            return TransitionCallbackReturn.FAILURE
+        self.worker = FrameWorker(self, engine, self.frames)
+        for output, topic in OUTPUT_TOPICS.items():
+            message_type = CameraInfo if output == 'camera_info' else Image
+            self.publishers_by_output[output] = self.create_publisher(
+                message_type, topic, OUTPUT_QOS)
+        self._announce_classes()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the camera and start the inference thread."""
+        self.worker.engine_to_device()
+        self._subscribe()
+        self.worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop taking frames and give the GPU memory back."""
+        self._unsubscribe()
+        self.worker.stop()
+        self.worker.engine_to_host()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Drop the model and the output publishers."""
+        for publisher in self.publishers_by_output.values():
+            self.destroy_publisher(publisher)
+        self.publishers_by_output.clear()
+        self.worker = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything from any state."""
+        self._unsubscribe()
+        self._stop_worker()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        """Stop the inference thread before the node goes."""
+        self._stop_worker()
+        super().destroy_node()
+
+    def _stop_worker(self) -> None:
+        self.frames.close()
+        if self.worker is not None:
+            self.worker.stop()
+
+    # Camera input ------------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        qos = camera_qos(self.values['reliability'])
+        compressed = self.values['input_transport'] == 'compressed'
+        topic, message_type = ('image/compressed', CompressedImage) if compressed else (
+            'image', Image)
+        events = incompatible_qos_callbacks(self, topic, qos)
+        self.subscriptions_active = [
+            self.create_subscription(message_type, topic, self._on_image, qos,
+                                     event_callbacks=events, callback_group=self.camera_group),
+            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
+                                     callback_group=self.camera_group),
+        ]
+        self.get_logger().info(
+            f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
+            f'{describe_qos(qos)})')
+
+    def _unsubscribe(self) -> None:
+        for subscription in self.subscriptions_active:
+            self.destroy_subscription(subscription)
+        self.subscriptions_active = []
+
+    def _on_image(self, message: Any) -> None:
+        self.worker.count_received()
+        self.frames.put(Frame(message, time.monotonic_ns()))
+
+    def _on_camera_info(self, message: CameraInfo) -> None:
+        self.worker.camera_info = message
+
+    # Parameters ----------------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters: list) -> SetParametersResult:
+        changes = {parameter.name: parameter.value for parameter in parameters}
+        for name, value in changes.items():
+            reason = check_parameter(name, value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        proposed = {**self.values, **changes}
+        effects = {spec.effect for spec in PARAMETERS if spec.name in changes}
+        if self.worker is not None and RELOAD in effects:
+            reason = self._reload(proposed)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        self.values = proposed
+        if self.worker is not None and LIVE in effects:
+            self.worker.apply_live(proposed)
+        if self.subscriptions_active and RESUBSCRIBE in effects:
+            self._unsubscribe()
+            self._subscribe()
+        return SetParametersResult(successful=True)
+
+    def _reload(self, proposed: dict[str, Any]) -> Optional[str]:
+        """Build the engine for ``proposed`` beside the running one; swap only if it works."""
+        with self._reload_lock:
+            try:
+                engine = EngineSettings.from_values(proposed).build(self.get_logger())
+            except Exception as error:  # noqa: B902 - refused with the reason, old engine kept
+                self.get_logger().error(f'reload refused, keeping {self.worker.engine.spec.name}'
+                                        f' on {self.worker.engine.device}: {error}')
+                return f'cannot load with the new settings ({error}); kept the old ones'
+            self.worker.swap_engine(engine)
+            self._announce_classes()
+            return None
+
+    # Outputs that are not per frame ----------------------------------------------------
+
+    def _announce_classes(self) -> None:
+        spec = self.worker.engine.spec
+        self.classes_pub.publish(String(data=class_table_json(spec)))
+        label_info = label_info_message(spec, self.worker.last_header_or_empty())
+        if label_info is not None:
+            if self.label_info_pub is None:
+                self.label_info_pub = self.create_publisher(
+                    type(label_info), 'segmentation/label_info', LATCHED_QOS)
+            self.label_info_pub.publish(label_info)
+
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [diagnostic_status(self.worker, self.get_fully_qualified_name())]
+        self.diagnostics_pub.publish(array)
+
+
+def main(args: Optional[list[str]] = None) -> int:
+    """Run the node until shutdown; exit 1 if autostart could not configure it."""
+    rclpy.init(args=args)
+    node = SegmenterNode()
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    status = 0
+    try:
+        if node.values['autostart']:
+            node.trigger_configure()
+            if node.worker is None:
+                status = 1
+            else:
+                node.trigger_activate()
+        if status == 0:
+            executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == '__main__':
+    sys.exit(main())
