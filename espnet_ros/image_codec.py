@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 __all__ = ['DecodedImage', 'EncodedImage', 'ImageFormatError', 'SUPPORTED_ENCODINGS',
-           'decode_compressed', 'decode_image', 'encode_mono8', 'encode_rgb8']
+           'decode_compressed', 'decode_image', 'encode_32fc1', 'encode_mono8', 'encode_rgb8']
 
 BytesLike = Union[bytes, bytearray, memoryview, array.array, np.ndarray]
 
@@ -253,7 +253,7 @@ def _pack(encoding: str, image: np.ndarray) -> EncodedImage:
     # ROS_PYTHON_CHECK_FIELDS=1), where bytes or numpy arrays take a slow per-element path.
     contiguous = np.ascontiguousarray(image)
     data = array.array('B')
-    data.frombytes(contiguous)
+    data.frombytes(contiguous.reshape(-1).view(np.uint8))
     return EncodedImage(encoding, contiguous.strides[0], data)
 
 
@@ -269,3 +269,11 @@ def encode_rgb8(image: np.ndarray) -> EncodedImage:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f'image must be H x W x 3 uint8, got {image.shape} {image.dtype}')
     return _pack('rgb8', image)
+
+
+def encode_32fc1(values: np.ndarray) -> EncodedImage:
+    """Pack an H x W float map as little-endian ('32FC1', step, data) for a sensor_msgs/Image."""
+    if values.ndim != 2 or values.dtype.kind != 'f':
+        raise ValueError(f'values must be an H x W float array, got {values.shape} '
+                         f'{values.dtype}')
+    return _pack('32FC1', values.astype('<f4', copy=False))

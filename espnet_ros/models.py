@@ -33,8 +33,8 @@ import numpy as np
 from torch import nn, Tensor
 
 from espnet_ros import weights
-from espnet_ros.networks import (ESPNet, ESPNetC, espnet_checkpoint_filter,
-                                 ESPNetv2Segmentation, espnetv2_checkpoint_filter)
+from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
+                                 espnetv2_checkpoint_filter, ESPNetv2Segmentation)
 
 MANIFEST = 'manifest.json'
 _LOG = logging.getLogger(__name__)

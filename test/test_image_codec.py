@@ -19,12 +19,13 @@ import subprocess
 import sys
 
 import cv2
-from espnet_ros.image_codec import (decode_compressed, decode_image, DecodedImage,
-                                    encode_mono8, encode_rgb8, ImageFormatError,
-                                    SUPPORTED_ENCODINGS)
 from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
+
+from espnet_ros.image_codec import (decode_compressed, decode_image, DecodedImage,
+                                    encode_32fc1, encode_mono8, encode_rgb8, ImageFormatError,
+                                    SUPPORTED_ENCODINGS)
 
 RNG = np.random.default_rng(7)
 SOLID_RGB = (200, 100, 50)
@@ -382,3 +383,13 @@ def test_random_messages_decode_or_raise_image_format_error(message):
     assert valid
     assert decoded.pixels.shape == (height, width, 3) and decoded.pixels.dtype == np.uint8
     assert decoded.order in ('rgb', 'bgr') and not decoded.pixels.flags.writeable
+
+
+def test_encode_32fc1_round_trips_little_endian() -> None:
+    values = RNG.random((3, 5)).astype(np.float64)
+    encoded = encode_32fc1(values)
+    assert encoded.encoding == '32FC1' and encoded.step == 5 * 4
+    decoded = np.frombuffer(encoded.data, '<f4').reshape(3, 5)
+    assert np.allclose(decoded, values, atol=1e-7)
+    with pytest.raises(ValueError, match='H x W float'):
+        encode_32fc1(np.zeros((2, 2), np.uint8))

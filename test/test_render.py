@@ -14,9 +14,10 @@
 
 """Tests for espnet_ros.render: palette lookup and alpha blending."""
 
-from espnet_ros.render import colorize, overlay
 import numpy as np
 import pytest
+
+from espnet_ros.render import colorize, overlay
 
 RNG = np.random.default_rng(3)
 

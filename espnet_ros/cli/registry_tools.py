@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fetch = subparsers.add_parser(
         'fetch', help='fetch official checkpoints (and sample frames), verifying sha256',
-        description='Download from the authors\' repositories, or copy with --from DIR from a '
+        description="Download from the authors' repositories, or copy with --from DIR from a "
                     'local folder laid out like the official release. Existing verified files '
                     'are kept.')
     fetch.add_argument('--model', action='append', dest='models', metavar='NAME',
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fetch.add_argument('--from', dest='source', type=Path, metavar='DIR',
                        help='copy from this local folder instead of downloading')
     fetch.add_argument('--dest', type=Path, help=f'target folder (default: ${weights.MODELS_ENV}'
-                                                 ', else the source tree\'s models/)')
+                                                 ", else the source tree's models/)")
     fetch.add_argument('--samples', action='store_true',
                        help='also fetch the sample camera frames used by the demo')
     fetch.add_argument('--samples-from', type=Path, metavar='DIR',

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         color = colorize(labels, palette)
         blended = overlay(bgr, color, args.alpha, image_order='bgr')
         cv2.imwrite(str(args.out / f'{path.stem}_labels.png'), labels)
-        cv2.imwrite(str(args.out / f'{path.stem}_color.png'), cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.out / f'{path.stem}_color.png'),
+                    cv2.cvtColor(color, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(args.out / f'{path.stem}_overlay.png'),
                     cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
     print(f'wrote labels, colour and overlay PNGs for {len(images)} images to {args.out}')

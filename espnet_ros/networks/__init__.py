@@ -15,8 +15,8 @@
 
 """ESPNet and ESPNetv2 in pure PyTorch; no ROS import, no I/O."""
 
-from espnet_ros.networks.espnet import ESPNet, ESPNetC, espnet_checkpoint_filter
-from espnet_ros.networks.espnetv2 import ESPNetv2Segmentation, espnetv2_checkpoint_filter
+from espnet_ros.networks.espnet import ESPNet, espnet_checkpoint_filter, ESPNetC
+from espnet_ros.networks.espnetv2 import espnetv2_checkpoint_filter, ESPNetv2Segmentation
 
 __all__ = ['ESPNet', 'ESPNetC', 'espnet_checkpoint_filter', 'ESPNetv2Segmentation',
            'espnetv2_checkpoint_filter']

@@ -33,10 +33,10 @@ from std_msgs.msg import Header
 from espnet_ros.camera_model import scale_intrinsics
 from espnet_ros.engine import SegmentationEngine
 from espnet_ros.flow import LatencyWindow, NewestWins, RateMeter
-from espnet_ros.image_codec import (decode_compressed, decode_image, encode_mono8, encode_rgb8,
-                                    ImageFormatError)
+from espnet_ros.image_codec import (decode_compressed, decode_image, encode_32fc1, encode_mono8,
+                                    encode_rgb8, ImageFormatError)
 from espnet_ros.pipeline import FrameOutputs, OutputRequest, run_frame
-from espnet_ros.ros.messages import float_image, image_message, stamp_ns
+from espnet_ros.ros.messages import image_message, stamp_ns
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
 STOP_TIMEOUT_S = 2.0   # a frame in flight finishes first; the CPU at 1024x512 takes < 1 s
@@ -203,7 +203,7 @@ class FrameWorker:
         packed = {'labels': encode_mono8(outputs.labels) if self._listened('labels') else None,
                   'color': outputs.color is not None and encode_rgb8(outputs.color),
                   'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
-                  'confidence': outputs.confidence is not None and float_image(
+                  'confidence': outputs.confidence is not None and encode_32fc1(
                       outputs.confidence)}
         for output, encoded in packed.items():
             if encoded:

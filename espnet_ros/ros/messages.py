@@ -15,11 +15,9 @@
 
 """Message construction shared by the nodes: images, QoS profiles, the class table."""
 
-import array
 import json
 from typing import Optional
 
-import numpy as np
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
 from sensor_msgs.msg import Image
@@ -84,12 +82,3 @@ def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
     return LabelInfo(header=header, threshold=0.0, class_map=[
         VisionClass(class_id=index, class_name=name)
         for index, name in enumerate(spec.dataset.classes)])
-
-
-def float_image(confidence: np.ndarray) -> EncodedImage:
-    """Pack an H x W float32 map as a little-endian 32FC1 image."""
-    contiguous = np.ascontiguousarray(confidence, dtype='<f4')
-    data = array.array('B')
-    # array.frombytes takes only byte-formatted buffers, so view the floats as bytes.
-    data.frombytes(contiguous.view(np.uint8))
-    return EncodedImage('32FC1', contiguous.strides[0], data)
