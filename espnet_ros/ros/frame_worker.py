@@ -39,7 +39,7 @@ from espnet_ros.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.ros.messages import image_message, stamp_ns
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
-STOP_TIMEOUT_S = 2.0   # a frame in flight finishes first; the CPU at 1024x512 takes < 1 s
+SHUTDOWN_WAIT_S = 1.0  # at shutdown, how long a frame in flight may delay the exit
 WARN_THROTTLE_S = 5.0
 
 
@@ -103,12 +103,18 @@ class FrameWorker:
                                         daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread; a frame in flight is finished first."""
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the thread after the frame in flight, waiting at most ``timeout`` seconds.
+
+        Deactivation waits for the frame (so that a quick re-activation never runs two
+        inference threads) and drops a frame still waiting; shutdown waits only briefly, as
+        the thread is a daemon and the process is ending.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(STOP_TIMEOUT_S)
+            self._thread.join(timeout)
             self._thread = None
+        self.frames.take(timeout=0)
 
     def swap_engine(self, engine: SegmentationEngine) -> None:
         """Replace the engine between two frames."""

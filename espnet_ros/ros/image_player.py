@@ -16,7 +16,8 @@
 """The ``image_player`` node: a folder of images or a video file as a looping camera.
 
 Publishes ``image`` (sensor_msgs/Image, or ``image/compressed`` as JPEG) and
-``camera_info`` at ``rate`` Hz, stamped with the current time. Frames are read and packed
+``camera_info`` at ``rate`` Hz, stamped with the current time, optionally resized to
+``width`` x ``height``. Frames are read and packed
 once, so the player keeps up with fast rates; a video is decoded as it plays.
 """
 
@@ -78,6 +79,9 @@ class ImagePlayerNode(Node):
         self.frame_id = self.declare_parameter('frame_id', 'camera').value
         self.transport = self.declare_parameter('transport', 'raw').value
         fov = self.declare_parameter('horizontal_fov_deg', 60.0).value
+        # 0 keeps each frame's own size; otherwise every frame is resized to width x height.
+        self.size = (self.declare_parameter('width', 0).value,
+                     self.declare_parameter('height', 0).value)
         reliability = self.declare_parameter('reliability', 'best_effort').value
         if rate <= 0 or self.transport not in ('raw', 'compressed'):
             raise ValueError('rate must be > 0 and transport raw or compressed')
@@ -107,6 +111,8 @@ class ImagePlayerNode(Node):
     def _pack(self, bgr: Optional[np.ndarray]) -> object:
         if bgr is None:
             raise ValueError(f'an image in {self.source} cannot be read')
+        if all(self.size) and bgr.shape[1::-1] != self.size:
+            bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
         if self.transport == 'compressed':
             ok, jpeg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             return CompressedImage(format='jpeg', data=jpeg.tobytes()), bgr.shape[:2]

@@ -38,6 +38,7 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from espnet_ros.cli.common import parse_size
 from espnet_ros.ros.messages import OUTPUT_QOS, stamp_ns
 
 STARTUP_TIMEOUT_S = 120.0
@@ -109,6 +110,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--model', default='espnet_p2q8_cityscapes')
     parser.add_argument('--frames', type=int, default=60, help='labelled frames to collect')
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
+    parser.add_argument('--camera-size', type=parse_size, default=(0, 0), metavar='WxH',
+                        help='resize the frames the player publishes (default: as stored)')
     parser.add_argument('--warmup', type=int, default=3, help='first frames left out of figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
@@ -125,7 +128,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     player = subprocess.Popen(node_command('image_player', args.namespace, {
         'source': str(args.source.resolve()), 'rate': float(args.rate),
-        'transport': args.transport}))
+        'transport': args.transport, 'width': args.camera_size[0],
+        'height': args.camera_size[1]}))
     segmenter = subprocess.Popen(node_command('segmenter', args.namespace, {
         'model': args.model, 'device': args.device, 'precision': args.precision,
         'input_transport': args.transport}))

@@ -36,7 +36,8 @@ from std_msgs.msg import String
 
 from espnet_ros.flow import NewestWins
 from espnet_ros.node_parameters import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
-from espnet_ros.ros.frame_worker import diagnostic_status, Frame, FrameWorker
+from espnet_ros.ros.frame_worker import (diagnostic_status, Frame, FrameWorker,
+                                         SHUTDOWN_WAIT_S)
 from espnet_ros.ros.messages import (camera_qos, class_table_json, describe_qos,
                                      label_info_message, LATCHED_QOS, OUTPUT_QOS)
 from espnet_ros.ros.parameters import declare_all, EngineSettings
@@ -123,7 +124,7 @@ class SegmenterNode(LifecycleNode):
     def _stop_worker(self) -> None:
         self.frames.close()
         if self.worker is not None:
-            self.worker.stop()
+            self.worker.stop(SHUTDOWN_WAIT_S)
 
     # Camera input ------------------------------------------------------------------------
 

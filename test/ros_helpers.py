@@ -1,0 +1,351 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Helpers for the tests that run our nodes over real DDS.
+
+A node under test runs as its own process (``python -m espnet_ros.ros.<node> --ros-args``)
+under the session's DDS isolation (conftest.py). The test talks to it through a
+:class:`Probe`: a node in a private rclpy context, spun from the test thread with a deadline
+on every wait, so that a hang fails the test instead of blocking the run.
+"""
+
+import array
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from builtin_interfaces.msg import Time
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter, parameter_value_to_python
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PROFILE = REPO_ROOT / 'config' / 'fastdds_localhost.xml'
+START_TIMEOUT_S = 180.0   # importing torch and loading a model on a busy 2-core machine
+STOP_TIMEOUT_S = 10.0
+SERVICE_TIMEOUT_S = 120.0  # a parameter change that reloads the model answers when loaded
+SPIN_STEP_S = 0.02
+# Reliable with some depth: a test counts every output, a slow spin must not lose any.
+RECORD_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# Bytes per pixel of the encodings the tests send, and the channel order the node sees.
+SENT_ENCODINGS = {'rgb8': (3, 'rgb'), 'bgr8': (3, 'bgr'), 'mono8': (1, 'rgb'),
+                  'rgba8': (4, 'rgb')}
+
+
+def child_env(weights_dir: Optional[Path]) -> dict[str, str]:
+    """Return the environment of a node process: the session's DDS isolation, our weights."""
+    profile = os.environ.get('FASTRTPS_DEFAULT_PROFILES_FILE', '')
+    # Refuse to start a participant that could talk to the LAN (conftest.py sets these).
+    assert Path(profile).resolve() == PROFILE.resolve(), (
+        f'FASTRTPS_DEFAULT_PROFILES_FILE is {profile!r}, not {PROFILE}: DDS is not isolated')
+    assert os.environ.get('ROS_DOMAIN_ID'), 'ROS_DOMAIN_ID is not set: DDS is not isolated'
+    env = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+    if weights_dir is not None:
+        env['ESPNET_ROS_MODELS'] = str(weights_dir)
+    return env
+
+
+def parameter_text(value: Any) -> str:
+    """Return ``value`` as the YAML text of a ``-p name:=value`` argument, type preserved."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, float):
+        text = repr(value)
+        assert '.' in text and 'e' not in text, f'{value} would not read back as a double'
+        return text
+    if isinstance(value, str) and value == '':
+        return "''"
+    return str(value)
+
+
+class NodeProcess:
+    """One of our nodes as a child process; its output goes to a log file shown on failure."""
+
+    def __init__(self, executable: str, parameters: dict[str, Any], *, log_dir: Path,
+                 weights_dir: Optional[Path] = None, remaps: Sequence[tuple[str, str]] = (),
+                 namespace: str = '') -> None:
+        self.command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args']
+        if namespace:
+            self.command += ['-r', f'__ns:={namespace}']
+        for source, target in remaps:
+            self.command += ['-r', f'{source}:={target}']
+        for name, value in parameters.items():
+            self.command += ['-p', f'{name}:={parameter_text(value)}']
+        self.log_path = log_dir / f'{executable}{namespace.replace("/", "_")}.log'
+        self._log = open(self.log_path, 'w')
+        self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, env=child_env(weights_dir),
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        """Return what the node printed so far."""
+        return self.log_path.read_text(errors='replace')
+
+    def running(self) -> bool:
+        """Tell whether the process is still alive."""
+        return self.process.poll() is None
+
+    def describe(self) -> str:
+        """Return the command, exit status and log, for assertion messages."""
+        status = 'running' if self.running() else f'exited with {self.process.returncode}'
+        return f'{" ".join(self.command)}\n({status}) log:\n{self.log()[-6000:]}'
+
+    def stop(self) -> Optional[int]:
+        """Interrupt the node like Ctrl-C, kill it if it hangs; return its exit status."""
+        if self.running():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def stamp_of(header: Header) -> int:
+    """Return a header's stamp in nanoseconds."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def header_at(stamp_ns: int, frame_id: str) -> Header:
+    """Return a header stamped at ``stamp_ns``."""
+    return Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
+                  frame_id=frame_id)
+
+
+def camera_image(rgb: np.ndarray, encoding: str, header: Header,
+                 row_padding: int = 0) -> Image:
+    """Return ``rgb`` as a sensor_msgs/Image in ``encoding``, rows padded by junk bytes."""
+    height, width = rgb.shape[:2]
+    if encoding == 'bgr8':
+        pixels = rgb[..., ::-1]
+    elif encoding == 'mono8':
+        pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    elif encoding == 'rgba8':
+        pixels = np.dstack([rgb, np.full((height, width), 200, np.uint8)])
+    else:
+        pixels = rgb
+    row_bytes = width * SENT_ENCODINGS[encoding][0]
+    # Junk in the padding catches a reader that ignores ``step``.
+    rows = np.full((height, row_bytes + row_padding), 0xA5, np.uint8)
+    rows[:, :row_bytes] = pixels.reshape(height, row_bytes)
+    message = Image(header=header, height=height, width=width, encoding=encoding,
+                    is_bigendian=0, step=row_bytes + row_padding)
+    message.data = array.array('B', rows.tobytes())
+    return message
+
+
+def as_seen_by_node(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, str]:
+    """Return the H x W x 3 pixels and channel order the node decodes from camera_image()."""
+    if encoding == 'bgr8':
+        return np.ascontiguousarray(rgb[..., ::-1]), 'bgr'
+    if encoding == 'mono8':
+        return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2), 'rgb'
+    return rgb, 'rgb'
+
+
+def image_array(message: Image) -> np.ndarray:
+    """Return an output image as numpy: mono8 H x W, rgb8 H x W x 3, 32FC1 H x W float32."""
+    channels, dtype = {'mono8': (1, np.uint8), 'rgb8': (3, np.uint8),
+                       '32FC1': (1, np.dtype('>f4' if message.is_bigendian else '<f4'))}[
+                           message.encoding]
+    row_bytes = message.width * channels * np.dtype(dtype).itemsize
+    assert message.step >= row_bytes, f'step {message.step} < row of {row_bytes} bytes'
+    assert len(message.data) == message.step * message.height, 'data is not step * height'
+    rows = np.frombuffer(message.data, np.uint8).reshape(message.height, message.step)
+    pixels = np.ascontiguousarray(rows[:, :row_bytes]).view(dtype)
+    return pixels.reshape((message.height, message.width, channels)[:2 if channels == 1 else 3])
+
+
+def parameter_msgs(values: dict[str, Any]) -> list:
+    """Return rcl_interfaces/Parameter messages, typed from the Python values."""
+    return [Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
+
+
+def diagnostic_values(message: DiagnosticArray, node: str) -> Optional[dict[str, str]]:
+    """Return the key/values of ``node``'s status in a diagnostics message, or None."""
+    for status in message.status:
+        if status.name == f'{node}: segmentation':
+            return {item.key: item.value for item in status.values}
+    return None
+
+
+class WaitTimeout(AssertionError):
+    """A wait of :meth:`Probe.spin_until` ran past its deadline."""
+
+
+class Recorder:
+    """Every message on a topic, with its arrival time (system clock, ns)."""
+
+    def __init__(self, probe: 'Probe', message_type: Any, topic: str,
+                 qos: QoSProfile = RECORD_QOS) -> None:
+        self.topic = topic
+        self.messages: list[tuple[int, Any]] = []
+        self.subscription = probe.node.create_subscription(
+            message_type, topic, lambda message: self.messages.append((time.time_ns(), message)),
+            qos)
+
+    def with_stamp(self, stamp_ns: int) -> list[Any]:
+        """Return the messages whose header carries ``stamp_ns``."""
+        return [message for _, message in self.messages if stamp_of(message.header) == stamp_ns]
+
+
+class Probe:
+    """The test's own node, in a private rclpy context."""
+
+    def __init__(self, name: str) -> None:
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.watched: list[NodeProcess] = []
+        self._clients: dict[tuple[Any, str], Any] = {}
+
+    def close(self) -> None:
+        """Destroy the node and shut the context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+    def spin_for(self, seconds: float) -> None:
+        """Run callbacks for ``seconds``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=min(SPIN_STEP_S, max(end - time.monotonic(), 0)))
+
+    def spin_until(self, condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
+        """Run callbacks until ``condition()`` is truthy and return it; fail past the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = condition()
+            if result:
+                return result
+            for process in self.watched:
+                assert process.running(), f'node died while waiting for {what}:\n' + \
+                    process.describe()
+            if time.monotonic() > deadline:
+                logs = '\n'.join(process.describe() for process in self.watched)
+                raise WaitTimeout(f'timed out after {timeout_s:.0f} s waiting for {what}\n'
+                                  + logs)
+            self.executor.spin_once(timeout_sec=SPIN_STEP_S)
+
+    def record(self, message_type: Any, topic: str, qos: QoSProfile = RECORD_QOS) -> Recorder:
+        """Subscribe to ``topic`` and keep what arrives."""
+        return Recorder(self, message_type, topic, qos)
+
+    def forget(self, recorders: Iterable[Recorder]) -> None:
+        """Unsubscribe recorders (the node then stops rendering outputs nobody listens to)."""
+        for recorder in recorders:
+            self.node.destroy_subscription(recorder.subscription)
+
+    def call_async(self, service_type: Any, name: str, request: Any) -> Future:
+        """Send a service request once the service is up; return the future of its answer."""
+        if (service_type, name) not in self._clients:
+            self._clients[service_type, name] = self.node.create_client(service_type, name)
+        client = self._clients[service_type, name]
+        self.spin_until(client.service_is_ready, START_TIMEOUT_S, f'service {name}')
+        return client.call_async(request)
+
+    def call(self, service_type: Any, name: str, request: Any,
+             timeout_s: float = SERVICE_TIMEOUT_S) -> Any:
+        """Call a service and return its response."""
+        future = self.call_async(service_type, name, request)
+        self.spin_until(future.done, timeout_s, f'the answer of {name}')
+        return future.result()
+
+    def set_parameters_async(self, node: str, values: dict[str, Any]) -> Future:
+        """Start setting parameters of ``node`` at once; the future's answer has ``result``."""
+        return self.call_async(SetParametersAtomically, f'{node}/set_parameters_atomically',
+                               SetParametersAtomically.Request(parameters=parameter_msgs(values)))
+
+    def set_parameters(self, node: str, values: dict[str, Any], *,
+                       atomically: bool = False) -> list[SetParametersResult]:
+        """Set parameters of ``node`` through its parameter service; return each result."""
+        if atomically:
+            future = self.set_parameters_async(node, values)
+            self.spin_until(future.done, SERVICE_TIMEOUT_S, f'{node} to set {values}')
+            return [future.result().result]
+        response = self.call(SetParameters, f'{node}/set_parameters',
+                             SetParameters.Request(parameters=parameter_msgs(values)))
+        return list(response.results)
+
+    def get_parameters(self, node: str, names: Sequence[str]) -> dict[str, Any]:
+        """Return the current values of parameters of ``node``."""
+        response = self.call(GetParameters, f'{node}/get_parameters',
+                             GetParameters.Request(names=list(names)))
+        return {name: parameter_value_to_python(value)
+                for name, value in zip(names, response.values)}
+
+    def change_state(self, node: str, transition: int) -> bool:
+        """Ask lifecycle node ``node`` for a transition; return whether it succeeded."""
+        response = self.call(ChangeState, f'{node}/change_state',
+                             ChangeState.Request(transition=Transition(id=transition)))
+        return response.success
+
+    def lifecycle_state(self, node: str) -> str:
+        """Return the label of lifecycle node ``node``'s current state."""
+        return self.call(GetState, f'{node}/get_state', GetState.Request()).current_state.label
+
+
+def send_until_answered(probe: Probe, publish: Callable[[int], None],
+                        recorders: dict[str, Recorder], timeout_s: float = 90.0,
+                        retry_s: float = 3.0) -> tuple[int, dict[str, Any]]:
+    """Publish frames until every recorder holds an output of one of them.
+
+    ``publish(stamp_ns)`` sends one frame stamped ``stamp_ns`` (increasing wall-clock time,
+    as the node drops frames whose stamp goes backwards). A frame may be dropped (newest wins)
+    or processed before the node has seen every subscriber, so a new frame follows every
+    ``retry_s``. Returns the answered frame's stamp and one output per recorder for it.
+    """
+    sent: list[int] = []
+
+    def answered() -> Optional[tuple[int, dict[str, Any]]]:
+        for stamp in reversed(sent):
+            outputs = {name: recorder.with_stamp(stamp) for name, recorder in recorders.items()}
+            if all(outputs.values()):
+                assert all(len(found) == 1 for found in outputs.values()), (
+                    f'outputs published twice for one frame: '
+                    f'{ {name: len(found) for name, found in outputs.items()} }')
+                return stamp, {name: found[0] for name, found in outputs.items()}
+        return None
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sent.append(time.time_ns())
+        publish(sent[-1])
+        try:
+            return probe.spin_until(answered, min(retry_s, deadline - time.monotonic()),
+                                    'outputs')
+        except WaitTimeout:
+            pass
+    raise AssertionError(f'no frame of {len(sent)} sent got all of {sorted(recorders)} within '
+                         f'{timeout_s:.0f} s\n'
+                         + '\n'.join(process.describe() for process in probe.watched))
