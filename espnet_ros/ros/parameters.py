@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
 from espnet_ros.engine import resolve_device, SegmentationEngine
@@ -42,10 +43,22 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
+class ParameterStartupError(ValueError):
+    """A start-up parameter value of the wrong type or out of range."""
+
+
 def declare_all(node: Node) -> dict[str, Any]:
     """Declare every parameter of the table on ``node``; return their start-up values."""
-    return {spec.name: node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
-            for spec in PARAMETERS}
+    values = {}
+    for spec in PARAMETERS:
+        try:
+            values[spec.name] = node.declare_parameter(spec.name, spec.default,
+                                                       descriptor(spec)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as error:
+            hint = ' (write floats with a decimal point, e.g. 5.0)' if isinstance(
+                error, InvalidParameterTypeException) and isinstance(spec.default, float) else ''
+            raise ParameterStartupError(f'parameter {spec.name}: {error}{hint}') from None
+    return values
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from espnet_ros.ros.frame_worker import (diagnostic_status, Frame, FrameWorker,
                                          SHUTDOWN_WAIT_S)
 from espnet_ros.ros.messages import (camera_qos, class_table_json, describe_qos,
                                      label_info_message, LATCHED_QOS, OUTPUT_QOS)
-from espnet_ros.ros.parameters import declare_all, EngineSettings
+from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos_events import incompatible_qos_callbacks
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -213,7 +213,12 @@ class SegmenterNode(LifecycleNode):
 def main(args: Optional[list[str]] = None) -> int:
     """Run the node until shutdown; exit 1 if autostart could not configure it."""
     rclpy.init(args=args)
-    node = SegmenterNode()
+    try:
+        node = SegmenterNode()
+    except ParameterStartupError as error:
+        rclpy.logging.get_logger('segmenter').fatal(str(error))
+        rclpy.try_shutdown()
+        return 1
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     status = 0
