@@ -45,6 +45,7 @@ setup(
             'segmenter = espnet_ros.ros.segmenter:main',
             'image_player = espnet_ros.ros.image_player:main',
             'espnet-ros-live = espnet_ros.ros.live_run:main',
+            'espnet-ros-soak = espnet_ros.ros.soak:main',
         ],
     },
 )

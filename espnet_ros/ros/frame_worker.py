@@ -16,14 +16,16 @@
 """The inference thread of the segmenter: takes the newest frame, publishes its outputs.
 
 It runs off the executor thread so that camera callbacks never wait for the network. Bad
-frames are dropped with a throttled warning and counted for the diagnostics; the thread
-carries on with the next frame.
+frames are dropped with a warning, throttled per kind of problem, and counted for the
+diagnostics; the thread carries on with the next frame.
 """
 
 from dataclasses import dataclass
+import math
+import re
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
@@ -39,8 +41,11 @@ from espnet_ros.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.ros.messages import image_message, stamp_ns
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
-SHUTDOWN_WAIT_S = 1.0  # at shutdown, how long a frame in flight may delay the exit
+SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
 WARN_THROTTLE_S = 5.0
+MAX_PROBLEM_KINDS = 64
+# Numbers and quoted names differ between frames with the same kind of problem.
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\d[\d,.]*")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,33 @@ class Frame:
 
     message: Any
     received_ns: int
+
+
+class ProblemLog:
+    """Warnings throttled per kind of problem, so that one noisy kind hides no other.
+
+    The first warning of a kind is logged at once; more of that kind within ``period_s`` are
+    only counted, and the next one logged says how many were left out.
+    """
+
+    def __init__(self, warn: Callable[[str], None], period_s: float = WARN_THROTTLE_S) -> None:
+        self._warn = warn
+        self._period_s = period_s
+        self._kinds: dict[str, tuple[float, int]] = {}  # kind: (last logged, left out since)
+
+    def warning(self, text: str) -> None:
+        """Log ``text`` unless a warning of its kind was logged less than a period ago."""
+        kind = _VARYING.sub('#', text)
+        if kind not in self._kinds and len(self._kinds) >= MAX_PROBLEM_KINDS:
+            kind = ''  # a stream of ever new kinds (made-up encodings) shares one throttle
+        now = time.monotonic()
+        logged, left_out = self._kinds.get(kind, (-math.inf, 0))
+        if now - logged < self._period_s:
+            self._kinds[kind] = (logged, left_out + 1)
+            return
+        self._kinds[kind] = (now, 0)
+        self._warn(text + (f' ({left_out} more like it since the last such warning)'
+                           if left_out else ''))
 
 
 @dataclass
@@ -73,6 +105,7 @@ class FrameWorker:
         self.frames = frames
         self.camera_info: Optional[CameraInfo] = None
         self.counters = Counters()
+        self.problem_log = ProblemLog(node.get_logger().warning)
         self.problems_reported = 0
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
@@ -164,7 +197,7 @@ class FrameWorker:
     def _problem(self, counter: str, text: str) -> None:
         setattr(self.counters, counter, getattr(self.counters, counter) + 1)
         self.counters.last_problem = text
-        self.node.get_logger().warning(text, throttle_duration_sec=WARN_THROTTLE_S)
+        self.problem_log.warning(text)
 
     def _process(self, frame: Frame) -> None:
         message = frame.message

@@ -16,16 +16,19 @@
 """ROS declarations of the parameter table, and the engine settings they describe."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
+import warnings
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
 from espnet_ros.engine import resolve_device, SegmentationEngine
-from espnet_ros.node_parameters import PARAMETERS, ParameterSpec, STARTUP
+from espnet_ros.node_parameters import check_parameter, PARAMETERS, ParameterSpec, STARTUP
 
 WARM_UP_FRAMES = 2
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
@@ -44,7 +47,7 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
 
 
 class ParameterStartupError(ValueError):
-    """A start-up parameter value of the wrong type or out of range."""
+    """A start-up parameter value of the wrong type, out of range or not one of the choices."""
 
 
 def declare_all(node: Node) -> dict[str, Any]:
@@ -58,6 +61,10 @@ def declare_all(node: Node) -> dict[str, Any]:
             hint = ' (write floats with a decimal point, e.g. 5.0)' if isinstance(
                 error, InvalidParameterTypeException) and isinstance(spec.default, float) else ''
             raise ParameterStartupError(f'parameter {spec.name}: {error}{hint}') from None
+        # ROS checks types and ranges only; choices, devices and model names are ours.
+        reason = check_parameter(spec.name, values[spec.name])
+        if reason:
+            raise ParameterStartupError(f'parameter {spec.name}: {reason}')
     return values
 
 
@@ -87,10 +94,19 @@ class EngineSettings:
         """Load, move and warm up the engine; log where it runs."""
         if self.device == 'auto' and resolve_device('auto').type == 'cpu':
             logger.warning('device auto: CUDA is not available, running on the CPU')
-        engine = SegmentationEngine.from_pretrained(
-            self.model, checkpoint=self.weights, allow_unverified=self.allow_unverified,
-            input_size=self.input_size, device=self.device, precision=self.precision,
-            backend=self.backend)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('default')
+            engine = SegmentationEngine.from_pretrained(
+                self.model, checkpoint=self.weights, allow_unverified=self.allow_unverified,
+                input_size=self.input_size, device=self.device, precision=self.precision,
+                backend=self.backend)
+        for warning in caught:
+            # Ours (an unverified checkpoint loaded anyway) belong in the ROS log and /rosout.
+            if Path(warning.filename).is_relative_to(PACKAGE_DIR):
+                logger.warning(str(warning.message))
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename,
+                                     warning.lineno)
         engine.warm_up(WARM_UP_FRAMES)
         width, height = engine.input_size
         logger.info(f'model {self.model} at {width}x{height} on {engine.device} '

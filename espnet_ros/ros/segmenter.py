@@ -20,10 +20,11 @@ and starts the inference thread, deactivate stops both and frees the GPU, cleanu
 the model. With ``autostart`` (the default) the node brings itself to active.
 """
 
+import os
 import sys
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -210,8 +211,8 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub.publish(array)
 
 
-def main(args: Optional[list[str]] = None) -> int:
-    """Run the node until shutdown; exit 1 if autostart could not configure it."""
+def run(args: Optional[list[str]] = None) -> int:
+    """Run the node until shutdown; return 1 if it could not start, else 0."""
     rclpy.init(args=args)
     try:
         node = SegmenterNode()
@@ -233,12 +234,38 @@ def main(args: Optional[list[str]] = None) -> int:
             executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: B902 - narrowed below
+        # A signal can invalidate the context while the executor builds its wait set; rclpy
+        # then raises RCLError instead of ExternalShutdownException.
+        if node.context.ok():
+            raise
     finally:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        # A signal shuts the context down in C, which leaves rcl's log file to be flushed at
+        # interpreter exit, which main() skips; rclpy has no public call for this. Older
+        # rclpy (Humble) may lack either call: then the interpreter's exit does the work.
+        if hasattr(node.context, '_logging_fini'):
+            node.context._logging_fini()
+        # Remove the DDS participant now, so that peers see it go at once.
+        if hasattr(node.context, 'destroy'):
+            node.context.destroy()
     return status
 
 
+def main(args: Optional[list[str]] = None) -> NoReturn:
+    """Run the node, then end the process with its status.
+
+    Everything ROS holds is released in :func:`run`. The interpreter's own teardown is
+    skipped: with torch loaded it takes about a second, and a frame still in the network
+    would have its thread pools destroyed under it.
+    """
+    status = run(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

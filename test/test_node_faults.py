@@ -1,0 +1,356 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Faults around the segmenter: bad start-up settings, QoS, cameras, subscribers, shutdown.
+
+Start-up failures must end the process with status 1 and a message that says what to fix,
+never a traceback. At run time the node must survive a camera or a subscriber coming and
+going, say why an incompatible camera sends nothing, keep its last working engine when a
+reload fails (here a real out-of-memory error, the CPU twin of a CUDA one), and stop within
+about a second of Ctrl-C even with a slow frame in flight.
+"""
+
+from pathlib import Path
+import resource
+import shutil
+import signal
+import subprocess
+import time
+from typing import Any, Iterator
+
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess, Probe,
+                         Recorder, send_until_answered, START_TIMEOUT_S)
+from sensor_msgs.msg import Image
+import torch
+
+from espnet_ros.models import get_spec, registry
+from espnet_ros.weights import read_state_dict
+
+MODEL = 'espnet_p2q3_cityscapes'
+BASE = {'model': MODEL, 'input_width': 256, 'input_height': 128, 'device': 'cpu',
+        'precision': 'fp32', 'publish_color': False, 'publish_overlay': False}
+CAMERA_SIZE = (160, 120)
+RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+SHUTDOWN_BOUND_S = 2.0   # the target is 1 s; a loaded 2-core machine gets some slack
+
+
+def no_traceback(node: NodeProcess) -> None:
+    """Fail if the node printed a Python traceback."""
+    assert 'Traceback' not in node.log(), node.describe()
+
+
+@pytest.fixture(scope='module')
+def probe() -> Iterator[Probe]:
+    """Return the test's node."""
+    probe = Probe('faults_probe')
+    yield probe
+    probe.close()
+
+
+@pytest.fixture(scope='module')
+def scene() -> np.ndarray:
+    """Return a camera frame (RGB)."""
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (CAMERA_SIZE[1], CAMERA_SIZE[0], 3), dtype=np.uint8)
+
+
+def sender(publisher: Any, rgb: np.ndarray) -> Any:
+    """Return ``publish(stamp)`` for well-formed frames."""
+    return lambda stamp: publisher.publish(camera_image(rgb, 'rgb8', header_at(stamp, 'cam')))
+
+
+# Start-up ------------------------------------------------------------------------------
+
+def checkpoint_copy(weights_dir: Path, into: Path, model: str = MODEL) -> Path:
+    """Copy ``model``'s official checkpoint into ``into``; return the copy."""
+    target = into / Path(get_spec(model).checkpoint).name
+    shutil.copyfile(weights_dir / get_spec(model).checkpoint, target)
+    return target
+
+
+def truncated(weights_dir: Path, into: Path) -> Path:
+    """Return a copy of the checkpoint cut to half its size."""
+    path = checkpoint_copy(weights_dir, into)
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    return path
+
+
+def retrained(weights_dir: Path, into: Path) -> Path:
+    """Return the checkpoint with every tensor nudged, as fine-tuning would leave it."""
+    state = read_state_dict(weights_dir / get_spec(MODEL).checkpoint)
+    path = into / 'retrained.pth'
+    torch.save({key: value * 1.01 if value.is_floating_point() else value
+                for key, value in state.items()}, path)
+    return path
+
+
+SHA = get_spec(MODEL).sha256
+# id: (parameters given the weights and a files folder, what the log must say; {files} is
+# that folder)
+START_FAILURES = {
+    'unknown model': (lambda w, t: {'model': 'espnet_p9q9_cityscapes'},
+                      ["unknown model 'espnet_p9q9_cityscapes'", 'known models:',
+                       *registry()]),
+    'truncated checkpoint': (lambda w, t: {'weights': str(truncated(w, t))},
+                             [f'expected {SHA}', 'truncated', '{files}']),
+    'checkpoint of another model': (
+        lambda w, t: {'weights': str(checkpoint_copy(w, t, 'espnet_p2q5_cityscapes'))},
+        [f'expected {SHA}', '{files}']),
+    'wrong architecture, unverified allowed': (
+        lambda w, t: {'weights': str(checkpoint_copy(w, t, 'espnet_p2q5_cityscapes')),
+                      'allow_unverified_weights': True},
+        [f'does not fit model {MODEL}', '{files}']),
+    # The node is given an empty models folder: it says how to fetch, and downloads nothing.
+    'checkpoint not installed': (lambda w, t: {},
+                                 ['not found in', f'expected sha256 {SHA}', 'espnet-ros fetch']),
+    'cuda without CUDA': (lambda w, t: {'device': 'cuda'}, ['CUDA is not available']),
+    'overlay_alpha out of range': (lambda w, t: {'overlay_alpha': 2.0},
+                                   ['overlay_alpha', '2.0']),
+    'input_width not an integer': (lambda w, t: {'input_width': 'wide'},
+                                   ['input_width', 'wide']),
+    'unknown output_resolution': (lambda w, t: {'output_resolution': 'sideways'},
+                                  ['output_resolution', 'sideways', 'input, network']),
+    'unknown reliability': (lambda w, t: {'reliability': 'sometimes'},
+                            ['reliability', 'sometimes', 'best_effort, reliable']),
+}
+
+
+@pytest.fixture(scope='module')
+def failed_starts(weights_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[dict[str, tuple[NodeProcess, Path]]]:
+    """Start every bad configuration at once (they are independent); yield them by case."""
+    nodes = {}
+    for index, (name, (parameters, _)) in enumerate(START_FAILURES.items()):
+        files = tmp_path_factory.mktemp('start')
+        models = files if name == 'checkpoint not installed' else weights_dir
+        nodes[name] = NodeProcess('segmenter', {**BASE, **parameters(weights_dir, files)},
+                                  namespace=f'/start{index}', weights_dir=models,
+                                  log_dir=files), files
+    yield nodes
+    for node, _ in nodes.values():
+        node.stop()
+
+
+@pytest.mark.parametrize('case', list(START_FAILURES))
+def test_bad_configuration_fails_at_start_up(failed_starts: dict, case: str) -> None:
+    """Status 1, a message naming what is wrong and what was expected, no traceback."""
+    node, files = failed_starts[case]
+    try:
+        status = node.process.wait(START_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f'{case}: the node did not exit\n{node.describe()}')
+    assert status == 1, node.describe()
+    for text in START_FAILURES[case][1]:
+        text = text.replace('{files}', str(files))
+        assert text in node.log(), f'{case}: {text!r} missing\n{node.describe()}'
+    no_traceback(node)
+
+
+def test_auto_device_and_unverified_weights_run_with_warnings(
+        probe: Probe, scene: np.ndarray, weights_dir: Path, tmp_path: Path) -> None:
+    """With device auto the CPU is used; an unverified checkpoint loads if allowed; both warn."""
+    weights = retrained(weights_dir, tmp_path)
+    node = NodeProcess('segmenter', {**BASE, 'device': 'auto', 'weights': str(weights),
+                                     'allow_unverified_weights': True},
+                       namespace='/unverified', weights_dir=weights_dir, log_dir=tmp_path)
+    probe.watched.append(node)
+    camera = probe.node.create_publisher(Image, '/unverified/image', qos_profile_sensor_data)
+    labels = probe.record(Image, '/unverified/segmentation/labels')
+    try:
+        probe.spin_until(camera.get_subscription_count, START_TIMEOUT_S, 'the node to start')
+        send_until_answered(probe, sender(camera, scene), {'labels': labels})
+    finally:
+        probe.watched.remove(node)
+        probe.forget([labels])
+        probe.node.destroy_publisher(camera)
+        status = node.stop()
+    assert status == 0, node.describe()
+    log = node.log()
+    assert 'CUDA is not available, running on the CPU' in log, log
+    assert str(weights) in log and 'allow_unverified' in log, log
+    no_traceback(node)
+
+
+# Run time --------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def segmenter(probe: Probe, weights_dir: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """Start a node whose camera subscription is reliable."""
+    node = NodeProcess('segmenter', {**BASE, 'reliability': 'reliable'}, namespace='/faults',
+                       weights_dir=weights_dir, log_dir=tmp_path_factory.mktemp('faults'))
+    probe.watched.append(node)
+    try:
+        probe.spin_until(lambda: probe.node.count_subscribers('/faults/image'),
+                         START_TIMEOUT_S, 'the node to subscribe')
+        yield node
+    finally:
+        probe.watched.remove(node)
+        status = node.stop()
+    assert status == 0, node.describe()
+    no_traceback(node)
+
+
+@pytest.fixture
+def labels(probe: Probe, segmenter: NodeProcess) -> Iterator[Recorder]:
+    """Return a recorder of the node's labels, for one test."""
+    recorder = probe.record(Image, '/faults/segmentation/labels')
+    yield recorder
+    probe.forget([recorder])
+
+
+def test_incompatible_camera_qos_is_reported(probe: Probe, segmenter: NodeProcess) -> None:
+    """A best-effort camera and a reliable subscription: a warning names topic and both QoS."""
+    camera = probe.node.create_publisher(Image, '/faults/image', qos_profile_sensor_data)
+    try:
+        wanted = ['incompatible QoS on /faults/image', 'requests reliable',
+                  'offers best_effort', 'reliability']
+        probe.spin_until(lambda: all(text in segmenter.log() for text in wanted), 30.0,
+                         'the incompatible QoS warning')
+        assert camera.get_subscription_count() == 0
+    finally:
+        probe.node.destroy_publisher(camera)
+
+
+def test_camera_stops_and_comes_back(probe: Probe, segmenter: NodeProcess, scene: np.ndarray,
+                                     labels: Recorder) -> None:
+    """Outputs stop with the camera and resume when a new camera publisher appears."""
+    for _ in range(2):
+        camera = probe.node.create_publisher(Image, '/faults/image', RELIABLE)
+        try:
+            probe.spin_until(camera.get_subscription_count, 30.0, 'the camera to match')
+            send_until_answered(probe, sender(camera, scene), {'labels': labels})
+        finally:
+            probe.node.destroy_publisher(camera)
+        probe.spin_until(lambda: not probe.node.count_publishers('/faults/image'), 10.0,
+                         'the camera to go')
+        quiet = len(labels.messages)
+        probe.spin_for(1.0)
+        assert len(labels.messages) == quiet
+    assert segmenter.running()
+
+
+def test_subscribers_come_and_go(probe: Probe, segmenter: NodeProcess,
+                                 scene: np.ndarray) -> None:
+    """Frames are still processed while nobody listens; each new subscriber gets labels."""
+    camera = probe.node.create_publisher(Image, '/faults/image', RELIABLE)
+    diagnostics = probe.record(DiagnosticArray, '/diagnostics')
+
+    def processed_after(after_ns: int) -> Any:
+        for arrival, message in reversed(diagnostics.messages):
+            values = diagnostic_values(message, '/faults/segmenter')
+            if values is not None and arrival > after_ns:
+                return int(values['frames processed']) + 1  # truthy, even for 0 frames
+        return None
+
+    try:
+        probe.spin_until(camera.get_subscription_count, 30.0, 'the camera to match')
+        for _ in range(3):
+            labels = probe.record(Image, '/faults/segmentation/labels')
+            send_until_answered(probe, sender(camera, scene), {'labels': labels})
+            probe.forget([labels])
+            probe.spin_until(lambda: not probe.node.count_subscribers(
+                '/faults/segmentation/labels'), 10.0, 'the subscriber to go')
+            heard = time.time_ns()
+            before = probe.spin_until(lambda: processed_after(heard), 10.0, 'diagnostics')
+            for _ in range(5):
+                sender(camera, scene)(time.time_ns())
+                probe.spin_for(0.15)
+            unheard = time.time_ns()
+            after = probe.spin_until(lambda: processed_after(unheard), 10.0, 'diagnostics')
+            assert after - before >= 3, f'{after - before} of 5 frames processed unheard'
+    finally:
+        probe.forget([diagnostics])
+        probe.node.destroy_publisher(camera)
+    assert segmenter.running()
+
+
+def test_failed_reload_keeps_the_last_working_configuration(
+        probe: Probe, segmenter: NodeProcess, scene: np.ndarray, labels: Recorder) -> None:
+    """CUDA missing, or memory running out at a new resolution: refused, old engine serves."""
+    camera = probe.node.create_publisher(Image, '/faults/image', RELIABLE)
+    node, names = '/faults/segmenter', ['device', 'input_width', 'input_height']
+    pid = segmenter.process.pid
+    try:
+        probe.spin_until(camera.get_subscription_count, 30.0, 'the camera to match')
+        send_until_answered(probe, sender(camera, scene), {'labels': labels})
+        before = probe.get_parameters(node, names)
+        result = probe.set_parameters(node, {'device': 'cuda'})[0]
+        assert not result.successful and 'CUDA is not available' in result.reason, result
+        # Cap the node's address space just above what it uses: a 4096 x 4096 network
+        # cannot be allocated, which is what a CUDA out-of-memory error is on a GPU.
+        size_kb = int(next(line.split()[1] for line in Path(f'/proc/{pid}/status').read_text()
+                           .splitlines() if line.startswith('VmSize:')))
+        resource.prlimit(pid, resource.RLIMIT_AS, (size_kb * 1024 + 2 ** 30,
+                                                   resource.RLIM_INFINITY))
+        try:
+            result = probe.set_parameters(node, {'input_width': 4096, 'input_height': 4096},
+                                          atomically=True)[0]
+        finally:
+            resource.prlimit(pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)
+        assert not result.successful, 'a 4096 x 4096 network fitted in 1 GB'
+        assert 'allocate' in result.reason and 'kept the old' in result.reason, result.reason
+        assert probe.get_parameters(node, names) == before
+        _, got = send_until_answered(probe, sender(camera, scene), {'labels': labels})
+        assert (got['labels'].width, got['labels'].height) == CAMERA_SIZE
+        assert 'reload refused, keeping espnet_p2q3_cityscapes on cpu' in segmenter.log()
+    finally:
+        probe.node.destroy_publisher(camera)
+    assert segmenter.running()
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_mid_inference_exits_quickly(probe: Probe, scene: np.ndarray,
+                                                 weights_dir: Path, tmp_path: Path,
+                                                 signum: int) -> None:
+    """A slow model busy on a stream of frames exits with status 0 about a second after."""
+    node = NodeProcess('segmenter', {**BASE, 'model': 'espnet_p2q8_cityscapes',
+                                     'input_width': 1024, 'input_height': 512},
+                       namespace='/slow', weights_dir=weights_dir, log_dir=tmp_path)
+    probe.watched.append(node)
+    camera = probe.node.create_publisher(Image, '/slow/image', qos_profile_sensor_data)
+    labels = probe.record(Image, '/slow/segmentation/labels')
+    timer = None
+    try:
+        probe.spin_until(camera.get_subscription_count, START_TIMEOUT_S, 'the node to start')
+        send_until_answered(probe, sender(camera, scene), {'labels': labels})
+        # 20 Hz against a model that needs a large part of a second per frame: the worker
+        # starts the next frame as soon as it published one, so it is always mid-inference.
+        timer = probe.node.create_timer(0.05, lambda: sender(camera, scene)(time.time_ns()))
+        count = len(labels.messages)
+        probe.spin_until(lambda: len(labels.messages) > count, 60.0, 'a streamed frame')
+        probe.spin_for(0.1)
+        probe.watched.remove(node)
+        signalled = time.monotonic()
+        node.process.send_signal(signum)
+        while node.running() and time.monotonic() - signalled < 10.0:
+            probe.spin_for(0.01)
+        took = time.monotonic() - signalled
+    finally:
+        if timer is not None:
+            probe.node.destroy_timer(timer)
+        probe.forget([labels])
+        probe.node.destroy_publisher(camera)
+        if node in probe.watched:
+            probe.watched.remove(node)
+        status = node.stop()
+    print(f'{signal.Signals(signum).name} to exit: {took:.2f} s')
+    assert status == 0, node.describe()
+    assert took < SHUTDOWN_BOUND_S, f'exit took {took:.2f} s\n{node.describe()}'
+    no_traceback(node)
