@@ -182,7 +182,7 @@ def decode_image(encoding: str, height: int, width: int, step: int, data: BytesL
         raise ImageFormatError(f'image is {width}x{height} (width x height); both must be > 0')
     if max_pixels is not None and width * height > max_pixels:
         raise ImageFormatError(f'image has {width * height:,} pixels ({width}x{height}), '
-                               f'more than max_pixels={max_pixels:,}')
+                               f'more than the limit of {max_pixels:,} (max_pixels)')
     pixel_bytes, rows = _layout(encoding, width, height)
     if step < width * pixel_bytes:
         raise ImageFormatError(f'step {step} is smaller than a row of {width} px x '
@@ -243,7 +243,7 @@ def decode_compressed(fmt: str, data: BytesLike, *,
     height, width = bgr.shape[:2]
     if max_pixels is not None and width * height > max_pixels:
         raise ImageFormatError(f'image has {width * height:,} pixels ({width}x{height}), '
-                               f'more than max_pixels={max_pixels:,}')
+                               f'more than the limit of {max_pixels:,} (max_pixels)')
     return _frozen(bgr, 'bgr')
 
 

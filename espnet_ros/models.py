@@ -215,12 +215,12 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
         path = resolve_checkpoint(spec, weights_dir=Path(weights_dir) if weights_dir else None)
     else:
         path = Path(checkpoint)
-        try:
+        if not allow_unverified or not path.is_file():
             weights.verify(path, spec.sha256, how_to_fetch=how_to_fetch(spec))
-        except weights.CheckpointError as error:
-            if not allow_unverified or not path.is_file():
-                raise
-            warnings.warn(f'{error} Loading it anyway (allow_unverified), weights only.')
+        elif (actual := weights.sha256_of(path)) != spec.sha256:
+            warnings.warn(f'checkpoint {path} is not the official {spec.name} checkpoint '
+                          f'(sha256 {actual}, the manifest has {spec.sha256}); loading it '
+                          'because allow_unverified is set, weights only')
     network = spec.build()
     state = FAMILIES[spec.family].checkpoint_filter(weights.read_state_dict(path))
     try:
