@@ -16,19 +16,32 @@
 """How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
 
 Each runner maps an N x 3 x H x W float batch on the engine's device to logits. What each
-one does to be fast, and why it is kept (``espnet-ros bench`` measures every variant against
-the eager fp32 baseline, with label agreement):
+one does to be fast (``espnet-ros bench`` measures every variant against the eager fp32
+baseline in one interleaved run, with label agreement; figures in the README):
 
-* batch norms folded into the convolutions before them (one op less per unit);
-* channels-last memory, which oneDNN and cuDNN convolutions prefer;
-* ``torch.compile`` (optional: tens of seconds of start-up for a smaller gain than ORT);
+* batch norms folded into the convolutions before them: one pass over memory less per unit
+  (most of ESPNet's batch norms follow concatenations and stay; ESPNetv2 loses 47 of 67);
+* channels-last memory: oneDNN and cuDNN run convolutions in it without reordering every
+  input and output, and the arg-max over classes reads it contiguously. On the 2-core
+  AVX-512 CPU, folding plus channels-last made the whole frame 1.4-2x faster than eager;
+  neither hurt ESPNetv2's depth-wise convolutions (each alone helped a little);
+* ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
+  sums, concatenations): ESPNet 2.4x over eager, but seconds to a minute of start-up, so
+  it is never picked by 'auto';
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
-* ONNX Runtime on the CPU: its graph optimiser fuses the small ops PyTorch runs one by one.
+* ONNX Runtime on the CPU, its worker threads told not to spin (spinning threads took the
+  cores from everything else in the process: eager PyTorch beside them ran 10x slower).
+
+``auto`` is PyTorch. Over the whole frame, ONNX Runtime was ahead only for the small
+ESPNetv2 models (s0.5 at 512x256: 49 against 63 ms) and behind for ESPNet (47 against
+40 ms at 512x256: its dilated convolutions are slow there) and the large ESPNetv2 (s2.0 at
+1024x512: 282 against 240 ms).
 """
 
 import copy
 import io
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
+import warnings
 
 import torch
 from torch import nn
@@ -48,8 +61,13 @@ def onnxruntime_available() -> bool:
     return True
 
 
+def cpu_bf16_supported() -> bool:
+    """Return True if oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Return the backend for ``auto``: ONNX Runtime on the CPU if installed, else PyTorch."""
+    """Return the backend to use; ``auto`` is PyTorch (see the module docstring)."""
     if backend not in BACKENDS:
         raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
     if backend == 'onnxruntime' and device.type != 'cpu':
@@ -57,9 +75,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
                          '(or export the model and run it with TensorRT)')
     if backend == 'onnxruntime' and not onnxruntime_available():
         raise ValueError('backend onnxruntime asked for, but onnxruntime is not installed')
-    if backend != 'auto':
-        return backend
-    return 'onnxruntime' if device.type == 'cpu' and onnxruntime_available() else 'torch'
+    return 'torch' if backend == 'auto' else backend
 
 
 @torch.no_grad()
@@ -86,14 +102,40 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
 
 def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
                 target: Optional[io.IOBase] = None) -> bytes:
-    """Export ``network`` (CPU, fp32, eval) to ONNX for W x H inputs with a dynamic batch."""
+    """Export ``network`` to ONNX for W x H inputs, dynamic batch; return the bytes.
+
+    A folded fp32 CPU copy is exported (opset 17, TorchScript exporter), so that ONNX
+    Runtime and TensorRT get plain Conv nodes. Sizes computed from the input shape become
+    constants, which is why H and W are fixed; the tracer's warnings about that are expected.
+    (The newer torch.export-based exporter needs onnxscript, which this package does not
+    depend on; the TorchScript one warns that it is deprecated.)
+    """
     width, height = input_size
+    model = fold_batch_norms(copy.deepcopy(network).eval().float().cpu())
     example = torch.zeros(batch, 3, height, width)
     buffer = target if target is not None else io.BytesIO()
-    torch.onnx.export(network, example, buffer, opset_version=ONNX_OPSET, dynamo=False,
-                      input_names=['image'], output_names=['logits'],
-                      dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(model, example, buffer, opset_version=ONNX_OPSET, dynamo=False,
+                          input_names=['image'], output_names=['logits'],
+                          dynamic_axes={'image': {0: 'batch'}, 'logits': {0: 'batch'}})
     return buffer.getvalue() if isinstance(buffer, io.BytesIO) else b''
+
+
+def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
+    """Return an ONNX Runtime CPU session for a serialised model or an .onnx path."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    # Idle workers spin by default, taking the cores from the rest of the frame (decoding,
+    # resizing, rendering) and from PyTorch in the same process.
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.add_session_config_entry('session.inter_op.allow_spinning', '0')
+    return onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
 class TorchRunner:
@@ -102,14 +144,19 @@ class TorchRunner:
     def __init__(self, network: nn.Module, *, device: torch.device, dtype: torch.dtype,
                  compile_network: bool = False, cuda_graph: bool = False,
                  channels_last: bool = True, fold: bool = True) -> None:
+        """Prepare a private copy of ``network`` on ``device`` in ``dtype``."""
         network = copy.deepcopy(network).eval()
         if fold:
             fold_batch_norms(network)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(device, dtype, memory_format=self.memory_format)
         self.device = device
-        self.forward: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(self.network) if compile_network else self.network)
+        self.forward: Callable[[torch.Tensor], torch.Tensor] = self.network
+        if compile_network:
+            # Frozen weights let inductor constant-fold them; on the CPU a C++ wrapper calls
+            # the kernels without Python in between (2.0x -> 2.4x over eager for ESPNet).
+            options = {'freezing': True, 'cpp_wrapper': device.type == 'cpu'}
+            self.forward = torch.compile(self.network, dynamic=False, options=options)
         self.use_cuda_graph = cuda_graph and device.type == 'cuda'
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
@@ -157,20 +204,16 @@ class OnnxRuntimeRunner:
 
     def __init__(self, network: nn.Module, *, input_size: tuple[int, int],
                  threads: Optional[int] = None) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        model = export_onnx(copy.deepcopy(network).eval().float().cpu(), input_size)
-        self.session = onnxruntime.InferenceSession(model, options,
-                                                    providers=['CPUExecutionProvider'])
+        """Export ``network`` for W x H inputs and open a session on it."""
+        self.session = onnx_session(export_onnx(network, input_size), threads=threads)
         self.device = torch.device('cpu')
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Return logits for a CPU float32 batch."""
+        """Return channels-last logits for a CPU float32 batch, like :class:`TorchRunner`."""
         logits, = self.session.run(None, {'image': batch.float().contiguous().numpy()})
-        return torch.from_numpy(logits)
+        # The arg-max over classes that follows reads channels-last memory contiguously;
+        # on NCHW it took longer than this copy and itself together.
+        return torch.from_numpy(logits).contiguous(memory_format=torch.channels_last)
 
     def release(self) -> None:
         """Nothing to free: the session lives in host memory."""
@@ -183,12 +226,18 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 
 
 def build_runner(network: nn.Module, *, backend: str, device: torch.device,
-                 dtype: torch.dtype, input_size: tuple[int, int]) -> Runner:
-    """Return the runner for a resolved backend (see :func:`resolve_backend`)."""
+                 dtype: torch.dtype, input_size: tuple[int, int], fold: bool = True,
+                 channels_last: bool = True, cuda_graph: Optional[bool] = None) -> Runner:
+    """Return the runner for a resolved backend (see :func:`resolve_backend`).
+
+    ``fold`` and ``channels_last`` apply to PyTorch; ``cuda_graph`` defaults to on for CUDA.
+    The benchmark turns them off one by one to show each one's gain.
+    """
     if backend == 'onnxruntime':
         if dtype != torch.float32:
             raise ValueError('backend onnxruntime runs fp32 only')
         return OnnxRuntimeRunner(network, input_size=input_size)
     return TorchRunner(network, device=device, dtype=dtype,
                        compile_network=backend == 'torch-compile',
-                       cuda_graph=device.type == 'cuda')
+                       cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,
+                       channels_last=channels_last, fold=fold)

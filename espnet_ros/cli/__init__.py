@@ -19,12 +19,12 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import evaluate, registry_tools, segment
+from espnet_ros.cli import bench, evaluate, export, registry_tools, segment
 from espnet_ros.engine import EngineConfigError
 from espnet_ros.models import UnknownModelError
 from espnet_ros.weights import CheckpointError
 
-SUBCOMMANDS = (segment, evaluate, registry_tools)
+SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
 # Errors a user can fix from the message alone: no traceback for these.
 USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
                ValueError)

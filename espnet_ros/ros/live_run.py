@@ -56,6 +56,8 @@ class Probe(Node):
         self.keep_overlays = keep_overlays
         self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
         self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
+        # Subscribed so that the node renders what the in-process comparison renders.
+        self.create_subscription(Image, 'segmentation/color', lambda _: None, OUTPUT_QOS)
 
     def _on_labels(self, message: Image) -> None:
         now = self.get_clock().now().nanoseconds
@@ -120,7 +122,30 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--save', type=int, default=3, help='overlays to save')
     parser.add_argument('--json', type=Path, help='write the figures here')
     parser.add_argument('--namespace', default='/live')
+    parser.add_argument('--compare-engine', action='store_true',
+                        help='afterwards, time the same per-frame work in-process and report '
+                             'the node latency as a multiple of it')
     return parser.parse_args(argv)
+
+
+def engine_frame_ms(args: argparse.Namespace, repeats: int) -> float:
+    """Return the median in-process time of the node's per-frame work on the same frames."""
+    from espnet_ros.benchmark import camera_message, frame_path
+    from espnet_ros.cli.common import list_images, read_bgr
+    from espnet_ros.engine import SegmentationEngine
+
+    engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
+                                                precision=args.precision)
+    frames = [read_bgr(path) for path in list_images([args.source])[:repeats]]
+    messages = [camera_message(frame, tuple(args.camera_size) if all(args.camera_size)
+                               else frame.shape[1::-1]) for frame in frames]
+    frame_path(engine, messages[0])
+    times = []
+    for index in range(repeats):
+        started = time.perf_counter()
+        frame_path(engine, messages[index % len(messages)])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -163,6 +188,12 @@ def main(argv: Optional[list[str]] = None) -> int:
           f'{args.rate:g} Hz: processed {results["rate_hz"]:.2f} Hz, latency stamp->labels '
           f'median {results["latency_median_ms"]:.1f} ms, p99 {results["latency_p99_ms"]:.1f}'
           f' ms' + (f'; overlays in {args.out}' if args.out else ''))
+    if args.compare_engine:
+        results['engine_frame_median_ms'] = engine_frame_ms(args, max(10, args.frames // 2))
+        results['node_over_engine'] = (results['latency_median_ms']
+                                       / results['engine_frame_median_ms'])
+        print(f'in-process per-frame work {results["engine_frame_median_ms"]:.1f} ms: node '
+              f'latency over DDS is {results["node_over_engine"]:.2f}x that')
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + '\n')
     return 0

@@ -1,0 +1,303 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Speed of each fast path against the eager fp32 baseline, measured in one run; no ROS.
+
+For one model, network size and device, every :class:`Variant` is built as an engine and
+timed twice per repetition: the network alone (a preprocessed batch to logits) and the
+whole frame path of the node (rgb8 message bytes -> :func:`decode_image` -> :func:`run_frame`
+with colour and overlay -> mono8/rgb8 messages). Repetitions go round-robin over the
+variants, starting one further each round, so that load from other processes hits every
+variant alike; only figures from the same run are compared.
+
+Agreement is the fraction of pixels whose label equals the baseline's, over real images at
+the network resolution. ``host_peak_mb`` is the rise of the process's peak resident memory
+(VmHWM, reset before each variant) while the variant is built and warmed up: its own copy
+of the weights, compiled code or ONNX session, activations and allocator growth; the Python
+runtime and the loaded checkpoint are not in it. ``gpu_peak_mb`` is
+``torch.cuda.max_memory_allocated`` over the same span.
+"""
+
+import array
+import ctypes
+from dataclasses import dataclass, replace
+import gc
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from espnet_ros.backends import cpu_bf16_supported, onnxruntime_available
+from espnet_ros.engine import SegmentationEngine
+from espnet_ros.image_codec import decode_image, encode_mono8, encode_rgb8
+from espnet_ros.models import ModelSpec
+from espnet_ros.pipeline import OutputRequest, run_frame
+
+KINDS = ('network', 'frame')
+FRAME_REQUEST = OutputRequest(color=True, overlay=True)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the network: backend, precision and PyTorch options."""
+
+    label: str
+    device: str  # 'cpu' or 'cuda'
+    backend: str  # 'torch', 'torch-compile' or 'onnxruntime'
+    precision: str = 'fp32'
+    fold: bool = True
+    channels_last: bool = True
+    cuda_graph: bool = False
+    host_preprocess: bool = False  # CUDA: resize and normalise on the CPU, upload floats
+
+    @property
+    def is_baseline(self) -> bool:
+        """Return True for plain eager fp32 PyTorch, the authors' way."""
+        return (self.backend, self.precision, self.fold, self.channels_last,
+                self.cuda_graph, self.host_preprocess) == ('torch', 'fp32', False, False,
+                                                           False, False)
+
+
+def baseline(device: str) -> Variant:
+    """Return eager fp32 PyTorch with no folding and NCHW memory on ``device``."""
+    return Variant('eager fp32 (baseline)', device, 'torch', fold=False, channels_last=False)
+
+
+def default_variants(device: str, *, compile_network: bool = False) -> list[Variant]:
+    """Return the baseline and every fast path worth measuring on ``device``."""
+    if device == 'cpu':
+        found = [baseline('cpu'),
+                 Variant('torch fp32 fold', 'cpu', 'torch', channels_last=False),
+                 Variant('torch fp32 channels-last', 'cpu', 'torch', fold=False),
+                 Variant('torch fp32 fold+cl', 'cpu', 'torch'),
+                 Variant('torch bf16 fold+cl', 'cpu', 'torch', 'bf16'),
+                 Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
+        compiled = [Variant('torch-compile fp32', 'cpu', 'torch-compile'),
+                    Variant('torch-compile bf16', 'cpu', 'torch-compile', 'bf16')]
+    else:
+        graph = Variant('torch fp16 fold+cl+graph', device, 'torch', 'fp16', cuda_graph=True)
+        found = [baseline(device),
+                 Variant('torch fp32 fold+cl', device, 'torch'),
+                 Variant('torch fp16 fold+cl', device, 'torch', 'fp16'),
+                 graph,
+                 replace(graph, label='torch fp16 graph, CPU preprocessing',
+                         host_preprocess=True),
+                 Variant('torch bf16 fold+cl+graph', device, 'torch', 'bf16', cuda_graph=True)]
+        compiled = [replace(graph, label='torch-compile fp16 graph', backend='torch-compile')]
+    return found + (compiled if compile_network else [])
+
+
+def unavailable(variant: Variant) -> Optional[str]:
+    """Return why ``variant`` cannot run on this machine, or None if it can."""
+    if variant.device.startswith('cuda') and not torch.cuda.is_available():
+        return 'CUDA is not available'
+    if variant.device == 'cpu' and variant.precision == 'bf16' and not cpu_bf16_supported():
+        return 'this CPU has no native bf16 (AVX512-BF16 or AMX)'
+    if variant.backend == 'onnxruntime' and not onnxruntime_available():
+        return 'onnxruntime is not installed'
+    return None
+
+
+def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
+                 size: tuple[int, int]) -> SegmentationEngine:
+    """Return an engine that runs ``network`` the way ``variant`` says."""
+    return SegmentationEngine(spec, network, input_size=size, device=variant.device,
+                              precision=variant.precision, backend=variant.backend,
+                              preprocess_on_device=not variant.host_preprocess,
+                              runner_options={'fold': variant.fold,
+                                              'channels_last': variant.channels_last,
+                                              'cuda_graph': variant.cuda_graph})
+
+
+def count_flops(network: nn.Module, size: tuple[int, int]) -> int:
+    """Return the floating-point operations of one W x H frame through ``network``."""
+    width, height = size
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        network(torch.zeros(1, 3, height, width))
+    return int(counter.get_total_flops())
+
+
+def camera_message(image_bgr: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
+    """Return the fields of an rgb8 sensor_msgs/Image of ``image_bgr`` resized to W x H."""
+    rgb = cv2.cvtColor(cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA),
+                       cv2.COLOR_BGR2RGB)
+    data = array.array('B')  # what rclpy hands a callback
+    data.frombytes(rgb.tobytes())
+    return {'encoding': 'rgb8', 'height': size[1], 'width': size[0], 'step': 3 * size[0],
+            'data': data}
+
+
+def frame_path(engine: SegmentationEngine, message: dict[str, Any]) -> None:
+    """Run one camera message through the node's per-frame work, outputs packed."""
+    image = decode_image(message['encoding'], message['height'], message['width'],
+                         message['step'], message['data'])
+    outputs = run_frame(engine, image, FRAME_REQUEST)
+    encode_mono8(outputs.labels)
+    encode_rgb8(outputs.color)
+    encode_rgb8(outputs.overlay)
+
+
+def _status_kib(field: str) -> Optional[int]:
+    try:
+        with open('/proc/self/status') as status:
+            for line in status:
+                if line.startswith(field + ':'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Return freed heap to the system and reset VmHWM to the current RSS (Linux >= 4.0)."""
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+        with open('/proc/self/clear_refs', 'w') as clear_refs:
+            clear_refs.write('5')
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+def _synchronised(device: torch.device, call: Callable[[], Any]) -> Callable[[], Any]:
+    if device.type != 'cuda':
+        return call
+
+    def run() -> Any:
+        result = call()
+        torch.cuda.synchronize(device)
+        return result
+    return run
+
+
+@dataclass
+class Prepared:
+    """A built variant with its timed calls and what was measured while building it."""
+
+    variant: Variant
+    engine: SegmentationEngine
+    calls: dict[str, Callable[[], Any]]
+    host_peak_mb: Optional[float]
+    gpu_peak_mb: Optional[float]
+    times_ms: dict[str, list[float]]
+
+
+def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[int, int],
+            message: dict[str, Any], warmup: int) -> Prepared:
+    """Build ``variant``, warm it up, and note the memory that took."""
+    cuda = variant.device.startswith('cuda')
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    reset = _reset_peak_rss()
+    before = _status_kib('VmRSS')
+    engine = build_engine(spec, network, variant, size)
+    image = decode_image(message['encoding'], message['height'], message['width'],
+                         message['step'], message['data'])
+    batch = engine.preprocess([image.pixels], image.order)
+    calls = {'network': _synchronised(engine.device, lambda: engine.infer(batch)),
+             'frame': _synchronised(engine.device, lambda: frame_path(engine, message))}
+    for _ in range(max(warmup, 1)):
+        for call in calls.values():
+            call()
+    peak = _status_kib('VmHWM')
+    host_mb = (peak - before) / 1024 if reset and peak and before else None
+    gpu_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None
+    return Prepared(variant, engine, calls, host_mb, gpu_mb, {kind: [] for kind in KINDS})
+
+
+def time_round_robin(prepared: Sequence[Prepared], repeats: int) -> None:
+    """Time every variant's calls ``repeats`` times, interleaved, into ``times_ms``."""
+    for round_index in range(repeats):
+        start = round_index % len(prepared)
+        for item in list(prepared[start:]) + list(prepared[:start]):
+            for kind, call in item.calls.items():
+                began = time.perf_counter()
+                call()
+                item.times_ms[kind].append((time.perf_counter() - began) * 1e3)
+
+
+def network_labels(engine: SegmentationEngine, images: Sequence[np.ndarray]) -> list:
+    """Return the engine's labels at the network resolution for BGR ``images``."""
+    return [engine.segment(image, order='bgr', output_resolution='network').labels
+            for image in images]
+
+
+def agreement(labels: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
+    """Return the fraction of pixels of ``labels`` equal to ``reference``."""
+    equal = sum(int((mine == theirs).sum()) for mine, theirs in zip(labels, reference))
+    return equal / sum(theirs.size for theirs in reference)
+
+
+def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, kind: str,
+         baseline_ms: float) -> dict[str, Any]:
+    variant, times = item.variant, np.asarray(item.times_ms[kind])
+    median = float(np.median(times))
+    return {
+        'model': spec.name, 'size': f'{size[0]}x{size[1]}', 'device': variant.device,
+        'precision': variant.precision, 'backend': variant.backend, 'variant': variant.label,
+        'kind': kind, 'median_ms': median, 'p99_ms': float(np.percentile(times, 99)),
+        'mean_ms': float(times.mean()), 'fps': 1e3 / median, 'speedup': baseline_ms / median,
+        'host_peak_mb': item.host_peak_mb, 'gpu_peak_mb': item.gpu_peak_mb,
+        'fold': variant.fold, 'channels_last': variant.channels_last,
+        'cuda_graph': variant.cuda_graph,
+        'preprocessing': 'host' if variant.host_preprocess or variant.device == 'cpu'
+        else 'device', 'repeats': len(times), 'threads': torch.get_num_threads()}
+
+
+def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
+        variants: Sequence[Variant], *, images: Sequence[np.ndarray],
+        camera_size: tuple[int, int], repeats: int, warmup: int,
+        log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Measure ``variants`` of ``network`` at ``size``; return one row per variant and kind.
+
+    ``images`` are BGR uint8 frames: the first, resized to ``camera_size``, is the camera
+    frame; all of them are used for agreement. Variants that cannot run are logged and
+    skipped; without a runnable baseline nothing is measured.
+    """
+    message = camera_message(images[0], camera_size)
+    prepared = []
+    for variant in variants:
+        reason = unavailable(variant)
+        if reason is None:
+            try:
+                prepared.append(prepare(spec, network, variant, size, message, warmup))
+            except Exception as error:  # a fast path that fails here is reported, not fatal
+                reason = f'{type(error).__name__}: {error}'
+        if reason is not None:
+            log(f'skipped {variant.label} on {variant.device}: {reason}')
+    base = next((item for item in prepared if item.variant.is_baseline), None)
+    if base is None:
+        log(f'no baseline for {spec.name} at {size[0]}x{size[1]}: nothing measured')
+        return []
+    reference = network_labels(base.engine, images)
+    agreements = {id(item): agreement(network_labels(item.engine, images), reference)
+                  for item in prepared}
+    time_round_robin(prepared, repeats)
+    flops = count_flops(network, size)
+    params = sum(parameter.numel() for parameter in network.parameters())
+    rows = []
+    for item in prepared:
+        for kind in KINDS:
+            row = _row(spec, size, item, kind, float(np.median(base.times_ms[kind])))
+            row.update(agreement=agreements[id(item)], flops=flops, params=params,
+                       camera=f'{camera_size[0]}x{camera_size[1]}',
+                       agreement_pixels=sum(labels.size for labels in reference))
+            rows.append(row)
+    return rows

@@ -1,0 +1,213 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""``espnet-ros bench``: every fast path against eager fp32 PyTorch, in one run."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from espnet_ros import benchmark
+from espnet_ros.cli.common import DEFAULT_MODEL, list_images, parse_size, read_bgr
+from espnet_ros.engine import check_input_size, resolve_device
+from espnet_ros.models import get_spec, load
+
+SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
+CAMVID_FRAMES = 4
+TORCH_BACKENDS = ('torch', 'torch-compile', 'onnxruntime')
+
+EPILOG = """\
+Each variant is timed on the network alone (preprocessed batch to logits) and on the whole
+frame path of the node (rgb8 bytes, decoding, preprocessing, network, arg-max, resizing the
+labels back, colour and overlay rendering, packing the output messages). Repetitions are
+interleaved over the variants so that load from other processes hits all of them alike;
+compare only figures from one run. Agreement: fraction of pixels labelled as the eager fp32
+baseline labels them, on real images at the network resolution. p99: 99th percentile of the
+runs (with 30 runs, close to the slowest one). host MB: rise of the peak resident memory
+while the variant was built and warmed up (the first one built, the baseline, also pays for
+one-off allocations); GPU MB: torch.cuda.max_memory_allocated over the same span.
+
+example: espnet-ros bench --model espnet_p2q8_cityscapes --size 512x256 --device cpu \\
+             --json bench.json --plot bench.png --markdown
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand."""
+    parser = subparsers.add_parser(
+        'bench', help='speed of every fast path against eager fp32 PyTorch',
+        description='Measure models x sizes x devices x precisions x backends: median and p99 '
+                    'latency, frames per second, speed-up and label agreement against the '
+                    'eager fp32 baseline, peak memory, FLOPs.',
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--model', action='append', help=f'registry name, repeatable '
+                        f'(default {DEFAULT_MODEL})')
+    parser.add_argument('--size', action='append', type=parse_size,
+                        help='network input WxH, repeatable (default: training resolution)')
+    parser.add_argument('--device', action='append', choices=('cpu', 'cuda', 'auto'),
+                        help='repeatable (default auto: cuda if available, else cpu)')
+    parser.add_argument('--backend', action='append', choices=TORCH_BACKENDS,
+                        help='only these backends (the baseline always runs)')
+    parser.add_argument('--precision', action='append', choices=('fp32', 'fp16', 'bf16'),
+                        help='only these precisions (the baseline always runs)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also measure torch.compile (tens of seconds per model)')
+    parser.add_argument('--repeats', type=int, default=30, help='timed runs per variant')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed runs per variant')
+    parser.add_argument('--camera', type=parse_size, default=(1024, 512),
+                        help='camera frame WxH for the frame path (default 1024x512)')
+    parser.add_argument('--images', nargs='+', type=Path,
+                        help=f'images or folders for agreement (default: {SHARED_DATA} '
+                             'Cityscapes sample and a few CamVid val frames)')
+    parser.add_argument('--weights-dir', type=Path, help='folder of the official checkpoints')
+    parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
+    parser.add_argument('--plot', type=Path, help='bar chart of frames per second (PNG)')
+    parser.add_argument('--markdown', action='store_true', help="print the README's table")
+    parser.set_defaults(run=run)
+
+
+def agreement_images(paths: Optional[Sequence[Path]]) -> list[np.ndarray]:
+    """Return BGR images for agreement: the given ones, else the shared Cityscapes/CamVid."""
+    if paths:
+        return [read_bgr(path) for path in list_images(paths)]
+    found = sorted((SHARED_DATA / 'cityscapes').glob('*.png'))
+    camvid = sorted((SHARED_DATA / 'camvid' / 'val').glob('*.png'))
+    found += camvid[::max(len(camvid) // CAMVID_FRAMES, 1)][:CAMVID_FRAMES]
+    if not found:
+        raise FileNotFoundError(f'no images for agreement in {SHARED_DATA}; pass --images')
+    return [read_bgr(path) for path in found]
+
+
+def select_variants(device: str, args: argparse.Namespace) -> list[benchmark.Variant]:
+    """Return the baseline plus the variants the filters keep."""
+    compile_network = args.compile or 'torch-compile' in (args.backend or ())
+    return [variant for variant in benchmark.default_variants(device,
+                                                              compile_network=compile_network)
+            if variant.is_baseline or (
+                (not args.backend or variant.backend in args.backend)
+                and (not args.precision or variant.precision in args.precision))]
+
+
+def _pair(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Return (network row, frame row) per variant, in measuring order."""
+    frames = {(r['model'], r['size'], r['device'], r['variant']): r
+              for r in rows if r['kind'] == 'frame'}
+    return [(r, frames[r['model'], r['size'], r['device'], r['variant']])
+            for r in rows if r['kind'] == 'network']
+
+
+def _mb(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.0f}'
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    """Print one aligned block per model, size and device."""
+    header = ('variant', 'net ms', 'net p99', 'net fps', 'net x', 'frame ms', 'frame p99',
+              'frame fps', 'frame x', 'agree %', 'host MB', 'GPU MB')
+    lines = [[net['variant'], f'{net["median_ms"]:.1f}', f'{net["p99_ms"]:.1f}',
+              f'{net["fps"]:.1f}', f'{net["speedup"]:.2f}', f'{frame["median_ms"]:.1f}',
+              f'{frame["p99_ms"]:.1f}', f'{frame["fps"]:.1f}', f'{frame["speedup"]:.2f}',
+              f'{100 * net["agreement"]:.2f}', _mb(net['host_peak_mb']),
+              _mb(net['gpu_peak_mb'])] for net, frame in _pair(rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+    previous = None
+    for (net, _), line in zip(_pair(rows), lines):
+        config = (net['model'], net['size'], net['device'])
+        if config != previous:
+            print(f'\n{net["model"]} at {net["size"]} on {net["device"]}: '
+                  f'{net["flops"] / 1e9:.2f} GFLOP per frame, {net["params"]:,} parameters, '
+                  f'camera {net["camera"]}, {net["repeats"]} runs, {net["threads"]} threads')
+            print('  '.join(h.rjust(w) if i else h.ljust(w)
+                            for i, (h, w) in enumerate(zip(header, widths))))
+            previous = config
+        print('  '.join(c.rjust(w) if i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(line, widths))))
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Return the README table: one line per variant, network and frame path side by side."""
+    lines = ['| device | model | resolution | precision | backend | network ms | network fps '
+             '| frame ms | frame fps | speed-up network / frame | agreement |',
+             '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for net, frame in _pair(rows):
+        lines.append(
+            f'| {net["device"]} | {net["model"]} | {net["size"]} | {net["precision"]} '
+            f'| {net["variant"]} | {net["median_ms"]:.1f} | {net["fps"]:.1f} '
+            f'| {frame["median_ms"]:.1f} | {frame["fps"]:.1f} '
+            f'| {net["speedup"]:.2f}x / {frame["speedup"]:.2f}x '
+            f'| {100 * net["agreement"]:.2f}% |')
+    return '\n'.join(lines)
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Save a bar chart of frames per second, network and frame path, per configuration."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    configs: dict[tuple[str, str, str], list] = {}
+    for net, frame in _pair(rows):
+        configs.setdefault((net['model'], net['size'], net['device']), []).append((net, frame))
+    figure, axes = plt.subplots(len(configs), 1, squeeze=False,
+                                figsize=(10, 1.5 + 0.6 * max(map(len, configs.values())) *
+                                         len(configs)))
+    for axis, ((model, size, device), pairs) in zip(axes[:, 0], configs.items()):
+        positions = np.arange(len(pairs))
+        axis.barh(positions - 0.2, [net['fps'] for net, _ in pairs], 0.4, label='network')
+        axis.barh(positions + 0.2, [frame['fps'] for _, frame in pairs], 0.4,
+                  label='whole frame')
+        axis.set_yticks(positions, [net['variant'] for net, _ in pairs])
+        axis.invert_yaxis()
+        # Room on the right for the legend.
+        axis.set_xlim(0, 1.3 * max(max(net['fps'], frame['fps']) for net, frame in pairs))
+        axis.set_xlabel('frames per second')
+        axis.set_title(f'{model} at {size} on {device}')
+        axis.legend(loc='lower right')
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Measure every requested configuration, print and write the results."""
+    if args.repeats < 1 or args.warmup < 0:
+        raise ValueError('--repeats must be at least 1 and --warmup at least 0')
+    images = agreement_images(args.images)
+    # An unavailable cuda stays in: each of its variants is then skipped with the reason.
+    devices = [resolve_device(device).type if device == 'auto' else device
+               for device in dict.fromkeys(args.device or ['auto'])]
+    rows: list[dict[str, Any]] = []
+    for name in args.model or [DEFAULT_MODEL]:
+        spec = get_spec(name)
+        network = load(name, args.weights_dir)
+        for size in args.size or [spec.input_size]:
+            check_input_size(spec, size)
+            for device in devices:
+                rows += benchmark.run(spec, network, size, select_variants(device, args),
+                                      images=images, camera_size=args.camera,
+                                      repeats=args.repeats, warmup=args.warmup)
+    print_table(rows)
+    if args.markdown:
+        print('\n' + markdown(rows))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2) + '\n')
+    if args.plot:
+        plot(rows, args.plot)
+    return 0 if rows else 1
