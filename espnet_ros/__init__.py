@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""ESPNet-family semantic segmentation for ROS 2 cameras.
+"""
+ESPNet-family semantic segmentation for ROS 2 cameras.
 
 Everything in this package but the ``*_node`` modules imports no ROS, so the networks, the
 engine, image conversion and rendering run and test on their own.

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
+"""
+How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
 
 Each runner maps an N x 3 x H x W float batch on the engine's device to logits. What each
 one does to be fast (``espnet-ros bench`` measures every variant against the eager fp32
@@ -80,7 +81,8 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 @torch.no_grad()
 def fold_batch_norms(network: nn.Module) -> nn.Module:
-    """Fold every ConvBN unit's batch norm into its convolution, in place; return network.
+    """
+    Fold every ConvBN unit's batch norm into its convolution, in place; return network.
 
     Eval-mode batch norm is y = (x - mean) / sqrt(var + eps) * gamma + beta, an affine map
     per channel, so it merges into the convolution's weight and bias exactly (up to float
@@ -102,7 +104,8 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
 
 def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
                 target: Optional[io.IOBase] = None) -> bytes:
-    """Export ``network`` to ONNX for W x H inputs, dynamic batch; return the bytes.
+    """
+    Export ``network`` to ONNX for W x H inputs, dynamic batch; return the bytes.
 
     A folded fp32 CPU copy is exported (opset 17, TorchScript exporter), so that ONNX
     Runtime and TensorRT get plain Conv nodes. Sizes computed from the input shape become
@@ -228,7 +231,8 @@ Runner = Callable[[torch.Tensor], torch.Tensor]
 def build_runner(network: nn.Module, *, backend: str, device: torch.device,
                  dtype: torch.dtype, input_size: tuple[int, int], fold: bool = True,
                  channels_last: bool = True, cuda_graph: Optional[bool] = None) -> Runner:
-    """Return the runner for a resolved backend (see :func:`resolve_backend`).
+    """
+    Return the runner for a resolved backend (see :func:`resolve_backend`).
 
     ``fold`` and ``channels_last`` apply to PyTorch; ``cuda_graph`` defaults to on for CUDA.
     The benchmark turns them off one by one to show each one's gain.

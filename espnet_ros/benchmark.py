@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Speed of each fast path against the eager fp32 baseline, measured in one run; no ROS.
+"""
+Speed of each fast path against the eager fp32 baseline, measured in one run; no ROS.
 
 For one model, network size and device, every :class:`Variant` is built as an engine and
 timed twice per repetition: the network alone (a preprocessed batch to logits) and the
@@ -265,7 +266,8 @@ def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
         variants: Sequence[Variant], *, images: Sequence[np.ndarray],
         camera_size: tuple[int, int], repeats: int, warmup: int,
         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Measure ``variants`` of ``network`` at ``size``; return one row per variant and kind.
+    """
+    Measure ``variants`` of ``network`` at ``size``; return one row per variant and kind.
 
     ``images`` are BGR uint8 frames: the first, resized to ``camera_size``, is the camera
     frame; all of them are used for agreement. Variants that cannot run are logged and

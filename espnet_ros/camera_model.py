@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Pinhole intrinsics under a change of image size; no ROS import.
+"""
+Pinhole intrinsics under a change of image size; no ROS import.
 
 When labels are published at the network resolution, a planner projecting them needs the
 camera matrix of that resolution: scaling an image by (sx, sy) scales the first row of K and

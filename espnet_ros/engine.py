@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The inference engine: uint8 camera images in, uint8 class labels out; no ROS.
+"""
+The inference engine: uint8 camera images in, uint8 class labels out; no ROS.
 
 Per frame: resize to the network resolution, normalise exactly as the authors trained, run
 the network on the chosen device and precision, take the arg-max class, and bring the labels
@@ -74,7 +75,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """Return the dtype for 'auto', 'fp32', 'fp16' or 'bf16' on ``device``.
+    """
+    Return the dtype for 'auto', 'fp32', 'fp16' or 'bf16' on ``device``.
 
     'auto' is fp16 on CUDA and fp32 on the CPU: bf16 on this project's reference CPU was
     faster but its labels agreed with fp32 on under 99.5% of pixels (see the README).
@@ -107,7 +109,8 @@ class SegmentationEngine:
                  precision: str = 'fp32', backend: str = 'auto',
                  preprocess_on_device: bool = True,
                  runner_options: Optional[Mapping[str, bool]] = None) -> None:
-        """Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
+        """
+        Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
 
         ``preprocess_on_device`` resizes on the GPU (uint8 upload) rather than with OpenCV;
         ``runner_options`` (fold, channels_last, cuda_graph) switch the backend's fast paths,

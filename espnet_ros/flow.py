@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Frame hand-off between the ROS callbacks and the inference thread, and its statistics.
+"""
+Frame hand-off between the ROS callbacks and the inference thread, and its statistics.
 
 The camera callback never waits for the network: it drops the frame into a one-place
 mailbox, replacing (and counting) any frame the worker has not taken yet, so latency stays

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ROS-free conversion between sensor_msgs image payloads and numpy arrays.
+"""
+ROS-free conversion between sensor_msgs image payloads and numpy arrays.
 
 The node passes the plain message fields, so nothing here imports ROS. Decoding always
 yields a read-only H x W x 3 uint8 array plus the channel order it is in (``'rgb'`` or
@@ -167,7 +168,8 @@ def _frozen(rgb: np.ndarray, order: str = 'rgb') -> DecodedImage:
 
 def decode_image(encoding: str, height: int, width: int, step: int, data: BytesLike, *,
                  is_bigendian: bool = False, max_pixels: Optional[int] = None) -> DecodedImage:
-    """Decode sensor_msgs/Image fields into a read-only H x W x 3 uint8 image.
+    """
+    Decode sensor_msgs/Image fields into a read-only H x W x 3 uint8 image.
 
     ``data`` may be bytes, bytearray, memoryview, array.array('B') (what rclpy gives) or a
     numpy array; it is viewed with ``np.frombuffer`` so the packed encodings cost no copy.
@@ -217,7 +219,8 @@ def decode_image(encoding: str, height: int, width: int, step: int, data: BytesL
 
 def decode_compressed(fmt: str, data: BytesLike, *,
                       max_pixels: Optional[int] = None) -> DecodedImage:
-    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, or anything cv2.imdecode reads).
+    """
+    Decode a sensor_msgs/CompressedImage (JPEG, PNG, or anything cv2.imdecode reads).
 
     ``fmt`` is the message's ``format`` field ('jpeg', 'png', 'rgb8; jpeg compressed bgr8',
     ...); it is informational, as OpenCV finds the codec from the payload itself. Grey, alpha

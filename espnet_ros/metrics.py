@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Segmentation accuracy: a confusion matrix and IoU under an explicit void protocol.
+"""
+Segmentation accuracy: a confusion matrix and IoU under an explicit void protocol.
 
 Two protocols, because published figures differ in how they treat the void class:
 

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The registry of pretrained models: one named entry per official checkpoint.
+"""
+The registry of pretrained models: one named entry per official checkpoint.
 
 The manifest (``models/manifest.json``, installed under ``share/espnet_ros/models``) is the
 single source of truth: architecture, checkpoint file and sha256, classes and palette, the
@@ -202,7 +203,8 @@ def resolve_checkpoint(spec: ModelSpec, *, weights_dir: Optional[Path] = None) -
 def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
          checkpoint: Optional[Union[str, Path]] = None,
          allow_unverified: bool = False) -> nn.Module:
-    """Return the pretrained network ``name`` on the CPU in eval mode.
+    """
+    Return the pretrained network ``name`` on the CPU in eval mode.
 
     The checkpoint is ``checkpoint`` when given (an explicit file), else the first
     ``<dir>/<spec.checkpoint>`` over ``weights_dir``, ``$ESPNET_ROS_MODELS``, the installed

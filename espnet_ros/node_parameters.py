@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The segmenter's parameters, declared once: name, default, meaning, limits, effect.
+"""
+The segmenter's parameters, declared once: name, default, meaning, limits, effect.
 
 The node turns this table into ROS parameter descriptors; the README's parameter table and
 ``config/segment.yaml`` are checked against it by the tests. No ROS import here.

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""One camera frame through the engine to every requested output image; no ROS import.
+"""
+One camera frame through the engine to every requested output image; no ROS import.
 
 The node, the demo and the benchmark all run frames through :func:`run_frame`, so what is
 measured is what is published. Outputs that are not requested are not rendered.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Turn label maps into colour images and blend them over the camera image.
+"""
+Turn label maps into colour images and blend them over the camera image.
 
 Both functions are plain numpy/OpenCV and return new H x W x 3 uint8 RGB arrays. They use
 OpenCV's LUT and addWeighted, the fastest of the variants measured on a 1024 x 512 image
@@ -31,7 +32,8 @@ _ORDERS = ('rgb', 'bgr')
 
 
 def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """Map an H x W uint8 label map through a K x 3 uint8 RGB palette to H x W x 3 RGB.
+    """
+    Map an H x W uint8 label map through a K x 3 uint8 RGB palette to H x W x 3 RGB.
 
     Labels at or beyond K (for example 255, a common 'ignore' value) come out black; palette
     rows past 256 cannot be reached by uint8 labels and are ignored.
@@ -52,7 +54,8 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 
 def overlay(image: np.ndarray, color: np.ndarray, alpha: float, *,
             image_order: str = 'rgb') -> np.ndarray:
-    """Blend ``(1 - alpha) * image + alpha * color`` into a new H x W x 3 uint8 RGB image.
+    """
+    Blend ``(1 - alpha) * image + alpha * color`` into a new H x W x 3 uint8 RGB image.
 
     ``image`` is in ``image_order`` ('rgb' or 'bgr', e.g. a DecodedImage's ``order``);
     ``color`` is RGB, as :func:`colorize` makes it. Both must have the same size: resizing

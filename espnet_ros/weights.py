@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Finding, verifying and fetching the official checkpoints.
+"""
+Finding, verifying and fetching the official checkpoints.
 
 Checkpoints are never trusted by name: a file is used only after its sha256 matches the
 manifest, and it is then read with ``torch.load(..., weights_only=True)`` so that a
@@ -114,7 +115,8 @@ def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
 
 def fetch(items: Iterable[tuple[str, str, str]], destination: Path, *,
           source_dir: Optional[Path] = None) -> list[Path]:
-    """Copy or download checkpoints into ``destination`` and verify each sha256.
+    """
+    Copy or download checkpoints into ``destination`` and verify each sha256.
 
     ``items`` are ``(relative path, url, sha256)`` triples. With ``source_dir`` the files are
     copied from a local folder laid out the same way (no network); otherwise they are

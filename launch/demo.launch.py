@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The demo: the image player on sample frames feeding segment.launch.py, with rviz2.
+"""
+The demo: the image player on sample frames feeding segment.launch.py, with rviz2.
 
     ros2 launch espnet_ros demo.launch.py source:=/path/to/frames
 

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Launch the segmenter on a camera topic, optionally with rviz2.
+"""
+Launch the segmenter on a camera topic, optionally with rviz2.
 
     ros2 launch espnet_ros segment.launch.py image:=/front/image_raw model:=espnet_p2q8_camvid
 

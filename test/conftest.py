@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Session-wide test setup: DDS isolation, a private ROS domain and the shared-data fixtures.
+"""
+Session-wide test setup: DDS isolation, a private ROS domain and the shared-data fixtures.
 
 pytest imports this file before any test module, so the environment below is in place before
 rclpy creates a participant, and every subprocess a test starts inherits it.

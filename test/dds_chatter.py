@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Talker and listener processes for test_dds_isolation.py.
+"""
+Talker and listener processes for test_dds_isolation.py.
 
 ``dds_chatter.py talk`` publishes std_msgs/String until interrupted; ``dds_chatter.py listen N``
 prints 'received N' once N messages arrived, then holds its sockets open until stdin closes.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Helpers for the tests that run our nodes over real DDS.
+"""
+Helpers for the tests that run our nodes over real DDS.
 
 A node under test runs as its own process (``python -m espnet_ros.ros.<node> --ros-args``)
 under the session's DDS isolation (conftest.py). The test talks to it through a
@@ -318,7 +319,8 @@ class Probe:
 def send_until_answered(probe: Probe, publish: Callable[[int], None],
                         recorders: dict[str, Recorder], timeout_s: float = 90.0,
                         retry_s: float = 3.0) -> tuple[int, dict[str, Any]]:
-    """Publish frames until every recorder holds an output of one of them.
+    """
+    Publish frames until every recorder holds an output of one of them.
 
     ``publish(stamp_ns)`` sends one frame stamped ``stamp_ns`` (increasing wall-clock time,
     as the node drops frames whose stamp goes backwards). A frame may be dropped (newest wins)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Every Python file and shell script starts with the project's Apache-2.0 header.
+"""
+Every Python file and shell script starts with the project's Apache-2.0 header.
 
 ament_copyright is not published on PyPI, so this is the same check written for our header:
 the copyright line (any year or year range) followed by the Apache-2.0 notice, optionally

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""DDS isolation: with scripts/ros_env.sh in force, nodes talk over loopback and nothing else.
+"""
+DDS isolation: with scripts/ros_env.sh in force, nodes talk over loopback and nothing else.
 
 Two processes exchange std_msgs/String under the session's environment (see conftest.py);
 while both run, every DDS port they listen on (the RTPS well-known ports of the domain) must

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ament_flake8: 99 columns, single quotes, google import order with espnet_ros imports last.
+"""
+ament_flake8: 99 columns, single quotes, google import order with espnet_ros imports last.
 
 The configuration is ament's own, extended by application-import-names in setup.cfg's
 [flake8] section so that the local package forms its own import block.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The image_player node, run as its own process, plays files as a camera over DDS.
+"""
+The image_player node, run as its own process, plays files as a camera over DDS.
 
 The frames are three generated images (distinct noise), so each received frame tells which
 file it came from and the play order can be checked.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The launch files, config/segment.yaml and the README agree with the node's declarations.
+"""
+The launch files, config/segment.yaml and the README agree with the node's declarations.
 
 launch and launch_ros are not installable from PyPI, so the launch files are read as
 Python syntax trees rather than run; the node's own declarations are imported.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Faults around the segmenter: bad start-up settings, QoS, cameras, subscribers, shutdown.
+"""
+Faults around the segmenter: bad start-up settings, QoS, cameras, subscribers, shutdown.
 
 Start-up failures must end the process with status 1 and a message that says what to fix,
 never a traceback. At run time the node must survive a camera or a subscriber coming and

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Bad camera frames over DDS: each is dropped, counted and reported; the next one is served.
+"""
+Bad camera frames over DDS: each is dropped, counted and reported; the next one is served.
 
 One node (ESPNet p=2 q=3 at 256x128 on the CPU) runs in its own process for the module. Every
 test sends it broken frames as a camera would, then a good frame, and checks that the good

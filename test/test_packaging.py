@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The package builds with colcon as in a ROS 2 workspace and installs what launch needs.
+"""
+The package builds with colcon as in a ROS 2 workspace and installs what launch needs.
 
 The build runs colcon from this Python environment (colcon-core, colcon-ros,
 colcon-python-setup-py) into a temporary directory; no sourced ROS is needed.

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The segmenter node as users run it: its own process, real DDS, real checkpoints.
+"""
+The segmenter node as users run it: its own process, real DDS, real checkpoints.
 
 One node (ESPNet-C p=2 q=3 at 256x128 on the CPU, the camera remapped as the README says)
 serves the whole module; tests that change its parameters put them back. The test process

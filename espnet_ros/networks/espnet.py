@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ESPNet (Mehta et al., ECCV 2018): semantic segmentation from efficient spatial pyramids.
+"""
+ESPNet (Mehta et al., ECCV 2018): semantic segmentation from efficient spatial pyramids.
 
 The encoder learns features at three levels (1/2, 1/4, 1/8 of the input) with ESP modules.
 The paper's ablation builds it up in steps: ESPNet-A stacks ESP modules, ESPNet-B adds
@@ -46,7 +47,8 @@ ESP_DILATIONS = esp_dilations(ESP_BRANCHES)
 
 
 def hierarchical_fusion(branches: Sequence[Tensor]) -> Tensor:
-    """Hierarchical feature fusion (HFF) of ESP branch outputs, merged by one concatenation.
+    """
+    Hierarchical feature fusion (HFF) of ESP branch outputs, merged by one concatenation.
 
     The first (dilation 1) output passes unchanged; the k-th merged map, k >= 2, is the sum
     of outputs 2..k, so each wide-dilation branch is filled in by the denser samples of the
@@ -64,7 +66,8 @@ def hierarchical_fusion(branches: Sequence[Tensor]) -> Tensor:
 
 
 class ESP(nn.Module):
-    """Efficient spatial pyramid module: reduce, split, transform, merge.
+    """
+    Efficient spatial pyramid module: reduce, split, transform, merge.
 
     A convolution reduces N_in to d = N_out // K channels (1x1; 3x3 when strided), K parallel
     3x3 convolutions with the given dilation rates (``2**(k-1)`` by default) transform the
@@ -105,7 +108,8 @@ class ESP(nn.Module):
 
 
 class StridedESP(ESP):
-    """Downsampling ESP: a 3x3 stride-2 reduction and no residual connection.
+    """
+    Downsampling ESP: a 3x3 stride-2 reduction and no residual connection.
 
     N x N_in x H x W -> N x N_out x ceil(H / 2) x ceil(W / 2).
     """
@@ -118,7 +122,8 @@ class StridedESP(ESP):
 
 
 class InputReinforcement(nn.Module):
-    """The image at 1/2, 1/4, ... size, to be concatenated into the encoder's feature maps.
+    """
+    The image at 1/2, 1/4, ... size, to be concatenated into the encoder's feature maps.
 
     Each level is a 3x3 stride-2 average pooling (padding 1, zeros counted) of the one before,
     which makes it exactly as large as the stride-2 feature maps it joins.
@@ -159,7 +164,8 @@ def _norm_after_concat(own: int, total: int) -> nn.Module:
 
 
 class ESPEncoder(nn.Module):
-    """ESPNet-A, -B or -C of the paper's ablation: N x 3 x H x W -> N x C x H/8 x W/8.
+    """
+    ESPNet-A, -B or -C of the paper's ablation: N x 3 x H x W -> N x C x H/8 x W/8.
 
     A 3x3 stride-2 convolution, then at 1/4 and 1/8 resolution a strided ESP followed by
     ``p`` (resp. ``q``) ESP modules, then a 1x1 classifier. ``shortcuts`` concatenates each
@@ -215,7 +221,8 @@ class ESPEncoder(nn.Module):
 
 
 class ESPNetC(ESPEncoder):
-    """ESPNet-C: the encoder with shortcuts and input reinforcement (paper Fig. 4c).
+    """
+    ESPNet-C: the encoder with shortcuts and input reinforcement (paper Fig. 4c).
 
     N x 3 x H x W -> N x C x ceil(H / 8) x ceil(W / 8).
     """
@@ -243,7 +250,8 @@ def _upsample(channels: int) -> nn.ConvTranspose2d:
 
 
 class ESPNet(nn.Module):
-    """ESPNet: ESPNet-C and a light decoder, N x 3 x H x W -> N x C x H x W (paper Fig. 4d).
+    """
+    ESPNet: ESPNet-C and a light decoder, N x 3 x H x W -> N x C x H x W (paper Fig. 4d).
 
     The decoder upsamples the 1/8 logits, merges them with a 1x1 projection of the 1/4 map
     through an ESP module, upsamples, merges with a level-1 map by a 3x3 convolution and
@@ -325,7 +333,8 @@ def _rename(key: str) -> str:
 
 
 def espnet_checkpoint_filter(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map an official ESPNet or ESPNet-C state dict's keys to this module's names.
+    """
+    Map an official ESPNet or ESPNet-C state dict's keys to this module's names.
 
     Strips DataParallel's ``module.`` prefix. Keys already in our names pass unchanged. The
     checkpoints predate ``num_batches_tracked``; batch norm fills it in on load.

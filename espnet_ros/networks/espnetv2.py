@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ESPNetv2 semantic segmentation (Mehta et al., CVPR 2019).
+"""
+ESPNetv2 semantic segmentation (Mehta et al., CVPR 2019).
 
 The EESPNet backbone stacks EESP units (grouped 1x1 reduce, K depth-wise dilated 3x3
 branches fused hierarchically, grouped 1x1 expand). The decoder is the one the authors
@@ -51,7 +52,8 @@ _EPS = ESPNETV2_BN_EPS
 
 
 def eesp_dilations(branches: int, max_receptive_field: int) -> list[int]:
-    """Dilation rates of the depth-wise 3x3 branches of an EESP unit, ascending.
+    """
+    Dilation rates of the depth-wise 3x3 branches of an EESP unit, ascending.
 
     Branch i would see a (3 + 2i) x (3 + 2i) field (dilation i + 1); branches beyond the
     limit fall back to dilation 1.
@@ -60,7 +62,8 @@ def eesp_dilations(branches: int, max_receptive_field: int) -> list[int]:
 
 
 def hierarchical_feature_fusion(branch_outputs: list[Tensor]) -> Tensor:
-    """HFF: concatenate the running sums of the branch outputs.
+    """
+    HFF: concatenate the running sums of the branch outputs.
 
     K tensors N x n x H x W -> N x K*n x H x W, block k holding the sum of branches 0..k,
     which removes the gridding artefacts of the dilated branches.
@@ -77,7 +80,8 @@ def resize_like(x: Tensor, reference: Tensor) -> Tensor:
 
 
 def _adaptive_mean(x: Tensor, dim: int, size: int) -> Tensor:
-    """Adaptive average pooling of ``x`` along ``dim`` (-2 or -1) to ``size`` elements.
+    """
+    Adaptive average pooling of ``x`` along ``dim`` (-2 or -1) to ``size`` elements.
 
     Output i averages inputs [floor(i L / size), ceil((i + 1) L / size)). The windows repeat
     every L / g inputs (g = gcd(L, size)), so one small matrix pools every period: cost linear
@@ -104,7 +108,8 @@ def _adaptive_mean(x: Tensor, dim: int, size: int) -> Tensor:
 
 
 def adaptive_avg_pool(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """``F.adaptive_avg_pool2d`` that exports to ONNX for any output size (separable).
+    """
+    ``F.adaptive_avg_pool2d`` that exports to ONNX for any output size (separable).
 
     N x C x H x W -> N x C x size[0] x size[1].
     """
@@ -112,7 +117,8 @@ def adaptive_avg_pool(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class EESPTransform(nn.Module):
-    """Reduce, split, transform and merge of an EESP unit, without residual or activation.
+    """
+    Reduce, split, transform and merge of an EESP unit, without residual or activation.
 
     N x Cin x H x W -> N x Cout x H/s x W/s (s = stride, sizes rounded up): grouped 1x1
     reduction to Cout/K channels, K depth-wise dilated 3x3 branches, HFF, batch norm and
@@ -139,7 +145,8 @@ class EESPTransform(nn.Module):
 
 
 class EESP(EESPTransform):
-    """EESP unit with residual connection: N x C x H x W -> N x C x H x W.
+    """
+    EESP unit with residual connection: N x C x H x W -> N x C x H x W.
 
     PReLU(x + EESPTransform(x)).
     """
@@ -155,7 +162,8 @@ class EESP(EESPTransform):
 
 
 class StridedEESP(nn.Module):
-    """Down-sampling EESP unit with input reinforcement.
+    """
+    Down-sampling EESP unit with input reinforcement.
 
     Inputs: features N x Cin x H x W and the image average-pooled to the output size,
     N x 3 x H' x W' (H' = ceil(H / 2), W' = ceil(W / 2)). Output N x Cout x H' x W':
@@ -179,7 +187,8 @@ class StridedEESP(nn.Module):
 
 
 class EESPNet(nn.Module):
-    """EESPNet backbone (levels 1-4 of the ImageNet network) at width scale s.
+    """
+    EESPNet backbone (levels 1-4 of the ImageNet network) at width scale s.
 
     N x 3 x H x W -> features at 1/2, 1/4, 1/8 and 1/16 resolution (sizes rounded up) with
     ``ESPNETV2_CHANNELS[scale]`` channels.
@@ -212,7 +221,8 @@ class EESPNet(nn.Module):
 
 
 class EfficientPyramidPooling(nn.Module):
-    """Efficient pyramid pooling (EPP): N x Cin x H x W -> N x Cout x H x W.
+    """
+    Efficient pyramid pooling (EPP): N x Cin x H x W -> N x Cout x H x W.
 
     A 1x1 ConvBNPReLU projects to P channels; five depth-wise 3x3 branches run on the
     projection resized to 2, 1.5, 1, 0.5 and 0.1 times its size (at least 5 x 5; bilinear
@@ -259,7 +269,8 @@ class EfficientPyramidPooling(nn.Module):
 
 
 class GatedProjection(nn.Module):
-    """Projection of an encoder feature map for the decoder: N x Cin x H x W -> N x Cout x H x W.
+    """
+    Projection of an encoder feature map for the decoder: N x Cin x H x W -> N x Cout x H x W.
 
     A grouped 3x3 ConvBNPReLU (gcd(Cin, Cout) groups) scaled per channel by a sigmoid gate
     computed by a 1x1 convolution from the global average of the input.
@@ -276,7 +287,8 @@ class GatedProjection(nn.Module):
 
 
 class ESPNetv2Segmentation(nn.Module):
-    """ESPNetv2 segmentation network: N x 3 x H x W (normalised) -> N x C x H x W logits.
+    """
+    ESPNetv2 segmentation network: N x 3 x H x W (normalised) -> N x C x H x W logits.
 
     EESPNet features at 1/16 go through an EPP; each step up resizes the decoder output to
     the next encoder level (1/8, 1/4, 1/2), adds that level's gated projection, applies
@@ -346,7 +358,8 @@ _RENAMES = (
 
 
 def espnetv2_checkpoint_filter(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Map an official EdgeNets ESPNetv2 segmentation state dict to our parameter names.
+    """
+    Map an official EdgeNets ESPNetv2 segmentation state dict to our parameter names.
 
     Strips a DataParallel ``module.`` prefix and renames the keys; drops the final PReLU of
     the strided EESP branches, which the authors' network never applies; reorders the

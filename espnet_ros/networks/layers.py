@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Convolution, normalisation and activation units shared by ESPNet and ESPNetv2.
+"""
+Convolution, normalisation and activation units shared by ESPNet and ESPNetv2.
 
 Each unit keeps its parts under the attribute names ``conv``, ``bn`` and ``act`` so
 that :func:`espnet_ros.networks.fuse.fold_batch_norms` can find every convolution that

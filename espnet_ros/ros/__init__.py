@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""Everything that imports ROS: the nodes and their message plumbing.
+"""
+Everything that imports ROS: the nodes and their message plumbing.
 
 Nothing outside this package imports rclpy or message types, so the networks, engine,
 image conversion and rendering run without ROS.

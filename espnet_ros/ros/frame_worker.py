@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The inference thread of the segmenter: takes the newest frame, publishes its outputs.
+"""
+The inference thread of the segmenter: takes the newest frame, publishes its outputs.
 
 It runs off the executor thread so that camera callbacks never wait for the network. Bad
 frames are dropped with a warning, throttled per kind of problem, and counted for the
@@ -57,7 +58,8 @@ class Frame:
 
 
 class ProblemLog:
-    """Warnings throttled per kind of problem, so that one noisy kind hides no other.
+    """
+    Warnings throttled per kind of problem, so that one noisy kind hides no other.
 
     The first warning of a kind is logged at once; more of that kind within ``period_s`` are
     only counted, and the next one logged says how many were left out.
@@ -137,7 +139,8 @@ class FrameWorker:
         self._thread.start()
 
     def stop(self, timeout: Optional[float] = None) -> None:
-        """Stop the thread after the frame in flight, waiting at most ``timeout`` seconds.
+        """
+        Stop the thread after the frame in flight, waiting at most ``timeout`` seconds.
 
         Deactivation waits for the frame (so that a quick re-activation never runs two
         inference threads) and drops a frame still waiting; shutdown waits only briefly, as

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The ``image_player`` node: a folder of images or a video file as a looping camera.
+"""
+The ``image_player`` node: a folder of images or a video file as a looping camera.
 
 Publishes ``image`` (sensor_msgs/Image, or ``image/compressed`` as JPEG) and
 ``camera_info`` at ``rate`` Hz, stamped with the current time, optionally resized to

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""``espnet-ros-live``: the player and the segmenter as processes, measured over DDS.
+"""
+``espnet-ros-live``: the player and the segmenter as processes, measured over DDS.
 
 It starts ``image_player`` and ``segmenter`` as separate processes (what the demo launch
 file does), subscribes to the outputs with a probe node, and reports frames, rates and the

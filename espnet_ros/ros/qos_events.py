@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""A clear warning when the camera's QoS cannot match the subscription's.
+"""
+A clear warning when the camera's QoS cannot match the subscription's.
 
 A best-effort camera and a reliable subscription never connect, and nothing else says so:
 it is the most common reason a segmentation node shows no output.

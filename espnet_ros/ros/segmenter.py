@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""The ``segmenter`` lifecycle node: camera images in; labels, colour and overlay out.
+"""
+The ``segmenter`` lifecycle node: camera images in; labels, colour and overlay out.
 
 configure loads the model and creates the publishers, activate subscribes to the camera
 and starts the inference thread, deactivate stops both and frees the GPU, cleanup drops
@@ -255,7 +256,8 @@ def run(args: Optional[list[str]] = None) -> int:
 
 
 def main(args: Optional[list[str]] = None) -> NoReturn:
-    """Run the node, then end the process with its status.
+    """
+    Run the node, then end the process with its status.
 
     Everything ROS holds is released in :func:`run`. The interpreter's own teardown is
     skipped: with torch loaded it takes about a second, and a frame still in the network

@@ -13,7 +13,8 @@
 # limitations under the License.
 
 
-"""``espnet-ros-soak``: a long run of the segmenter, watching its memory, threads and latency.
+"""
+``espnet-ros-soak``: a long run of the segmenter, watching its memory, threads and latency.
 
 It starts the segmenter as its own process and feeds it frames as fast as it takes them: the
 next frame goes out when the labels of the previous one arrive. Every few frames it reads the
@@ -167,7 +168,8 @@ def print_row(sample: Sample) -> None:
 
 def run(args: argparse.Namespace, node_pid: int, feeder: Feeder, executor: Any,
         alive: Any) -> tuple[list[Sample], list[float]]:
-    """Feed ``args.frames`` frames in lock step; return the samples and per-frame latencies.
+    """
+    Feed ``args.frames`` frames in lock step; return the samples and per-frame latencies.
 
     Ctrl-C ends the run early; the frames fed so far are judged.
     """
