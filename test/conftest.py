@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 import socket
 import subprocess
+from typing import Iterator
 
 from hypothesis import settings
 import pytest
@@ -124,3 +125,13 @@ def camvid_dir(shared_dir: Path) -> Path:
 def cityscapes_image(shared_dir: Path) -> Path:
     """Return the one Cityscapes val image (2048x1024 RGB PNG)."""
     return _require(shared_dir / CITYSCAPES_IMAGE, 'Cityscapes sample image')
+
+
+@pytest.fixture(scope='module')
+def probe(request: pytest.FixtureRequest) -> Iterator:
+    """Return a test node (ros_helpers.Probe) for the module, named after it."""
+    from ros_helpers import Probe  # imported here: only the ROS tests load rclpy
+
+    node = Probe(request.module.__name__.rsplit('.', 1)[-1] + '_probe')
+    yield node
+    node.close()

@@ -51,14 +51,6 @@ def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndar
     return folder, images
 
 
-@pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    """Return the test's node."""
-    probe = Probe('image_player_test_probe')
-    yield probe
-    probe.close()
-
-
 @pytest.fixture
 def start_player(probe: Probe, tmp_path: Path) -> Iterator[Any]:
     """Return ``start(namespace, parameters)``; the players stop after the test."""

@@ -56,14 +56,6 @@ def no_traceback(node: NodeProcess) -> None:
 
 
 @pytest.fixture(scope='module')
-def probe() -> Iterator[Probe]:
-    """Return the test's node."""
-    probe = Probe('faults_probe')
-    yield probe
-    probe.close()
-
-
-@pytest.fixture(scope='module')
 def scene() -> np.ndarray:
     """Return a camera frame (RGB)."""
     rng = np.random.default_rng(3)
