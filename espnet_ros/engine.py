@@ -74,6 +74,12 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def free_cached_gpu_memory() -> None:
+    """Return the memory PyTorch's CUDA allocator holds but does not use to the driver."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     """
     Return the dtype for 'auto', 'fp32', 'fp16' or 'bf16' on ``device``.

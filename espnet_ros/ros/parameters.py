@@ -24,7 +24,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from espnet_ros.engine import resolve_device, SegmentationEngine
+from espnet_ros.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
 from espnet_ros.node_parameters import check_parameter, PARAMETERS, ParameterSpec, STARTUP
 
 WARM_UP_FRAMES = 2
@@ -92,6 +92,15 @@ class EngineSettings:
 
     def build(self, logger: Any) -> SegmentationEngine:
         """Load, move and warm up the engine; log where it runs."""
+        try:
+            return self._load_and_warm_up(logger)
+        except Exception:
+            # What a half-built engine cached on the GPU (say, before an out-of-memory error
+            # at a new size) goes back to the driver, leaving room to the engine still serving.
+            free_cached_gpu_memory()
+            raise
+
+    def _load_and_warm_up(self, logger: Any) -> SegmentationEngine:
         if self.device == 'auto' and resolve_device('auto').type == 'cpu':
             logger.warning('device auto: CUDA is not available, running on the CPU')
         with warnings.catch_warnings(record=True) as caught:
