@@ -22,13 +22,14 @@ on every wait, so that a hang fails the test instead of blocking the run.
 """
 
 import array
+from contextlib import contextmanager
 import os
 from pathlib import Path
 import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from builtin_interfaces.msg import Time
 import cv2
@@ -351,3 +352,21 @@ def send_until_answered(probe: Probe, publish: Callable[[int], None],
     raise AssertionError(f'no frame of {len(sent)} sent got all of {sorted(recorders)} within '
                          f'{timeout_s:.0f} s\n'
                          + '\n'.join(process.describe() for process in probe.watched))
+
+
+@contextmanager
+def serving(probe: Probe, node: NodeProcess, image_topic: str) -> Iterator[NodeProcess]:
+    """
+    Yield ``node`` once it subscribes to ``image_topic``.
+
+    Afterwards the node is stopped with Ctrl-C and must exit with status 0.
+    """
+    probe.watched.append(node)
+    try:
+        probe.spin_until(lambda: probe.node.count_subscribers(image_topic), START_TIMEOUT_S,
+                         f'the segmenter to subscribe to {image_topic}')
+        yield node
+    finally:
+        probe.watched.remove(node)
+        status = node.stop()
+    assert status == 0, node.describe()

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess, Probe,
-                         Recorder, send_until_answered, START_TIMEOUT_S)
+                         Recorder, send_until_answered, serving, START_TIMEOUT_S)
 from sensor_msgs.msg import Image
 import torch
 
@@ -188,15 +188,8 @@ def segmenter(probe: Probe, weights_dir: Path,
     """Start a node whose camera subscription is reliable."""
     node = NodeProcess('segmenter', {**BASE, 'reliability': 'reliable'}, namespace='/faults',
                        weights_dir=weights_dir, log_dir=tmp_path_factory.mktemp('faults'))
-    probe.watched.append(node)
-    try:
-        probe.spin_until(lambda: probe.node.count_subscribers('/faults/image'),
-                         START_TIMEOUT_S, 'the node to subscribe')
+    with serving(probe, node, '/faults/image'):
         yield node
-    finally:
-        probe.watched.remove(node)
-        status = node.stop()
-    assert status == 0, node.describe()
     no_traceback(node)
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import (camera_image, diagnostic_values, header_at, image_array, NodeProcess,
-                         Probe, Recorder, send_until_answered, START_TIMEOUT_S)
+                         Probe, Recorder, send_until_answered, serving)
 from sensor_msgs.msg import CompressedImage, Image
 
 NAMESPACE = '/robust'
@@ -55,15 +55,8 @@ def segmenter(probe: Probe, weights_dir: Path,
     """Start the node for the module; it must still exit cleanly on Ctrl-C at the end."""
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
                        namespace=NAMESPACE, log_dir=tmp_path_factory.mktemp('robust'))
-    probe.watched.append(node)
-    try:
-        probe.spin_until(lambda: probe.node.count_subscribers(f'{NAMESPACE}/image'),
-                         START_TIMEOUT_S, 'the segmenter to subscribe to its camera')
+    with serving(probe, node, f'{NAMESPACE}/image'):
         yield node
-    finally:
-        probe.watched.remove(node)
-        status = node.stop()
-    assert status == 0, node.describe()
 
 
 @pytest.fixture(scope='module')

@@ -35,7 +35,7 @@ from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, Rel
 from rclpy.task import Future
 from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, header_at,
                          image_array, NodeProcess, Probe, Recorder, send_until_answered,
-                         stamp_of, START_TIMEOUT_S, WaitTimeout)
+                         serving, stamp_of, START_TIMEOUT_S, WaitTimeout)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
@@ -73,15 +73,8 @@ def segmenter(probe: Probe, weights_dir: Path,
     """Start the node for the module; check it exits cleanly on Ctrl-C."""
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir, remaps=REMAPS,
                        log_dir=tmp_path_factory.mktemp('segmenter'))
-    probe.watched.append(node)
-    try:
-        probe.spin_until(lambda: probe.node.count_subscribers(IMAGE_TOPIC), START_TIMEOUT_S,
-                         f'the segmenter to subscribe to {IMAGE_TOPIC}')
+    with serving(probe, node, IMAGE_TOPIC):
         yield node
-    finally:
-        probe.watched.remove(node)
-        status = node.stop()
-    assert status == 0, node.describe()
 
 
 @pytest.fixture(scope='module')
