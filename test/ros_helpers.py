@@ -25,9 +25,7 @@ import array
 from contextlib import contextmanager
 import os
 from pathlib import Path
-import signal
 import subprocess
-import sys
 import time
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -47,6 +45,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
+
+from espnet_ros.ros.live_run import node_command, stop
+from espnet_ros.ros.messages import stamp_ns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = REPO_ROOT / 'config' / 'fastdds_localhost.xml'
@@ -74,32 +75,13 @@ def child_env(weights_dir: Optional[Path]) -> dict[str, str]:
     return env
 
 
-def parameter_text(value: Any) -> str:
-    """Return ``value`` as the YAML text of a ``-p name:=value`` argument, type preserved."""
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, float):
-        text = repr(value)
-        assert '.' in text and 'e' not in text, f'{value} would not read back as a double'
-        return text
-    if isinstance(value, str) and value == '':
-        return "''"
-    return str(value)
-
-
 class NodeProcess:
     """One of our nodes as a child process; its output goes to a log file shown on failure."""
 
     def __init__(self, executable: str, parameters: dict[str, Any], *, log_dir: Path,
                  weights_dir: Optional[Path] = None, remaps: Sequence[tuple[str, str]] = (),
                  namespace: str = '') -> None:
-        self.command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args']
-        if namespace:
-            self.command += ['-r', f'__ns:={namespace}']
-        for source, target in remaps:
-            self.command += ['-r', f'{source}:={target}']
-        for name, value in parameters.items():
-            self.command += ['-p', f'{name}:={parameter_text(value)}']
+        self.command = node_command(executable, namespace, parameters, remaps=remaps)
         self.log_path = log_dir / f'{executable}{namespace.replace("/", "_")}.log'
         self._log = open(self.log_path, 'w')
         self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, env=child_env(weights_dir),
@@ -120,26 +102,15 @@ class NodeProcess:
 
     def stop(self) -> Optional[int]:
         """Interrupt the node like Ctrl-C, kill it if it hangs; return its exit status."""
-        if self.running():
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        status = stop(self.process, STOP_TIMEOUT_S)
         self._log.close()
-        return self.process.returncode
+        return status
 
 
-def stamp_of(header: Header) -> int:
-    """Return a header's stamp in nanoseconds."""
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def header_at(stamp_ns: int, frame_id: str) -> Header:
-    """Return a header stamped at ``stamp_ns``."""
-    return Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
-                  frame_id=frame_id)
+def header_at(nanoseconds: int, frame_id: str) -> Header:
+    """Return a header stamped at ``nanoseconds``."""
+    return Header(stamp=Time(sec=nanoseconds // 1_000_000_000,
+                             nanosec=nanoseconds % 1_000_000_000), frame_id=frame_id)
 
 
 def camera_image(rgb: np.ndarray, encoding: str, header: Header,
@@ -214,9 +185,9 @@ class Recorder:
             message_type, topic, lambda message: self.messages.append((time.time_ns(), message)),
             qos)
 
-    def with_stamp(self, stamp_ns: int) -> list[Any]:
-        """Return the messages whose header carries ``stamp_ns``."""
-        return [message for _, message in self.messages if stamp_of(message.header) == stamp_ns]
+    def with_stamp(self, wanted_ns: int) -> list[Any]:
+        """Return the messages whose header carries the stamp ``wanted_ns``."""
+        return [message for _, message in self.messages if stamp_ns(message.header) == wanted_ns]
 
 
 class Probe:

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
-from ros_helpers import (image_array, NodeProcess, Probe, Recorder, stamp_of, START_TIMEOUT_S,
+from ros_helpers import (image_array, NodeProcess, Probe, Recorder, stamp_ns, START_TIMEOUT_S,
                          WaitTimeout)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -81,16 +81,16 @@ def which_file(pixels: np.ndarray, images: list[np.ndarray], exact: bool) -> int
 def check_infos(images: Recorder, infos: Recorder, fov_deg: float) -> None:
     """Images and CameraInfo come in pairs with one header, the image size and the FOV."""
     focal = SIZE[0] / (2 * math.tan(math.radians(fov_deg) / 2))
-    by_stamp = {stamp_of(m.header): m for _, m in infos.messages}
+    by_stamp = {stamp_ns(m.header): m for _, m in infos.messages}
     assert by_stamp, 'no CameraInfo arrived'
-    image_stamps = [stamp_of(m.header) for _, m in images.messages]
+    image_stamps = [stamp_ns(m.header) for _, m in images.messages]
     # Either subscription may match the new player a moment before the other.
     first, last = max(min(by_stamp), image_stamps[0]), min(max(by_stamp), image_stamps[-1])
     paired = [stamp for stamp in image_stamps if first <= stamp <= last]
     assert paired, 'no image and CameraInfo pair'
     assert sorted(paired) == [stamp for stamp in sorted(by_stamp) if first <= stamp <= last]
     for _, image in images.messages:
-        info = by_stamp.get(stamp_of(image.header))
+        info = by_stamp.get(stamp_ns(image.header))
         if info is not None:
             assert info.header == image.header
             assert (info.width, info.height) == SIZE
@@ -126,9 +126,9 @@ def test_plays_folder_in_order_at_rate(probe: Probe, frames: tuple, start_player
     for arrival, message in received:
         assert message.header.frame_id == 'test_cam'
         assert message.encoding == 'rgb8' and (message.width, message.height) == SIZE
-        assert 0 <= arrival - stamp_of(message.header) < 1e9, 'stamped when published'
+        assert 0 <= arrival - stamp_ns(message.header) < 1e9, 'stamped when published'
     order = [which_file(image_array(m), images, exact=True) for _, m in received]
-    stamps = np.array([stamp_of(m.header) for _, m in received]) / 1e9
+    stamps = np.array([stamp_ns(m.header) for _, m in received]) / 1e9
     for i in range(1, len(order)):
         ticks = round((stamps[i] - stamps[i - 1]) * rate)
         assert (order[i] - order[i - 1]) % FILES == ticks % FILES, f'order {order}'
@@ -175,6 +175,6 @@ def test_max_frames_loop_and_transports(probe: Probe, frames: tuple, start_playe
         # player stopped.
         assert order and order == whole[len(whole) - len(order):], (
             f'{namespace} played {order}, expected the end of {whole}')
-        stamps = np.array([stamp_of(m.header) for m in messages]) / 1e9
+        stamps = np.array([stamp_ns(m.header) for m in messages]) / 1e9
         assert np.allclose(np.diff(stamps), 1 / rate, atol=0.3 / rate), np.diff(stamps)
         check_infos(received, infos, 60.0)

@@ -35,7 +35,7 @@ from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, Rel
 from rclpy.task import Future
 from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, header_at,
                          image_array, NodeProcess, Probe, Recorder, send_until_answered,
-                         serving, stamp_of, START_TIMEOUT_S, WaitTimeout)
+                         serving, stamp_ns, START_TIMEOUT_S, WaitTimeout)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
@@ -336,7 +336,7 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
         probe.spin_for(FLOOD_MIN_S)
         try:
             probe.spin_until(lambda: len([m for _, m in labels.messages
-                                          if stamp_of(m.header) >= sent[0]]) >= FLOOD_FRAMES,
+                                          if stamp_ns(m.header) >= sent[0]]) >= FLOOD_FRAMES,
                              FLOOD_MAX_S - FLOOD_MIN_S, f'{FLOOD_FRAMES} labels')
         except WaitTimeout:
             pass  # a very busy machine: judge the frames that came
@@ -345,8 +345,8 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
     finally:
         probe.forget([labels, diagnostics])
     delta = {name: after[name] - before[name] for name in after}
-    flood = [(arrival, arrival - stamp_of(m.header)) for arrival, m in labels.messages
-             if stamp_of(m.header) in set(sent)]
+    flood = [(arrival, arrival - stamp_ns(m.header)) for arrival, m in labels.messages
+             if stamp_ns(m.header) in set(sent)]
     arrivals = np.array([arrival for arrival, _ in flood]) / 1e9
     latencies = np.array([latency for _, latency in flood]) / 1e9
     per_frame = float(np.median(np.diff(arrivals)))
@@ -385,7 +385,7 @@ def test_live_parameters_apply_to_next_frame(probe: Probe, publishers: dict, cam
         switched_off = time.time_ns()
         send_until_answered(probe, send, {'labels': labels})
         probe.spin_for(1.0)
-        assert not [m for _, m in color.messages if stamp_of(m.header) > switched_off]
+        assert not [m for _, m in color.messages if stamp_ns(m.header) > switched_off]
         assert parameters({'publish_color': True})[0].successful
         send_until_answered(probe, send, {'labels': labels, 'color': color})
     finally:
@@ -432,13 +432,13 @@ def test_reload_keeps_serving_then_switches(probe: Probe, publishers: dict, came
         swapped = time.time_ns()
         assert answer.result().result.successful, answer.result().result.reason
         probe.spin_until(lambda: [m for _, m in labels.messages
-                                  if stamp_of(m.header) > swapped], 60.0, 'labels after')
+                                  if stamp_ns(m.header) > swapped], 60.0, 'labels after')
         probe.spin_until(lambda: json.loads(table.messages[-1][1].data)['model'] == new_model,
                          10.0, 'the new class table')
     finally:
         probe.node.destroy_timer(timer)
         probe.forget([labels, table])
-    sizes = [((m.width, m.height), stamp_of(m.header)) for _, m in labels.messages]
+    sizes = [((m.width, m.height), stamp_ns(m.header)) for _, m in labels.messages]
     assert [size for size, stamp in sizes if stamp < requested][-1] == NETWORK_SIZE
     # Frames sent during the reload: the old engine's, then the new one's, never mixed.
     during = [size for size, stamp in sizes if requested < stamp < swapped]

@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -71,24 +71,43 @@ class Probe(Node):
             self.overlays.append(rgb.copy())
 
 
-def node_command(executable: str, namespace: str, parameters: dict) -> list[str]:
-    """Return the command line that starts one of our nodes with parameters."""
-    command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args',
-               '-r', f'__ns:={namespace}']
+def parameter_text(value: Any) -> str:
+    """Return ``value`` as the YAML text of a ``-p name:=value`` argument, type preserved."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, float):
+        text = repr(value)
+        if '.' not in text or 'e' in text:
+            raise ValueError(f'{value} would not read back as a ROS double')
+        return text
+    if value == '':
+        return "''"
+    return str(value)
+
+
+def node_command(executable: str, namespace: str, parameters: dict, *,
+                 remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """Return the command line that starts one of our nodes with parameters and remaps."""
+    command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args']
+    if namespace:
+        command += ['-r', f'__ns:={namespace}']
+    for source, target in remaps:
+        command += ['-r', f'{source}:={target}']
     for name, value in parameters.items():
-        command += ['-p', f'{name}:={value}']
+        command += ['-p', f'{name}:={parameter_text(value)}']
     return command
 
 
-def stop(process: subprocess.Popen) -> None:
-    """Interrupt a node like Ctrl-C would, and wait for it."""
+def stop(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> Optional[int]:
+    """Interrupt a node like Ctrl-C would, kill it if it hangs; return its exit status."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:
-            process.wait(STOP_TIMEOUT_S)
+            process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return process.returncode
 
 
 def summary(probe: Probe, warmup: int) -> dict:
