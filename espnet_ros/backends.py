@@ -16,9 +16,10 @@
 """
 How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
 
-Each runner maps an N x 3 x H x W float batch on the engine's device to logits. What each
-one does to be fast (``espnet-ros bench`` measures every variant against the eager fp32
-baseline in one interleaved run, with label agreement; figures in the README):
+Each runner maps an N x 3 x H x W float batch on the engine's device to logits, or to
+uint8 labels. What each one does to be fast (``espnet-ros bench`` measures every variant
+against the eager fp32 baseline in one interleaved run, with label agreement; figures in
+the README):
 
 * batch norms folded into the convolutions before them: one pass over memory less per unit
   (most of ESPNet's batch norms follow concatenations and stay; ESPNetv2 loses 47 of 67);
@@ -27,8 +28,10 @@ baseline in one interleaved run, with label agreement; figures in the README):
   AVX-512 CPU, folding plus channels-last made the whole frame 1.4-2x faster than eager;
   neither hurt ESPNetv2's depth-wise convolutions (each alone helped a little);
 * ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
-  sums, concatenations): ESPNet 2.4x over eager, but seconds to a minute of start-up, so
-  it is never picked by 'auto';
+  sums, concatenations) and, for labels, the arg-max into the last kernels; with
+  ``mixed`` precision (:mod:`espnet_ros.mixed_precision`) ESPNet runs about 3x faster than
+  eager, but compiling takes half a minute to a minute at start-up (seconds when
+  inductor's on-disk cache has it), so 'auto' never picks it;
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin (spinning threads took the
   cores from everything else in the process: eager PyTorch beside them ran 10x slower).
@@ -41,12 +44,14 @@ ESPNetv2 models (s0.5 at 512x256: 49 against 63 ms) and behind for ESPNet (47 ag
 
 import copy
 import io
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 import warnings
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
+from espnet_ros.mixed_precision import apply_mixed_precision
 from espnet_ros.networks.layers import ConvBN
 
 BACKENDS = ('auto', 'torch', 'torch-compile', 'onnxruntime')
@@ -60,11 +65,6 @@ def onnxruntime_available() -> bool:
     except ImportError:
         return False
     return True
-
-
-def cpu_bf16_supported() -> bool:
-    """Return True if oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -100,6 +100,36 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
             fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
             unit.conv, unit.bn = fused, nn.Identity()
     return network
+
+
+def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """
+    Return N x C x H x W logits at ``size`` (H, W): bilinear, as the authors did.
+
+    Only ESPNet-C and ESPNetv2 need it: they predict at 1/8 and 1/4 of the input.
+    """
+    if logits.shape[-2:] == tuple(size):
+        return logits
+    return F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=False)
+
+
+def class_labels(logits: torch.Tensor) -> torch.Tensor:
+    """
+    Return N x H x W uint8 labels: the index of each pixel's first largest logit.
+
+    Inductor vectorises a running maximum over the class planes across pixels, but not
+    ``argmax`` over channels-last logits (1 ms against 3.4 ms for 20 x 512 x 256); eager
+    PyTorch is the other way round (3.6 ms against 5.5 ms).
+    """
+    if not torch.compiler.is_compiling():
+        return logits.argmax(1).to(torch.uint8)
+    best = logits[:, 0]
+    labels = torch.zeros_like(best, dtype=torch.uint8)
+    for index in range(1, logits.shape[1]):
+        scores = logits[:, index]
+        labels = torch.where(scores > best, index, labels).to(torch.uint8)
+        best = torch.maximum(best, scores)
+    return labels
 
 
 def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
@@ -141,26 +171,65 @@ def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
     return onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
-class TorchRunner:
+class Runner:
+    """Runs a network: an N x 3 x H x W batch on the engine's device to logits or labels."""
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return N x C x h x w logits (h x w: the network's output size)."""
+        raise NotImplementedError
+
+    def labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return N x H x W uint8 labels at the batch's resolution."""
+        with torch.inference_mode():
+            return class_labels(upsample_logits(self(batch), batch.shape[-2:]))
+
+    def release(self) -> None:
+        """Let the device memory go (nothing to do for host-only runners)."""
+
+    def to_device(self) -> None:
+        """Move back to the device after :meth:`release` (nothing to do for host-only ones)."""
+
+
+class TorchRunner(Runner):
     """PyTorch inference: folded batch norms, channels-last, optional compile/CUDA graph."""
 
     def __init__(self, network: nn.Module, *, device: torch.device, dtype: torch.dtype,
                  compile_network: bool = False, cuda_graph: bool = False,
-                 channels_last: bool = True, fold: bool = True) -> None:
-        """Prepare a private copy of ``network`` on ``device`` in ``dtype``."""
+                 channels_last: bool = True, fold: bool = True, mixed: bool = False) -> None:
+        """
+        Prepare a private copy of ``network`` on ``device`` in ``dtype``.
+
+        ``mixed``: bf16 in the network's bf16-tolerant convolutions, ``dtype`` elsewhere.
+        """
         network = copy.deepcopy(network).eval()
         if fold:
             fold_batch_norms(network)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(device, dtype, memory_format=self.memory_format)
+        if mixed:
+            apply_mixed_precision(self.network)
         self.device = device
+        self.use_cuda_graph = cuda_graph and device.type == 'cuda'
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.network
+        self._compiled_labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        # Inductor picks its own layouts; an NCHW image lets it vectorise the input
+        # reinforcement's pooling along rows (3 ms less for ESPNet at 512x256 on the CPU).
+        self.input_format = torch.contiguous_format if compile_network else self.memory_format
         if compile_network:
             # Frozen weights let inductor constant-fold them; on the CPU a C++ wrapper calls
-            # the kernels without Python in between (2.0x -> 2.4x over eager for ESPNet).
-            options = {'freezing': True, 'cpp_wrapper': device.type == 'cpu'}
+            # the kernels without Python in between, and autotuning times its own GEMM
+            # templates against oneDNN for the 1x1 convolutions (5% faster for ESPNet, 25 s
+            # more to compile). Each graph is compiled on its first call.
+            cpu = device.type == 'cpu'
+            options = {'freezing': True, 'cpp_wrapper': cpu, 'max_autotune': cpu}
             self.forward = torch.compile(self.network, dynamic=False, options=options)
-        self.use_cuda_graph = cuda_graph and device.type == 'cuda'
+            if not self.use_cuda_graph:
+                # Labels in the same graph: the arg-max fuses into the last kernels and the
+                # full-size logits are never written out.
+                self._compiled_labels = torch.compile(
+                    lambda batch: class_labels(upsample_logits(self.network(batch),
+                                                               batch.shape[-2:])),
+                    dynamic=False, options=options)
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
@@ -168,7 +237,7 @@ class TorchRunner:
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Return logits for a batch on the runner's device and dtype."""
-        batch = batch.contiguous(memory_format=self.memory_format)
+        batch = batch.contiguous(memory_format=self.input_format)
         if not self.use_cuda_graph:
             return self.forward(batch)
         if self._static_input is None or self._static_input.shape != batch.shape:
@@ -176,6 +245,13 @@ class TorchRunner:
         self._static_input.copy_(batch)
         self._graph.replay()
         return self._static_output.clone()
+
+    def labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return N x H x W uint8 labels at the batch's resolution."""
+        if self._compiled_labels is None:
+            return super().labels(batch)
+        with torch.inference_mode():
+            return self._compiled_labels(batch.contiguous(memory_format=self.input_format))
 
     def _capture(self, batch: torch.Tensor) -> None:
         """Record one forward pass for this batch shape as a CUDA graph."""
@@ -202,7 +278,7 @@ class TorchRunner:
         self.network.to(self.device)
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the CPU, from an in-memory export of the network."""
 
     def __init__(self, network: nn.Module, *, input_size: tuple[int, int],
@@ -218,30 +294,23 @@ class OnnxRuntimeRunner:
         # on NCHW it took longer than this copy and itself together.
         return torch.from_numpy(logits).contiguous(memory_format=torch.channels_last)
 
-    def release(self) -> None:
-        """Nothing to free: the session lives in host memory."""
-
-    def to_device(self) -> None:
-        """Nothing to move."""
-
-
-Runner = Callable[[torch.Tensor], torch.Tensor]
-
 
 def build_runner(network: nn.Module, *, backend: str, device: torch.device,
-                 dtype: torch.dtype, input_size: tuple[int, int], fold: bool = True,
-                 channels_last: bool = True, cuda_graph: Optional[bool] = None) -> Runner:
+                 dtype: torch.dtype, input_size: tuple[int, int], mixed: bool = False,
+                 fold: bool = True, channels_last: bool = True,
+                 cuda_graph: Optional[bool] = None) -> Runner:
     """
     Return the runner for a resolved backend (see :func:`resolve_backend`).
 
-    ``fold`` and ``channels_last`` apply to PyTorch; ``cuda_graph`` defaults to on for CUDA.
-    The benchmark turns them off one by one to show each one's gain.
+    ``mixed`` (bf16 in the tolerant convolutions), ``fold`` and ``channels_last`` apply to
+    PyTorch; ``cuda_graph`` defaults to on for CUDA. The benchmark turns them off one by one
+    to show each one's gain.
     """
     if backend == 'onnxruntime':
-        if dtype != torch.float32:
+        if dtype != torch.float32 or mixed:
             raise ValueError('backend onnxruntime runs fp32 only')
         return OnnxRuntimeRunner(network, input_size=input_size)
     return TorchRunner(network, device=device, dtype=dtype,
                        compile_network=backend == 'torch-compile',
                        cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,
-                       channels_last=channels_last, fold=fold)
+                       channels_last=channels_last, fold=fold, mixed=mixed)

@@ -44,9 +44,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from espnet_ros.backends import cpu_bf16_supported, onnxruntime_available
+from espnet_ros.backends import onnxruntime_available
 from espnet_ros.engine import SegmentationEngine
 from espnet_ros.image_codec import decode_image, encode_mono8, encode_rgb8
+from espnet_ros.mixed_precision import cpu_bf16_supported
 from espnet_ros.models import ModelSpec
 from espnet_ros.pipeline import OutputRequest, run_frame
 
@@ -88,8 +89,10 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                  Variant('torch fp32 channels-last', 'cpu', 'torch', fold=False),
                  Variant('torch fp32 fold+cl', 'cpu', 'torch'),
                  Variant('torch bf16 fold+cl', 'cpu', 'torch', 'bf16'),
+                 Variant('torch mixed fold+cl', 'cpu', 'torch', 'mixed'),
                  Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
         compiled = [Variant('torch-compile fp32', 'cpu', 'torch-compile'),
+                    Variant('torch-compile mixed', 'cpu', 'torch-compile', 'mixed'),
                     Variant('torch-compile bf16', 'cpu', 'torch-compile', 'bf16')]
     else:
         graph = Variant('torch fp16 fold+cl+graph', device, 'torch', 'fp16', cuda_graph=True)
@@ -108,7 +111,8 @@ def unavailable(variant: Variant) -> Optional[str]:
     """Return why ``variant`` cannot run on this machine, or None if it can."""
     if variant.device.startswith('cuda') and not torch.cuda.is_available():
         return 'CUDA is not available'
-    if variant.device == 'cpu' and variant.precision == 'bf16' and not cpu_bf16_supported():
+    if (variant.device == 'cpu' and variant.precision in ('bf16', 'mixed')
+            and not cpu_bf16_supported()):
         return 'this CPU has no native bf16 (AVX512-BF16 or AMX)'
     if variant.backend == 'onnxruntime' and not onnxruntime_available():
         return 'onnxruntime is not installed'

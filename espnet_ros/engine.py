@@ -32,10 +32,14 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from espnet_ros.backends import build_runner, resolve_backend
+from espnet_ros.backends import build_runner, class_labels, resolve_backend, upsample_logits
+from espnet_ros.mixed_precision import cpu_bf16_supported, supports_mixed_precision
 from espnet_ros.models import get_spec, load, ModelSpec
 
-PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+# The dtype of the tensors between layers; 'mixed' is fp32 with bf16 in the convolutions
+# the network names as tolerant of it (see espnet_ros.mixed_precision).
+PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
+              'mixed': torch.float32}
 CHANNEL_ORDERS = ('rgb', 'bgr')
 OUTPUT_RESOLUTIONS = ('input', 'network')
 
@@ -80,21 +84,33 @@ def free_cached_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+def resolve_precision(precision: str, device: torch.device, *, backend: str = 'torch',
+                      mixed_supported: bool = True) -> str:
     """
-    Return the dtype for 'auto', 'fp32', 'fp16' or 'bf16' on ``device``.
+    Return the precision to use for 'auto', 'fp32', 'fp16', 'bf16' or 'mixed' on ``device``.
 
-    'auto' is fp16 on CUDA and fp32 on the CPU: bf16 on this project's reference CPU was
-    faster but its labels agreed with fp32 on under 99.5% of pixels (see the README).
+    'auto' is fp16 on CUDA. On the CPU it is 'mixed' for a compiled network that supports it
+    on a CPU with native bf16, else fp32: plain bf16 was faster but its labels agreed with
+    fp32 on under 99.5% of pixels, and eager 'mixed' gained nothing (see the README).
     """
+    mixed_possible = (device.type == 'cpu' and mixed_supported and cpu_bf16_supported())
     if precision == 'auto':
-        return torch.float16 if device.type == 'cuda' else torch.float32
+        if device.type == 'cuda':
+            return 'fp16'
+        return 'mixed' if backend == 'torch-compile' and mixed_possible else 'fp32'
     if precision not in PRECISIONS:
         raise EngineConfigError(f'precision {precision!r} is not one of auto, '
                                 f'{", ".join(PRECISIONS)}')
     if precision == 'fp16' and device.type == 'cpu':
-        raise EngineConfigError('precision fp16 is for CUDA devices; on the CPU use fp32 or bf16')
-    return PRECISIONS[precision]
+        raise EngineConfigError('precision fp16 is for CUDA devices; on the CPU use fp32, '
+                                'mixed or bf16')
+    if precision == 'mixed' and not mixed_possible:
+        raise EngineConfigError(
+            'precision mixed needs the CPU (on CUDA use fp16), native bf16 on it '
+            f'(AVX512-BF16 or AMX: {"present" if cpu_bf16_supported() else "absent"}) and a '
+            'network that names its bf16-tolerant convolutions (the ESPNet family does; '
+            f'this one {"does" if mixed_supported else "does not"})')
+    return precision
 
 
 def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
@@ -126,17 +142,19 @@ class SegmentationEngine:
         self.preprocess_on_device = preprocess_on_device
         self.input_size = check_input_size(spec, tuple(input_size or spec.input_size))
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
         try:
             self.backend = resolve_backend(backend, self.device)
         except ValueError as error:
             raise EngineConfigError(str(error)) from None
-        if self.backend == 'onnxruntime' and self.dtype != torch.float32:
-            raise EngineConfigError(f'backend onnxruntime runs fp32 only, not {precision}')
+        self.precision = resolve_precision(precision, self.device, backend=self.backend,
+                                           mixed_supported=supports_mixed_precision(network))
+        self.dtype = PRECISIONS[self.precision]
+        if self.backend == 'onnxruntime' and self.precision != 'fp32':
+            raise EngineConfigError(f'backend onnxruntime runs fp32 only, not {self.precision}')
         self.network = network.eval()
         self.runner = build_runner(self.network, backend=self.backend, device=self.device,
                                    dtype=self.dtype, input_size=self.input_size,
-                                   **(runner_options or {}))
+                                   mixed=self.precision == 'mixed', **(runner_options or {}))
         norm = spec.normalization
         # (x - mean) / std * post_scale folded into one multiply-add per channel.
         scale = torch.tensor([norm.post_scale / s for s in norm.std], dtype=torch.float32)
@@ -155,18 +173,23 @@ class SegmentationEngine:
         spec = get_spec(name)
         # Check what is cheap before the checkpoint is read.
         check_input_size(spec, tuple(input_size or spec.input_size))
-        resolve_precision(precision, resolve_device(device))
+        resolve_precision(precision, resolve_device(device), backend=backend)
         network = load(name, weights_dir, checkpoint=checkpoint,
                        allow_unverified=allow_unverified)
         return cls(spec, network, input_size=input_size, device=device, precision=precision,
                    backend=backend)
 
-    def warm_up(self, frames: int) -> None:
-        """Run blank frames so that the first camera frame does not pay for lazy set-up."""
+    def warm_up(self, frames: int, *, with_confidence: bool = False) -> None:
+        """
+        Run blank frames so that the first camera frame does not pay for lazy set-up.
+
+        Compiled backends build one graph for labels alone and one for labels with
+        confidence, on first use: warm up the one the frames will take.
+        """
         width, height = self.input_size
         blank = np.zeros((height, width, 3), np.uint8)
         for _ in range(frames):
-            self.segment(blank, output_resolution='network')
+            self.segment(blank, output_resolution='network', with_confidence=with_confidence)
 
     def release(self) -> None:
         """Move the network to host memory and return its GPU memory to the driver."""
@@ -175,11 +198,6 @@ class SegmentationEngine:
     def to_device(self) -> None:
         """Move the network back to its device after :meth:`release`."""
         self.runner.to_device()
-
-    @property
-    def precision(self) -> str:
-        """Return the precision's name: fp32, fp16 or bf16."""
-        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
 
     def preprocess(self, images: Sequence[np.ndarray], order: str = 'rgb') -> torch.Tensor:
         """Return N x 3 x h x w normalised network input on the device from H x W x 3 uint8."""
@@ -211,21 +229,22 @@ class SegmentationEngine:
     @torch.inference_mode()
     def infer(self, batch: torch.Tensor) -> torch.Tensor:
         """Return logits N x C x h x w at the network resolution for a preprocessed batch."""
-        logits = self.runner(batch)
-        if logits.shape[-2:] != batch.shape[-2:]:
-            # ESPNet-C predicts at 1/8; the authors bring it back bilinearly before arg-max.
-            logits = F.interpolate(logits, size=batch.shape[-2:], mode='bilinear',
-                                   align_corners=False)
-        return logits
+        return upsample_logits(self.runner(batch), batch.shape[-2:])
 
-    def postprocess(self, logits: torch.Tensor, output_sizes: Sequence[tuple[int, int]], *,
-                    with_confidence: bool = False) -> list[SegmentationResult]:
+    @torch.inference_mode()
+    def labels_and_confidence(self, batch: torch.Tensor, *, with_confidence: bool = False
+                              ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Return N x h x w uint8 labels (and float32 confidence) for a preprocessed batch."""
+        if not with_confidence:
+            return self.runner.labels(batch).cpu().numpy(), None
+        logits = self.infer(batch)
+        return (class_labels(logits).cpu().numpy(),
+                logits.float().softmax(1).amax(1).cpu().numpy())
+
+    @staticmethod
+    def postprocess(labels: np.ndarray, confidence: Optional[np.ndarray],
+                    output_sizes: Sequence[tuple[int, int]]) -> list[SegmentationResult]:
         """Return per-image labels (and confidence) resized to each (height, width)."""
-        with torch.inference_mode():
-            labels = logits.argmax(1).to(torch.uint8).cpu().numpy()
-            confidence = None
-            if with_confidence:
-                confidence = logits.float().softmax(1).amax(1).cpu().numpy()
         results = []
         for index, (height, width) in enumerate(output_sizes):
             frame_labels = labels[index]
@@ -246,12 +265,13 @@ class SegmentationEngine:
         if output_resolution not in OUTPUT_RESOLUTIONS:
             raise ValueError(f'output_resolution {output_resolution!r} is not one of '
                              f'{OUTPUT_RESOLUTIONS}')
-        logits = self.infer(self.preprocess(images, order))
+        labels, confidence = self.labels_and_confidence(self.preprocess(images, order),
+                                                        with_confidence=with_confidence)
         if output_resolution == 'input':
             sizes = [image.shape[:2] for image in images]
         else:
-            sizes = [logits.shape[-2:]] * len(images)
-        return self.postprocess(logits, sizes, with_confidence=with_confidence)
+            sizes = [labels.shape[-2:]] * len(images)
+        return self.postprocess(labels, confidence, sizes)
 
     def segment(self, image: np.ndarray, *, order: str = 'rgb', output_resolution: str = 'input',
                 with_confidence: bool = False) -> SegmentationResult:

@@ -86,7 +86,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('device', 'auto', 'auto (CUDA if present, else CPU), cpu, cuda or cuda:N.',
                   RELOAD),
     ParameterSpec('precision', 'auto', 'auto (fastest measured safe choice), fp32, fp16 '
-                  '(CUDA) or bf16.', RELOAD, choices=('auto', 'fp32', 'fp16', 'bf16')),
+                  '(CUDA), bf16 or mixed (CPU: bf16 in the ESP branches).', RELOAD,
+                  choices=('auto', 'fp32', 'fp16', 'bf16', 'mixed')),
     ParameterSpec('backend', 'auto', 'auto (PyTorch with folded batch norms and channels-last, '
                   'the fastest measured start-up-free path), torch, torch-compile or onnxruntime.',
                   RELOAD,

@@ -37,7 +37,7 @@ PARAMETER_ARGUMENTS = {
     'input_height': (int, 'network input height in pixels; 0 = training height'),
     'max_rate': (float, 'most frames per second to process; 0 = no limit'),
     'device': (str, 'auto, cpu, cuda or cuda:N'),
-    'precision': (str, 'auto, fp32, fp16 or bf16'),
+    'precision': (str, 'auto, fp32, fp16, bf16 or mixed'),
 }
 
 

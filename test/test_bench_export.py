@@ -149,6 +149,7 @@ def test_variants_baseline_and_availability() -> None:
     cpu = benchmark.default_variants('cpu', compile_network=True)
     assert [variant.is_baseline for variant in cpu].count(True) == 1
     assert cpu[0].is_baseline and not cpu[0].fold and not cpu[0].channels_last
+    assert {'mixed', 'bf16'} <= {variant.precision for variant in cpu}
     assert {'onnxruntime', 'torch-compile'} <= {variant.backend for variant in cpu}
     assert benchmark.unavailable(cpu[0]) is None
     cuda = benchmark.default_variants('cuda')

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help='repeatable (default auto: cuda if available, else cpu)')
     parser.add_argument('--backend', action='append', choices=TORCH_BACKENDS,
                         help='only these backends (the baseline always runs)')
-    parser.add_argument('--precision', action='append', choices=('fp32', 'fp16', 'bf16'),
+    parser.add_argument('--precision', action='append', choices=('fp32', 'fp16', 'bf16', 'mixed'),
                         help='only these precisions (the baseline always runs)')
     parser.add_argument('--compile', action='store_true',
                         help='also measure torch.compile (tens of seconds per model)')

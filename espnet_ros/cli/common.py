@@ -48,7 +48,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
     parser.add_argument('--size', type=parse_size,
                         help=size_help or 'network input WxH (default: training resolution)')
     parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--precision', default='fp32', help='auto, fp32, fp16 or bf16')
+    parser.add_argument('--precision', default='fp32', help='auto, fp32, fp16, bf16 or mixed')
 
 
 def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:

@@ -219,6 +219,20 @@ class ESPEncoder(nn.Module):
         """Return N x C x ceil(H / 8) x ceil(W / 8) logits for an N x 3 x H x W image."""
         return self.features(image).logits
 
+    def bf16_tolerant_convolutions(self) -> list[str]:
+        """
+        Name the convolutions whose inputs and weights may be rounded to bf16 (``mixed``).
+
+        These are the dilated branches of the residual ESP modules at 1/4 and 1/8 resolution:
+        most of the encoder's arithmetic. Their outputs are summed (HFF), normalised and
+        added to the module input in fp32. The CamVid and Cityscapes labels then agree with
+        fp32 on over 99.5% of pixels; bf16 everywhere gave 98.3%.
+        """
+        return [f'{stage}.{index}.branches.{branch}'
+                for stage in ('stage2', 'stage3')
+                for index, module in enumerate(getattr(self, stage))
+                for branch in range(len(module.branches))]
+
 
 class ESPNetC(ESPEncoder):
     """
@@ -291,6 +305,16 @@ class ESPNet(nn.Module):
         level2 = self.level2_up_norm(self.level2_up(level2))
         skip = features.stem if self.skip_stem else features.level1
         return self.classifier(self.level1_merge(torch.cat([level2, skip], 1)))
+
+    def bf16_tolerant_convolutions(self) -> list[str]:
+        """
+        Name the convolutions that may run in bf16 (``mixed``; see the encoder's list).
+
+        The encoder's, and the decoder's 3x3 merge at 1/2 resolution: the largest single
+        convolution (18% of the arithmetic at 512x256).
+        """
+        return ([f'encoder.{name}' for name in self.encoder.bf16_tolerant_convolutions()]
+                + ['level1_merge.conv'])
 
 
 # The authors' module names, in the order they are tried, and ours; 'classifier.conv.' (their

@@ -1,0 +1,126 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Mixed precision and labels computed in the compiled graph, on the real checkpoints."""
+
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from espnet_ros.backends import class_labels, TorchRunner
+from espnet_ros.engine import EngineConfigError, resolve_precision, SegmentationEngine
+from espnet_ros.mixed_precision import (apply_mixed_precision, BFloat16Conv,
+                                        cpu_bf16_supported, supports_mixed_precision)
+from espnet_ros.models import get_spec, load
+
+CPU = torch.device('cpu')
+SIZE = (512, 256)  # the issue's target resolution for espnet_p2q8_cityscapes
+needs_bf16 = pytest.mark.skipif(not cpu_bf16_supported(), reason='no native bf16 on this CPU')
+
+
+@functools.lru_cache(maxsize=None)
+def network(name: str, weights_dir: Path) -> nn.Module:
+    """Load a registry model once per test session."""
+    return load(name, weights_dir)
+
+
+@pytest.fixture(scope='module')
+def street_bgr(cityscapes_image: Path) -> np.ndarray:
+    """Return the Cityscapes val image as cv2 reads it (BGR)."""
+    return cv2.imread(str(cityscapes_image))
+
+
+def street_batch(name: str, weights_dir: Path, image: np.ndarray) -> torch.Tensor:
+    engine = SegmentationEngine(get_spec(name), network(name, weights_dir), input_size=SIZE)
+    return engine.preprocess([image], 'bgr')
+
+
+@pytest.mark.parametrize('memory_format', (torch.contiguous_format, torch.channels_last))
+def test_compiled_class_labels_equal_argmax_including_ties(memory_format) -> None:
+    torch.manual_seed(0)
+    # Small integers make many ties: the first largest class must win, as with argmax.
+    logits = torch.randint(0, 4, (2, 20, 16, 24)).float().contiguous(
+        memory_format=memory_format)
+    compiled = torch.compile(class_labels, dynamic=False)
+    labels = compiled(logits)
+    assert labels.dtype == torch.uint8 and labels.shape == (2, 16, 24)
+    assert torch.equal(labels, logits.argmax(1).to(torch.uint8))
+    assert torch.equal(class_labels(logits), labels)
+
+
+def test_mixed_precision_wraps_exactly_the_named_convolutions(weights_dir: Path) -> None:
+    espnet = network('espnet_p2q8_cityscapes', weights_dir)
+    names = espnet.bf16_tolerant_convolutions()
+    # 5 dilated branches in each of the p=2 + q=8 residual ESPs, and the decoder's merge.
+    assert len(names) == 5 * (2 + 8) + 1 and 'level1_merge.conv' in names
+    mixed = apply_mixed_precision(TorchRunner(espnet, device=CPU,
+                                              dtype=torch.float32).network)
+    wrapped = [name for name, unit in mixed.named_modules() if isinstance(unit, BFloat16Conv)]
+    assert wrapped == names
+    assert all(unit.conv.weight.dtype == torch.bfloat16 for unit in mixed.modules()
+               if isinstance(unit, BFloat16Conv))
+    encoder = network('espnet_c_p2q8_cityscapes', weights_dir)
+    assert len(encoder.bf16_tolerant_convolutions()) == 5 * (2 + 8)
+    v2 = network('espnetv2_s0.5_cityscapes_512x256', weights_dir)
+    assert not supports_mixed_precision(v2)
+    with pytest.raises(ValueError, match='does not name bf16-tolerant convolutions'):
+        apply_mixed_precision(v2)
+
+
+@needs_bf16
+@pytest.mark.parametrize('name', ('espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'))
+def test_mixed_labels_agree_with_fp32(name: str, weights_dir: Path,
+                                      street_bgr: np.ndarray) -> None:
+    batch = street_batch(name, weights_dir, street_bgr)
+    fp32 = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32)
+    mixed = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+                        mixed=True)
+    agreement = (mixed.labels(batch) == fp32.labels(batch)).float().mean().item()
+    assert 0.995 <= agreement < 1.0  # bf16 did change something, and little
+
+
+@needs_bf16
+def test_compiled_runner_labels_match_its_logits(weights_dir: Path,
+                                                 street_bgr: np.ndarray) -> None:
+    name = 'espnet_p2q8_cityscapes'
+    batch = street_batch(name, weights_dir, street_bgr)
+    compiled = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+                           compile_network=True, mixed=True)
+    eager = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+                        mixed=True)
+    labels = compiled.labels(batch)
+    assert labels.shape == (1, SIZE[1], SIZE[0]) and labels.dtype == torch.uint8
+    # The same arithmetic fused differently: bf16 roundings may land on other sides.
+    assert (labels == eager.labels(batch)).float().mean() > 0.999
+
+
+def test_precision_auto_and_mixed_refusals(weights_dir: Path) -> None:
+    cuda = torch.device('cuda')
+    assert resolve_precision('auto', cuda) == 'fp16'
+    assert resolve_precision('auto', CPU, backend='torch') == 'fp32'
+    expected = 'mixed' if cpu_bf16_supported() else 'fp32'
+    assert resolve_precision('auto', CPU, backend='torch-compile') == expected
+    assert resolve_precision('auto', CPU, backend='torch-compile',
+                             mixed_supported=False) == 'fp32'
+    with pytest.raises(EngineConfigError, match='on CUDA use fp16'):
+        resolve_precision('mixed', cuda)
+    name = 'espnetv2_s0.5_cityscapes_512x256'
+    with pytest.raises(EngineConfigError, match='this one does not'):
+        SegmentationEngine(get_spec(name), network(name, weights_dir), precision='mixed')
