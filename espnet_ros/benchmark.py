@@ -67,24 +67,30 @@ class Variant:
     channels_last: bool = True
     cuda_graph: bool = False
     host_preprocess: bool = False  # CUDA: resize and normalise on the CPU, upload floats
+    # False: glibc's default malloc settings, which are process-wide, so the variant runs
+    # in a process of its own (see espnet_ros.host_memory and benchmark_worker).
+    retain_host_memory: bool = True
 
     @property
     def is_baseline(self) -> bool:
         """Return True for plain eager fp32 PyTorch, the authors' way."""
-        return (self.backend, self.precision, self.fold, self.channels_last,
-                self.cuda_graph, self.host_preprocess) == ('torch', 'fp32', False, False,
-                                                           False, False)
+        return (self.backend, self.precision, self.fold, self.channels_last, self.cuda_graph,
+                self.host_preprocess, self.retain_host_memory) == (
+                    'torch', 'fp32', False, False, False, False, False)
 
 
 def baseline(device: str) -> Variant:
-    """Return eager fp32 PyTorch with no folding and NCHW memory on ``device``."""
-    return Variant('eager fp32 (baseline)', device, 'torch', fold=False, channels_last=False)
+    """Return eager fp32 PyTorch: no folding, NCHW memory, glibc's malloc defaults."""
+    return Variant('eager fp32 (baseline)', device, 'torch', fold=False, channels_last=False,
+                   retain_host_memory=False)
 
 
 def default_variants(device: str, *, compile_network: bool = False) -> list[Variant]:
     """Return the baseline and every fast path worth measuring on ``device``."""
     if device == 'cpu':
         found = [baseline('cpu'),
+                 Variant('torch fp32 retain memory', 'cpu', 'torch', fold=False,
+                         channels_last=False),
                  Variant('torch fp32 fold', 'cpu', 'torch', channels_last=False),
                  Variant('torch fp32 channels-last', 'cpu', 'torch', fold=False),
                  Variant('torch fp32 fold+cl', 'cpu', 'torch'),
@@ -125,6 +131,7 @@ def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
     return SegmentationEngine(spec, network, input_size=size, device=variant.device,
                               precision=variant.precision, backend=variant.backend,
                               preprocess_on_device=not variant.host_preprocess,
+                              retain_host_memory=variant.retain_host_memory,
                               runner_options={'fold': variant.fold,
                                               'channels_last': variant.channels_last,
                                               'cuda_graph': variant.cuda_graph})
@@ -194,19 +201,37 @@ def _synchronised(device: torch.device, call: Callable[[], Any]) -> Callable[[],
 
 @dataclass
 class Prepared:
-    """A built variant with its timed calls and what was measured while building it."""
+    """A built variant: how to time it and label images, and the memory building it took."""
 
     variant: Variant
-    engine: SegmentationEngine
-    calls: dict[str, Callable[[], Any]]
+    time_call: Callable[[str], float]  # run one call of a kind, return its milliseconds
+    labels: Callable[[Sequence[np.ndarray]], list]  # see network_labels
     host_peak_mb: Optional[float]
     gpu_peak_mb: Optional[float]
     times_ms: dict[str, list[float]]
+    close: Callable[[], None] = lambda: None
+
+
+def _timer(call: Callable[[], Any]) -> Callable[[], float]:
+    def timed() -> float:
+        began = time.perf_counter()
+        call()
+        return (time.perf_counter() - began) * 1e3
+    return timed
 
 
 def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[int, int],
             message: dict[str, Any], warmup: int) -> Prepared:
-    """Build ``variant``, warm it up, and note the memory that took."""
+    """Build ``variant`` (in a process of its own if it needs one), warm it up."""
+    if not variant.retain_host_memory:
+        from espnet_ros.benchmark_worker import prepare_in_worker
+        return prepare_in_worker(spec, network, variant, size, message, warmup)
+    return prepare_here(spec, network, variant, size, message, warmup)
+
+
+def prepare_here(spec: ModelSpec, network: nn.Module, variant: Variant,
+                 size: tuple[int, int], message: dict[str, Any], warmup: int) -> Prepared:
+    """Build ``variant`` in this process, warm it up, and note the memory that took."""
     cuda = variant.device.startswith('cuda')
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -224,7 +249,10 @@ def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[i
     peak = _status_kib('VmHWM')
     host_mb = (peak - before) / 1024 if reset and peak and before else None
     gpu_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None
-    return Prepared(variant, engine, calls, host_mb, gpu_mb, {kind: [] for kind in KINDS})
+    timers = {kind: _timer(call) for kind, call in calls.items()}
+    return Prepared(variant, lambda kind: timers[kind](),
+                    lambda images: network_labels(engine, images), host_mb, gpu_mb,
+                    {kind: [] for kind in KINDS})
 
 
 def time_round_robin(prepared: Sequence[Prepared], repeats: int) -> None:
@@ -232,10 +260,8 @@ def time_round_robin(prepared: Sequence[Prepared], repeats: int) -> None:
     for round_index in range(repeats):
         start = round_index % len(prepared)
         for item in list(prepared[start:]) + list(prepared[:start]):
-            for kind, call in item.calls.items():
-                began = time.perf_counter()
-                call()
-                item.times_ms[kind].append((time.perf_counter() - began) * 1e3)
+            for kind in KINDS:
+                item.times_ms[kind].append(item.time_call(kind))
 
 
 def network_labels(engine: SegmentationEngine, images: Sequence[np.ndarray]) -> list:
@@ -261,7 +287,7 @@ def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, kind: str,
         'mean_ms': float(times.mean()), 'fps': 1e3 / median, 'speedup': baseline_ms / median,
         'host_peak_mb': item.host_peak_mb, 'gpu_peak_mb': item.gpu_peak_mb,
         'fold': variant.fold, 'channels_last': variant.channels_last,
-        'cuda_graph': variant.cuda_graph,
+        'cuda_graph': variant.cuda_graph, 'retain_host_memory': variant.retain_host_memory,
         'preprocessing': 'host' if variant.host_preprocess or variant.device == 'cpu'
         else 'device', 'repeats': len(times), 'threads': torch.get_num_threads()}
 
@@ -288,13 +314,24 @@ def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
                 reason = f'{type(error).__name__}: {error}'
         if reason is not None:
             log(f'skipped {variant.label} on {variant.device}: {reason}')
+    try:
+        return _measure(spec, network, size, prepared, images=images,
+                        camera_size=camera_size, repeats=repeats, log=log)
+    finally:
+        for item in prepared:
+            item.close()
+
+
+def _measure(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
+             prepared: Sequence[Prepared], *, images: Sequence[np.ndarray],
+             camera_size: tuple[int, int], repeats: int,
+             log: Callable[[str], None]) -> list[dict[str, Any]]:
     base = next((item for item in prepared if item.variant.is_baseline), None)
     if base is None:
         log(f'no baseline for {spec.name} at {size[0]}x{size[1]}: nothing measured')
         return []
-    reference = network_labels(base.engine, images)
-    agreements = {id(item): agreement(network_labels(item.engine, images), reference)
-                  for item in prepared}
+    reference = base.labels(images)
+    agreements = {id(item): agreement(item.labels(images), reference) for item in prepared}
     time_round_robin(prepared, repeats)
     flops = count_flops(network, size)
     params = sum(parameter.numel() for parameter in network.parameters())

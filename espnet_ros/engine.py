@@ -33,6 +33,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from espnet_ros.backends import build_runner, class_labels, resolve_backend, upsample_logits
+from espnet_ros.host_memory import retain_freed_memory
 from espnet_ros.mixed_precision import cpu_bf16_supported, supports_mixed_precision
 from espnet_ros.models import get_spec, load, ModelSpec
 
@@ -129,15 +130,18 @@ class SegmentationEngine:
     def __init__(self, spec: ModelSpec, network: nn.Module, *,
                  input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
                  precision: str = 'fp32', backend: str = 'auto',
-                 preprocess_on_device: bool = True,
+                 preprocess_on_device: bool = True, retain_host_memory: bool = True,
                  runner_options: Optional[Mapping[str, bool]] = None) -> None:
         """
         Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
 
         ``preprocess_on_device`` resizes on the GPU (uint8 upload) rather than with OpenCV;
-        ``runner_options`` (fold, channels_last, cuda_graph) switch the backend's fast paths,
-        which the benchmark turns off one by one.
+        ``retain_host_memory`` has malloc keep freed blocks for the next frame (process-wide,
+        see :mod:`espnet_ros.host_memory`); ``runner_options`` (fold, channels_last,
+        cuda_graph) switch the backend's fast paths. The benchmark turns them off one by one.
         """
+        if retain_host_memory:
+            retain_freed_memory()
         self.spec = spec
         self.preprocess_on_device = preprocess_on_device
         self.input_size = check_input_size(spec, tuple(input_size or spec.input_size))

@@ -109,6 +109,9 @@ def test_bench_command_writes_rows_with_speedup_and_agreement(
     baseline = [row for row in rows if row['variant'] == 'eager fp32 (baseline)']
     assert {row['kind'] for row in baseline} == {'network', 'frame'}
     assert all(row['speedup'] == 1.0 and row['agreement'] == 1.0 for row in baseline)
+    # Only the baseline keeps glibc's malloc defaults (in a process of its own).
+    assert [row['variant'] for row in rows if not row['retain_host_memory']] == [
+        'eager fp32 (baseline)'] * 2
     # Folding and channels-last change float rounding only: labels stay the same.
     fp32 = [row for row in rows if row['precision'] == 'fp32']
     assert all(row['agreement'] > 0.999 for row in fp32)
@@ -130,13 +133,16 @@ def test_bench_skips_cuda_with_the_reason(tmp_path: Path, weights_dir: Path,
 
 def test_round_robin_rotates_the_order() -> None:
     calls: list[str] = []
-    prepared = [benchmark.Prepared(benchmark.baseline('cpu'), None,
-                                   {'network': (lambda name=name: calls.append(name))}, None,
-                                   None, {'network': []})
+
+    def timer(name: str):
+        return lambda kind: calls.append(name + kind[0]) or 1.0
+    prepared = [benchmark.Prepared(benchmark.baseline('cpu'), timer(name), list, None, None,
+                                   {kind: [] for kind in benchmark.KINDS})
                 for name in 'abc']
     benchmark.time_round_robin(prepared, 3)
-    assert calls == list('abcbcacab')
-    assert all(len(item.times_ms['network']) == 3 for item in prepared)
+    assert calls == 'an af bn bf cn cf bn bf cn cf an af cn cf an af bn bf'.split()
+    assert all(item.times_ms == {'network': [1.0] * 3, 'frame': [1.0] * 3}
+               for item in prepared)
 
 
 def test_agreement_is_the_fraction_of_equal_pixels() -> None:
@@ -149,6 +155,7 @@ def test_variants_baseline_and_availability() -> None:
     cpu = benchmark.default_variants('cpu', compile_network=True)
     assert [variant.is_baseline for variant in cpu].count(True) == 1
     assert cpu[0].is_baseline and not cpu[0].fold and not cpu[0].channels_last
+    assert not cpu[0].retain_host_memory
     assert {'mixed', 'bf16'} <= {variant.precision for variant in cpu}
     assert {'onnxruntime', 'torch-compile'} <= {variant.backend for variant in cpu}
     assert benchmark.unavailable(cpu[0]) is None

@@ -13,10 +13,13 @@
 # limitations under the License.
 
 
-"""Mixed precision and labels computed in the compiled graph, on the real checkpoints."""
+"""Mixed precision, labels computed in the compiled graph, kept host memory, bench workers."""
 
 import functools
 from pathlib import Path
+import subprocess
+import sys
+import textwrap
 
 import cv2
 import numpy as np
@@ -24,7 +27,9 @@ import pytest
 import torch
 from torch import nn
 
+from espnet_ros import benchmark
 from espnet_ros.backends import class_labels, TorchRunner
+from espnet_ros.benchmark_worker import prepare_in_worker, WorkerError
 from espnet_ros.engine import EngineConfigError, resolve_precision, SegmentationEngine
 from espnet_ros.mixed_precision import (apply_mixed_precision, BFloat16Conv,
                                         cpu_bf16_supported, supports_mixed_precision)
@@ -124,3 +129,55 @@ def test_precision_auto_and_mixed_refusals(weights_dir: Path) -> None:
     name = 'espnetv2_s0.5_cityscapes_512x256'
     with pytest.raises(EngineConfigError, match='this one does not'):
         SegmentationEngine(get_spec(name), network(name, weights_dir), precision='mixed')
+
+
+FAULTS_PER_FRAME = textwrap.dedent("""
+    import resource, sys, torch
+    from espnet_ros.host_memory import retain_freed_memory
+    from espnet_ros.models import load
+    mode, weights_dir = sys.argv[1:]
+    if mode == 'retain':
+        assert retain_freed_memory()
+    network = load('espnet_p2q8_cityscapes', weights_dir)
+    image = torch.randn(1, 3, 256, 512)
+    with torch.inference_mode():
+        for _ in range(3):
+            network(image)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            network(image)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc malloc settings')
+def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Path) -> None:
+    def faults(mode: str) -> float:
+        run = subprocess.run([sys.executable, '-c', FAULTS_PER_FRAME, mode, str(weights_dir)],
+                             check=True, capture_output=True, text=True, timeout=120)
+        return float(run.stdout)
+    # With glibc's defaults the frame's large maps go back to the kernel when freed, and the
+    # next frame faults their pages in again (about 10,000 a frame here).
+    assert faults('default') > 1000
+    assert faults('retain') < 100
+
+
+def test_bench_worker_times_and_labels_in_its_own_process(weights_dir: Path,
+                                                          street_bgr: np.ndarray) -> None:
+    name = 'espnet_c_p2q3_cityscapes'
+    spec, size = get_spec(name), (128, 64)
+    message = benchmark.camera_message(street_bgr, (256, 128))
+    worker = prepare_in_worker(spec, network(name, weights_dir), benchmark.baseline('cpu'),
+                               size, message, warmup=1)
+    try:
+        assert worker.time_call('network') > 0 and worker.time_call('frame') > 0
+        here = benchmark.prepare_here(spec, network(name, weights_dir),
+                                      benchmark.baseline('cpu'), size, message, warmup=1)
+        images = [street_bgr, street_bgr[::-1]]
+        assert benchmark.agreement(worker.labels(images), here.labels(images)) == 1.0
+    finally:
+        worker.close()
+    broken = benchmark.Variant('broken', 'cpu', 'torch', precision='fp16',
+                               retain_host_memory=False)
+    with pytest.raises(WorkerError, match='precision fp16 is for CUDA'):
+        prepare_in_worker(spec, network(name, weights_dir), broken, size, message, warmup=1)
