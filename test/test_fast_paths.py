@@ -157,9 +157,10 @@ def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Pa
                              check=True, capture_output=True, text=True, timeout=120)
         return float(run.stdout)
     # With glibc's defaults the frame's large maps go back to the kernel when freed, and the
-    # next frame faults their pages in again (about 10,000 a frame here).
-    assert faults('default') > 1000
-    assert faults('retain') < 100
+    # next frame faults their pages in again (about 10,000 a frame here; 0 to 200 retained).
+    default = faults('default')
+    assert default > 1000
+    assert faults('retain') < default / 20
 
 
 def test_bench_worker_times_and_labels_in_its_own_process(weights_dir: Path,

@@ -112,6 +112,7 @@ class FrameWorker:
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
         self.latency = LatencyWindow()
+        self.processing = LatencyWindow()  # the node's own per-frame work: decode to publish
         self._last_stamp_ns = 0
         self._last_header = Header()
         self._engine_lock = threading.Lock()
@@ -190,6 +191,7 @@ class FrameWorker:
             try:
                 with self._engine_lock:
                     self._process(frame)
+                self.processing.add(time.monotonic() - started)
             except ImageFormatError as error:
                 self._problem('malformed', f'dropped a malformed frame: {error}')
             except Exception as error:  # noqa: B902 - one bad frame must not end the thread
@@ -284,6 +286,7 @@ def diagnostic_status(worker: Optional[FrameWorker], name: str) -> DiagnosticSta
         'processed rate (Hz)': f'{worker.output_rate.rate():.2f}',
         'latency median (ms)': f'{1000 * worker.latency.percentile(50):.1f}',
         'latency p95 (ms)': f'{1000 * worker.latency.percentile(95):.1f}',
+        'processing median (ms)': f'{1000 * worker.processing.percentile(50):.1f}',
         'frames received': str(counters.received),
         'frames processed': str(counters.processed),
         'frames dropped (newer frame arrived)': str(worker.frames.replaced),

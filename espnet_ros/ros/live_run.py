@@ -34,6 +34,7 @@ import time
 from typing import Any, Optional, Sequence
 
 import cv2
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import rclpy
 from rclpy.node import Node
@@ -46,24 +47,36 @@ STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
 
 
+PROCESSING_KEY = 'processing median (ms)'
+
+
 class Probe(Node):
-    """Subscribes to labels and overlay; records latency and keeps a few overlays."""
+    """Subscribes to labels, overlay and diagnostics; records latency, keeps overlays."""
 
     def __init__(self, namespace: str, keep_overlays: int) -> None:
         super().__init__('live_probe', namespace=namespace)
         self.latencies_ms: list[float] = []
         self.arrivals: list[float] = []
         self.overlays: list[np.ndarray] = []
+        self.node_processing_ms = float('nan')  # as the segmenter's diagnostics last said
         self.keep_overlays = keep_overlays
         self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
         self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
         # Subscribed so that the node renders what the in-process comparison renders.
         self.create_subscription(Image, 'segmentation/color', lambda _: None, OUTPUT_QOS)
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
 
     def _on_labels(self, message: Image) -> None:
         now = self.get_clock().now().nanoseconds
         self.latencies_ms.append((now - stamp_ns(message.header)) / 1e6)
         self.arrivals.append(time.monotonic())
+
+    def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        for status in message.status:
+            if status.hardware_id == f'{self.get_namespace().rstrip("/")}/segmenter':
+                values = {pair.key: pair.value for pair in status.values}
+                if PROCESSING_KEY in values:
+                    self.node_processing_ms = float(values[PROCESSING_KEY])
 
     def _on_overlay(self, message: Image) -> None:
         if len(self.overlays) < self.keep_overlays:
@@ -121,6 +134,7 @@ def summary(probe: Probe, warmup: int) -> dict:
         'latency_median_ms': statistics.median(latencies),
         'latency_p99_ms': float(np.percentile(latencies, 99)),
         'latency_max_ms': max(latencies),
+        'node_processing_median_ms': probe.node_processing_ms,
     }
 
 
@@ -208,6 +222,11 @@ def main(argv: Optional[list[str]] = None) -> int:
           f'{args.rate:g} Hz: processed {results["rate_hz"]:.2f} Hz, latency stamp->labels '
           f'median {results["latency_median_ms"]:.1f} ms, p99 {results["latency_p99_ms"]:.1f}'
           f' ms' + (f'; overlays in {args.out}' if args.out else ''))
+    results['latency_over_processing'] = (results['latency_median_ms']
+                                          / results['node_processing_median_ms'])
+    print(f"the node's own per-frame work (decoding to publishing, from its diagnostics) "
+          f'{results["node_processing_median_ms"]:.1f} ms: latency is '
+          f'{results["latency_over_processing"]:.2f}x that')
     if args.compare_engine:
         results['engine_frame_median_ms'] = engine_frame_ms(args, max(10, args.frames // 2))
         results['node_over_engine'] = (results['latency_median_ms']
