@@ -20,12 +20,15 @@ they are freed and asks for fresh ones at the next frame, and the kernel zero-fi
 4 KiB page on first touch: eager ESPNet at 512x256 took 10,500 page faults per frame, about
 a third of its time. Raising malloc's mmap and trim thresholds keeps the blocks in the heap,
 where the next frame finds them: no faults after the first frame, and never more memory
-than the process's own peak. All threads share one arena as well: another thread's arena
-grows in heaps of at most 64 MB, too small for 1024 x 512 maps (40 MB each) side by side,
-so glibc mapped them afresh every frame and the node's inference thread took 11,000 faults
-a frame. It is process-wide, and a no-op where the C library is not glibc. Setting the
-thresholds also ends glibc's own adjustment of them, which cannot be turned back on:
-``espnet-ros bench`` runs its baseline in a process of its own.
+than the process's own peak. It is process-wide, and a no-op where the C library is not
+glibc. Setting the thresholds also ends glibc's own adjustment of them, which cannot be
+turned back on: ``espnet-ros bench`` runs its baseline in a process of its own.
+
+Threads other than the main one allocate from arenas that grow in heaps of at most 64 MB,
+too small for 1024 x 512 maps (40 MB each) side by side, so the node's inference thread
+still takes about 2,000-11,000 faults a frame at that size. One arena for all threads
+(M_ARENA_MAX 1) ended those, but the lock it shares with the DDS and executor threads made
+the node 3-5x slower under a 60 Hz camera, so it is not set.
 """
 
 import ctypes
@@ -36,7 +39,6 @@ from typing import Optional
 # mallopt parameters from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_M_ARENA_MAX = -8
 # Blocks up to this size come from the heap, and this much free heap is kept.
 RETAINED_THRESHOLD = 1 << 30
 
@@ -56,5 +58,4 @@ def retain_freed_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, RETAINED_THRESHOLD)
-                and libc.mallopt(_M_TRIM_THRESHOLD, RETAINED_THRESHOLD)
-                and libc.mallopt(_M_ARENA_MAX, 1))
+                and libc.mallopt(_M_TRIM_THRESHOLD, RETAINED_THRESHOLD))
