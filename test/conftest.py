@@ -19,14 +19,20 @@ pytest imports this file before any test module, so the environment below is in 
 rclpy creates a participant, and every subprocess a test starts inherits it.
 """
 
+import functools
 import os
 from pathlib import Path
 import socket
 import subprocess
-from typing import Iterator
+from typing import Callable, Iterator
 
+import cv2
 from hypothesis import settings
+import numpy as np
 import pytest
+from torch import nn
+
+from espnet_ros.models import load
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'
@@ -125,6 +131,23 @@ def camvid_dir(shared_dir: Path) -> Path:
 def cityscapes_image(shared_dir: Path) -> Path:
     """Return the one Cityscapes val image (2048x1024 RGB PNG)."""
     return _require(shared_dir / CITYSCAPES_IMAGE, 'Cityscapes sample image')
+
+
+@pytest.fixture(scope='session')
+def street_bgr(cityscapes_image: Path) -> np.ndarray:
+    """Return the Cityscapes val image as cv2 reads it (BGR)."""
+    return cv2.imread(str(cityscapes_image))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_once(name: str, weights_dir: Path) -> nn.Module:
+    return load(name, weights_dir)
+
+
+@pytest.fixture(scope='session')
+def pretrained(weights_dir: Path) -> Callable[[str], nn.Module]:
+    """Return a loader of registry models that reads each checkpoint once per session."""
+    return lambda name: _load_once(name, weights_dir)
 
 
 @pytest.fixture(scope='module')

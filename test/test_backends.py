@@ -18,7 +18,6 @@
 import functools
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -39,12 +38,6 @@ CPU = torch.device('cpu')
 def network(name: str, weights_dir: Path) -> nn.Module:
     """Load a registry model once per test session."""
     return load(name, weights_dir)
-
-
-@pytest.fixture(scope='module')
-def street_bgr(cityscapes_image: Path) -> np.ndarray:
-    """Return the Cityscapes val image as cv2 reads it (BGR)."""
-    return cv2.imread(str(cityscapes_image))
 
 
 def street_batch(name: str, weights_dir: Path, image: np.ndarray) -> torch.Tensor:

@@ -18,7 +18,6 @@
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnxruntime
 import pytest
@@ -34,12 +33,6 @@ from espnet_ros.models import get_spec, load, registry
 SIZE = (256, 128)
 REQUIRED_KEYS = {'model', 'size', 'device', 'precision', 'backend', 'median_ms', 'p99_ms',
                  'fps', 'agreement', 'speedup', 'flops', 'params', 'host_peak_mb', 'kind'}
-
-
-@pytest.fixture(scope='module')
-def street_bgr(cityscapes_image: Path) -> np.ndarray:
-    """Return the Cityscapes val image as cv2 reads it (BGR)."""
-    return cv2.imread(str(cityscapes_image))
 
 
 @pytest.mark.parametrize('name', list(registry()))

@@ -28,12 +28,6 @@ STREET_MODELS = ('espnet_p2q8_cityscapes', 'espnetv2_s2.0_cityscapes_1024x512')
 ROAD, BUILDING, SKY = 0, 2, 10
 
 
-@pytest.fixture(scope='module')
-def street_bgr(cityscapes_image: Path) -> np.ndarray:
-    """Return the Cityscapes val image as cv2 reads it (BGR)."""
-    return cv2.imread(str(cityscapes_image))
-
-
 def dominant(labels: np.ndarray) -> int:
     """Return the most frequent label."""
     return int(np.bincount(labels.ravel()).argmax())

@@ -15,13 +15,12 @@
 
 """Mixed precision, labels computed in the compiled graph, kept host memory, bench workers."""
 
-import functools
 from pathlib import Path
 import subprocess
 import sys
 import textwrap
+from typing import Callable
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -33,27 +32,16 @@ from espnet_ros.benchmark_worker import prepare_in_worker, WorkerError
 from espnet_ros.engine import EngineConfigError, resolve_precision, SegmentationEngine
 from espnet_ros.mixed_precision import (apply_mixed_precision, BFloat16Conv,
                                         cpu_bf16_supported, supports_mixed_precision)
-from espnet_ros.models import get_spec, load
+from espnet_ros.models import get_spec
 
 CPU = torch.device('cpu')
+Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
 SIZE = (512, 256)  # the issue's target resolution for espnet_p2q8_cityscapes
 needs_bf16 = pytest.mark.skipif(not cpu_bf16_supported(), reason='no native bf16 on this CPU')
 
 
-@functools.lru_cache(maxsize=None)
-def network(name: str, weights_dir: Path) -> nn.Module:
-    """Load a registry model once per test session."""
-    return load(name, weights_dir)
-
-
-@pytest.fixture(scope='module')
-def street_bgr(cityscapes_image: Path) -> np.ndarray:
-    """Return the Cityscapes val image as cv2 reads it (BGR)."""
-    return cv2.imread(str(cityscapes_image))
-
-
-def street_batch(name: str, weights_dir: Path, image: np.ndarray) -> torch.Tensor:
-    engine = SegmentationEngine(get_spec(name), network(name, weights_dir), input_size=SIZE)
+def street_batch(network: nn.Module, name: str, image: np.ndarray) -> torch.Tensor:
+    engine = SegmentationEngine(get_spec(name), network, input_size=SIZE)
     return engine.preprocess([image], 'bgr')
 
 
@@ -70,8 +58,8 @@ def test_compiled_class_labels_equal_argmax_including_ties(memory_format) -> Non
     assert torch.equal(class_labels(logits), labels)
 
 
-def test_mixed_precision_wraps_exactly_the_named_convolutions(weights_dir: Path) -> None:
-    espnet = network('espnet_p2q8_cityscapes', weights_dir)
+def test_mixed_precision_wraps_exactly_the_named_convolutions(pretrained: Pretrained) -> None:
+    espnet = pretrained('espnet_p2q8_cityscapes')
     names = espnet.bf16_tolerant_convolutions()
     # 5 dilated branches in each of the p=2 + q=8 residual ESPs, and the decoder's merge.
     assert len(names) == 5 * (2 + 8) + 1 and 'level1_merge.conv' in names
@@ -81,9 +69,9 @@ def test_mixed_precision_wraps_exactly_the_named_convolutions(weights_dir: Path)
     assert wrapped == names
     assert all(unit.conv.weight.dtype == torch.bfloat16 for unit in mixed.modules()
                if isinstance(unit, BFloat16Conv))
-    encoder = network('espnet_c_p2q8_cityscapes', weights_dir)
+    encoder = pretrained('espnet_c_p2q8_cityscapes')
     assert len(encoder.bf16_tolerant_convolutions()) == 5 * (2 + 8)
-    v2 = network('espnetv2_s0.5_cityscapes_512x256', weights_dir)
+    v2 = pretrained('espnetv2_s0.5_cityscapes_512x256')
     assert not supports_mixed_precision(v2)
     with pytest.raises(ValueError, match='does not name bf16-tolerant convolutions'):
         apply_mixed_precision(v2)
@@ -91,24 +79,24 @@ def test_mixed_precision_wraps_exactly_the_named_convolutions(weights_dir: Path)
 
 @needs_bf16
 @pytest.mark.parametrize('name', ('espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'))
-def test_mixed_labels_agree_with_fp32(name: str, weights_dir: Path,
+def test_mixed_labels_agree_with_fp32(name: str, pretrained: Pretrained,
                                       street_bgr: np.ndarray) -> None:
-    batch = street_batch(name, weights_dir, street_bgr)
-    fp32 = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32)
-    mixed = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+    batch = street_batch(pretrained(name), name, street_bgr)
+    fp32 = TorchRunner(pretrained(name), device=CPU, dtype=torch.float32)
+    mixed = TorchRunner(pretrained(name), device=CPU, dtype=torch.float32,
                         mixed=True)
     agreement = (mixed.labels(batch) == fp32.labels(batch)).float().mean().item()
     assert 0.995 <= agreement < 1.0  # bf16 did change something, and little
 
 
 @needs_bf16
-def test_compiled_runner_labels_match_its_logits(weights_dir: Path,
+def test_compiled_runner_labels_match_its_logits(pretrained: Pretrained,
                                                  street_bgr: np.ndarray) -> None:
     name = 'espnet_p2q8_cityscapes'
-    batch = street_batch(name, weights_dir, street_bgr)
-    compiled = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+    batch = street_batch(pretrained(name), name, street_bgr)
+    compiled = TorchRunner(pretrained(name), device=CPU, dtype=torch.float32,
                            compile_network=True, mixed=True)
-    eager = TorchRunner(network(name, weights_dir), device=CPU, dtype=torch.float32,
+    eager = TorchRunner(pretrained(name), device=CPU, dtype=torch.float32,
                         mixed=True)
     labels = compiled.labels(batch)
     assert labels.shape == (1, SIZE[1], SIZE[0]) and labels.dtype == torch.uint8
@@ -116,7 +104,7 @@ def test_compiled_runner_labels_match_its_logits(weights_dir: Path,
     assert (labels == eager.labels(batch)).float().mean() > 0.999
 
 
-def test_precision_auto_and_mixed_refusals(weights_dir: Path) -> None:
+def test_precision_auto_and_mixed_refusals(pretrained: Pretrained) -> None:
     cuda = torch.device('cuda')
     assert resolve_precision('auto', cuda) == 'fp16'
     assert resolve_precision('auto', CPU, backend='torch') == 'fp32'
@@ -128,7 +116,7 @@ def test_precision_auto_and_mixed_refusals(weights_dir: Path) -> None:
         resolve_precision('mixed', cuda)
     name = 'espnetv2_s0.5_cityscapes_512x256'
     with pytest.raises(EngineConfigError, match='this one does not'):
-        SegmentationEngine(get_spec(name), network(name, weights_dir), precision='mixed')
+        SegmentationEngine(get_spec(name), pretrained(name), precision='mixed')
 
 
 FAULTS_PER_FRAME = textwrap.dedent("""
@@ -163,16 +151,16 @@ def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Pa
     assert faults('retain') < default / 20
 
 
-def test_bench_worker_times_and_labels_in_its_own_process(weights_dir: Path,
+def test_bench_worker_times_and_labels_in_its_own_process(pretrained: Pretrained,
                                                           street_bgr: np.ndarray) -> None:
     name = 'espnet_c_p2q3_cityscapes'
     spec, size = get_spec(name), (128, 64)
     message = benchmark.camera_message(street_bgr, (256, 128))
-    worker = prepare_in_worker(spec, network(name, weights_dir), benchmark.baseline('cpu'),
+    worker = prepare_in_worker(spec, pretrained(name), benchmark.baseline('cpu'),
                                size, message, warmup=1)
     try:
         assert worker.time_call('network') > 0 and worker.time_call('frame') > 0
-        here = benchmark.prepare_here(spec, network(name, weights_dir),
+        here = benchmark.prepare_here(spec, pretrained(name),
                                       benchmark.baseline('cpu'), size, message, warmup=1)
         images = [street_bgr, street_bgr[::-1]]
         assert benchmark.agreement(worker.labels(images), here.labels(images)) == 1.0
@@ -181,4 +169,4 @@ def test_bench_worker_times_and_labels_in_its_own_process(weights_dir: Path,
     broken = benchmark.Variant('broken', 'cpu', 'torch', precision='fp16',
                                retain_host_memory=False)
     with pytest.raises(WorkerError, match='precision fp16 is for CUDA'):
-        prepare_in_worker(spec, network(name, weights_dir), broken, size, message, warmup=1)
+        prepare_in_worker(spec, pretrained(name), broken, size, message, warmup=1)
