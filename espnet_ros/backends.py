@@ -218,7 +218,7 @@ class TorchRunner(Runner):
         if compile_network:
             # Frozen weights let inductor constant-fold them; on the CPU a C++ wrapper calls
             # the kernels without Python in between, and autotuning times its own GEMM
-            # templates against oneDNN for the 1x1 convolutions (5% faster for ESPNet, 25 s
+            # templates against oneDNN for the 1x1 convolutions (5% faster for ESPNet, 15 s
             # more to compile). Each graph is compiled on its first call.
             cpu = device.type == 'cpu'
             options = {'freezing': True, 'cpp_wrapper': cpu, 'max_autotune': cpu}

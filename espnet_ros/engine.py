@@ -183,17 +183,17 @@ class SegmentationEngine:
         return cls(spec, network, input_size=input_size, device=device, precision=precision,
                    backend=backend)
 
-    def warm_up(self, frames: int, *, with_confidence: bool = False) -> None:
+    def warm_up(self, frames: int) -> None:
         """
         Run blank frames so that the first camera frame does not pay for lazy set-up.
 
-        Compiled backends build one graph for labels alone and one for labels with
-        confidence, on first use: warm up the one the frames will take.
+        Labels only: with a compiled backend, the graph that also gives confidence is
+        compiled at the first frame that asks for it.
         """
         width, height = self.input_size
         blank = np.zeros((height, width, 3), np.uint8)
         for _ in range(frames):
-            self.segment(blank, output_resolution='network', with_confidence=with_confidence)
+            self.segment(blank, output_resolution='network')
 
     def release(self) -> None:
         """Move the network to host memory and return its GPU memory to the driver."""
