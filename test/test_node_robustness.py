@@ -30,10 +30,13 @@ from diagnostic_msgs.msg import DiagnosticArray
 from hypothesis import given, HealthCheck, settings, strategies as st
 import numpy as np
 import pytest
+from rclpy.exceptions import InvalidHandle
 from rclpy.qos import qos_profile_sensor_data
 from ros_helpers import (camera_image, diagnostic_values, header_at, image_array, NodeProcess,
                          Probe, Recorder, send_until_answered, serving)
 from sensor_msgs.msg import CompressedImage, Image
+
+from espnet_ros.ros.segmenter import MAX_WAIT_SET_RACES, spin_through_destruction_races
 
 NAMESPACE = '/robust'
 NODE = f'{NAMESPACE}/segmenter'
@@ -397,3 +400,27 @@ def test_no_frame_failed_and_every_frame_is_accounted_for(counters: NodeCounters
     assert final['failed'] == 0, final
     assert final['malformed'] >= len(BAD_FRAMES) and final['backwards'] >= 1, final
     assert 'Traceback' not in segmenter.log(), segmenter.describe()
+
+
+class RacingExecutor:
+    """Raises rclpy's InvalidHandle from spin() a given number of times, then returns."""
+
+    def __init__(self, races: int) -> None:
+        self.races, self.spins = races, 0
+
+    def spin(self) -> None:
+        self.spins += 1
+        if self.spins <= self.races:
+            raise InvalidHandle('cannot use Destroyable because destruction was requested')
+
+
+def test_spinning_goes_on_after_a_subscription_died_under_the_wait_set() -> None:
+    # The real race (deactivate on a worker thread while the spinning thread builds its wait
+    # set) cannot be made to happen on demand; this checks what the node does when it does.
+    recovering = RacingExecutor(races=3)
+    spin_through_destruction_races(recovering)
+    assert recovering.spins == 4
+    stuck = RacingExecutor(races=MAX_WAIT_SET_RACES + 1)
+    with pytest.raises(InvalidHandle):
+        spin_through_destruction_races(stuck)
+    assert stuck.spins == MAX_WAIT_SET_RACES + 1

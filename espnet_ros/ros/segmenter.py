@@ -31,6 +31,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -52,6 +53,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 # taken, 0.3-0.75 s a frame against the engine's 0.15 s). At 0.2 ms it takes every frame
 # and the node keeps the engine's pace.
 GIL_SWITCH_INTERVAL_S = 0.0002
+# Wait sets rebuilt after an entity was destroyed under them, before the error is believed.
+MAX_WAIT_SET_RACES = 100
 OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
                  'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
                  'camera_info': 'segmentation/camera_info'}
@@ -223,6 +226,24 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub.publish(array)
 
 
+def spin_through_destruction_races(executor: MultiThreadedExecutor) -> None:
+    """
+    Spin until shutdown, going on when an entity died while the wait set was being built.
+
+    Deactivation (a service callback, on a worker thread) destroys the camera subscription
+    and its QoS event handlers; if the spinning thread was adding those to its wait set at
+    that moment, rclpy raises InvalidHandle out of spin(). The next wait set is built
+    without them, so spinning again is right; a handle that stays invalid is re-raised.
+    """
+    for _ in range(MAX_WAIT_SET_RACES):
+        try:
+            executor.spin()
+            return
+        except InvalidHandle:
+            continue
+    executor.spin()
+
+
 def run(args: Optional[list[str]] = None) -> int:
     """Run the node until shutdown; return 1 if it could not start, else 0."""
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -244,7 +265,7 @@ def run(args: Optional[list[str]] = None) -> int:
             else:
                 node.trigger_activate()
         if status == 0:
-            executor.spin()
+            spin_through_destruction_races(executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # noqa: B902 - narrowed below
