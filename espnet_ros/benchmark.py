@@ -224,6 +224,7 @@ def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[i
             message: dict[str, Any], warmup: int) -> Prepared:
     """Build ``variant`` (in a process of its own if it needs one), warm it up."""
     if not variant.retain_host_memory:
+        # Imported here: the worker module builds on this one.
         from espnet_ros.benchmark_worker import prepare_in_worker
         return prepare_in_worker(spec, network, variant, size, message, warmup)
     return prepare_here(spec, network, variant, size, message, warmup)

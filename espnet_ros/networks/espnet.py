@@ -225,8 +225,10 @@ class ESPEncoder(nn.Module):
 
         These are the dilated branches of the residual ESP modules at 1/4 and 1/8 resolution:
         most of the encoder's arithmetic. Their outputs are summed (HFF), normalised and
-        added to the module input in fp32. The CamVid and Cityscapes labels then agree with
-        fp32 on over 99.5% of pixels; bf16 everywhere gave 98.3%.
+        added to the module input in fp32. Measured with the decoder's list below, for all
+        seven ESPNet and ESPNet-C checkpoints at their training sizes on CamVid val frames
+        and the Cityscapes sample: 99.70-99.96% of labels equal fp32's (worst frame 99.33%);
+        bf16 everywhere gave 98.3%.
         """
         return [f'{stage}.{index}.branches.{branch}'
                 for stage in ('stage2', 'stage3')

@@ -39,7 +39,7 @@ from espnet_ros.flow import LatencyWindow, NewestWins, RateMeter
 from espnet_ros.image_codec import (decode_compressed, decode_image, encode_32fc1, encode_mono8,
                                     encode_rgb8, ImageFormatError)
 from espnet_ros.pipeline import FrameOutputs, OutputRequest, run_frame
-from espnet_ros.ros.messages import image_message, stamp_ns
+from espnet_ros.ros.messages import image_message, PROCESSING_MEDIAN_KEY, stamp_ns
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
 SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
@@ -191,7 +191,6 @@ class FrameWorker:
             try:
                 with self._engine_lock:
                     self._process(frame)
-                self.processing.add(time.monotonic() - started)
             except ImageFormatError as error:
                 self._problem('malformed', f'dropped a malformed frame: {error}')
             except Exception as error:  # noqa: B902 - one bad frame must not end the thread
@@ -205,6 +204,7 @@ class FrameWorker:
         self.problem_log.warning(text)
 
     def _process(self, frame: Frame) -> None:
+        started = time.monotonic()
         message = frame.message
         stamp = stamp_ns(message.header)
         if stamp and stamp < self._last_stamp_ns:
@@ -228,6 +228,7 @@ class FrameWorker:
         now = self.node.get_clock().now().nanoseconds
         self.latency.add(((now - stamp) if stamp else (time.monotonic_ns() - frame.received_ns))
                          / 1e9)
+        self.processing.add(time.monotonic() - started)
 
     def _listened(self, output: str) -> bool:
         return self.node.publishers_by_output[output].get_subscription_count() > 0
@@ -286,7 +287,7 @@ def diagnostic_status(worker: Optional[FrameWorker], name: str) -> DiagnosticSta
         'processed rate (Hz)': f'{worker.output_rate.rate():.2f}',
         'latency median (ms)': f'{1000 * worker.latency.percentile(50):.1f}',
         'latency p95 (ms)': f'{1000 * worker.latency.percentile(95):.1f}',
-        'processing median (ms)': f'{1000 * worker.processing.percentile(50):.1f}',
+        PROCESSING_MEDIAN_KEY: f'{1000 * worker.processing.percentile(50):.1f}',
         'frames received': str(counters.received),
         'frames processed': str(counters.processed),
         'frames dropped (newer frame arrived)': str(worker.frames.replaced),

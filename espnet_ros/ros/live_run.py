@@ -24,6 +24,7 @@ write the figures as JSON. It is the README's main job and the end-to-end benchm
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 import signal
@@ -41,13 +42,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from espnet_ros.cli.common import parse_size
-from espnet_ros.ros.messages import OUTPUT_QOS, stamp_ns
+from espnet_ros.ros.messages import OUTPUT_QOS, PROCESSING_MEDIAN_KEY, stamp_ns
 
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
-
-
-PROCESSING_KEY = 'processing median (ms)'
 
 
 class Probe(Node):
@@ -75,8 +73,8 @@ class Probe(Node):
         for status in message.status:
             if status.hardware_id == f'{self.get_namespace().rstrip("/")}/segmenter':
                 values = {pair.key: pair.value for pair in status.values}
-                if PROCESSING_KEY in values:
-                    self.node_processing_ms = float(values[PROCESSING_KEY])
+                if PROCESSING_MEDIAN_KEY in values:
+                    self.node_processing_ms = float(values[PROCESSING_MEDIAN_KEY])
 
     def _on_overlay(self, message: Image) -> None:
         if len(self.overlays) < self.keep_overlays:
@@ -222,11 +220,14 @@ def main(argv: Optional[list[str]] = None) -> int:
           f'{args.rate:g} Hz: processed {results["rate_hz"]:.2f} Hz, latency stamp->labels '
           f'median {results["latency_median_ms"]:.1f} ms, p99 {results["latency_p99_ms"]:.1f}'
           f' ms' + (f'; overlays in {args.out}' if args.out else ''))
-    results['latency_over_processing'] = (results['latency_median_ms']
-                                          / results['node_processing_median_ms'])
-    print(f"the node's own per-frame work (decoding to publishing, from its diagnostics) "
-          f'{results["node_processing_median_ms"]:.1f} ms: latency is '
-          f'{results["latency_over_processing"]:.2f}x that')
+    if math.isfinite(results['node_processing_median_ms']):
+        results['latency_over_processing'] = (results['latency_median_ms']
+                                              / results['node_processing_median_ms'])
+        print(f"the node's own per-frame work (decoding to publishing, from its diagnostics) "
+              f'{results["node_processing_median_ms"]:.1f} ms: latency is '
+              f'{results["latency_over_processing"]:.2f}x that')
+    else:
+        print('no diagnostics from the segmenter arrived: its own per-frame time is unknown')
     if args.compare_engine:
         results['engine_frame_median_ms'] = engine_frame_ms(args, max(10, args.frames // 2))
         results['node_over_engine'] = (results['latency_median_ms']

@@ -27,6 +27,8 @@ from espnet_ros.image_codec import EncodedImage
 from espnet_ros.models import ModelSpec
 
 # Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
+# The segmenter's diagnostics key for the median decode-to-publish time of its frames.
+PROCESSING_MEDIAN_KEY = 'processing median (ms)'
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST)
 # Transient local keeps the last class table for subscribers that start later.
