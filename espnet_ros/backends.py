@@ -30,8 +30,8 @@ the README):
 * ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
   sums, concatenations) and, for labels, the arg-max into the last kernels; with
   ``mixed`` precision (:mod:`espnet_ros.mixed_precision`) ESPNet runs about 3x faster than
-  eager, but compiling takes half a minute to a minute at start-up (seconds when
-  inductor's on-disk cache has it), so 'auto' never picks it;
+  eager, but compiling takes about 25 s per graph at start-up (seconds when inductor's
+  on-disk cache has it), so 'auto' never picks it;
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin (spinning threads took the
   cores from everything else in the process: eager PyTorch beside them ran 10x slower).

@@ -41,6 +41,7 @@ from std_msgs.msg import Header, String
 
 from espnet_ros.engine import SegmentationEngine
 from espnet_ros.models import get_spec
+from espnet_ros.ros.messages import PROCESSING_MEDIAN_KEY
 
 MODEL = 'espnet_c_p2q3_cityscapes'
 NETWORK_SIZE = (256, 128)   # (width, height)
@@ -342,8 +343,13 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
             pass  # a very busy machine: judge the frames that came
         probe.node.destroy_timer(timer)
         after = diagnostics_when_idle(probe, diagnostics, time.time_ns() + 500_000_000)
+        figures = next(values for _, message in reversed(diagnostics.messages)
+                       if (values := diagnostic_values(message, NODE)) is not None)
     finally:
         probe.forget([labels, diagnostics])
+    # Each frame's decode-to-publish time is part of its stamp-to-publish latency.
+    processing_ms = float(figures[PROCESSING_MEDIAN_KEY])
+    assert 0 < processing_ms <= float(figures['latency median (ms)']), figures
     delta = {name: after[name] - before[name] for name in after}
     flood = [(arrival, arrival - stamp_ns(m.header)) for arrival, m in labels.messages
              if stamp_ns(m.header) in set(sent)]
