@@ -24,11 +24,13 @@ memory than the process's own peak. It is process-wide, and a no-op where the C 
 glibc. Setting the thresholds also ends glibc's own adjustment of them, which cannot be
 turned back on: ``espnet-ros bench`` runs its baseline in a process of its own.
 
-Threads other than the main one allocate from arenas that grow in heaps of at most 64 MB,
-too small for 1024 x 512 maps (40 MB each) side by side, so the node's inference thread
-still takes about 2,000-11,000 faults a frame at that size. One arena for all threads
-(M_ARENA_MAX 1) ended those, but the lock it shares with the DDS and executor threads made
-the node 3-5x slower under a 60 Hz camera, so it is not set.
+Threads other than the main one allocate from arenas made of heaps of at most 64 MB; a
+1024 x 512 map (40 MB) nearly fills one, and glibc unmaps a heap as soon as it is empty
+whatever the trim threshold, so the node's inference thread still took 2,000-11,000 faults
+a frame at that size. A top pad of a whole heap keeps emptied heaps mapped: 0 faults a frame
+in a worker thread, as in the main one. (One arena for all threads, M_ARENA_MAX 1, ended
+those faults too, but the lock it shares with the DDS and executor threads made the node
+3-5x slower under a 60 Hz camera.)
 """
 
 import ctypes
@@ -38,9 +40,12 @@ from typing import Optional
 
 # mallopt parameters from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 # Blocks up to this size come from the heap, and this much free heap is kept.
 RETAINED_THRESHOLD = 1 << 30
+# glibc's HEAP_MAX_SIZE on 64-bit systems: a thread arena's heaps are never larger.
+THREAD_HEAP_SIZE = 64 << 20
 
 
 @lru_cache(maxsize=1)
@@ -58,4 +63,5 @@ def retain_freed_memory() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, RETAINED_THRESHOLD)
-                and libc.mallopt(_M_TRIM_THRESHOLD, RETAINED_THRESHOLD))
+                and libc.mallopt(_M_TRIM_THRESHOLD, RETAINED_THRESHOLD)
+                and libc.mallopt(_M_TOP_PAD, THREAD_HEAP_SIZE))
