@@ -28,10 +28,11 @@ the README):
   AVX-512 CPU, folding plus channels-last made the whole frame 1.4-2x faster than eager;
   neither hurt ESPNetv2's depth-wise convolutions (each alone helped a little);
 * ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
-  sums, concatenations) and, for labels, the arg-max into the last kernels; with
-  ``mixed`` precision (:mod:`espnet_ros.mixed_precision`) ESPNet runs about 3x faster than
-  eager, but compiling takes about 25 s per graph at start-up (seconds when inductor's
-  on-disk cache has it), so 'auto' never picks it;
+  sums, concatenations) and, for labels, the arg-max into the last kernels, and on the
+  CPU calls oneDNN with its weights packed once; with ``mixed`` precision
+  (:mod:`espnet_ros.mixed_precision`) ESPNet runs over 3x faster than eager. Frozen graphs
+  miss inductor's on-disk cache: compiling takes 20-40 s per graph for ESPNet and
+  80-120 s for ESPNetv2 at every start, so 'auto' never picks it;
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin (spinning threads took the
   cores from everything else in the process: eager PyTorch beside them ran 10x slower).
@@ -49,10 +50,11 @@ import warnings
 
 import torch
 from torch import nn
+from torch._inductor import config as inductor_config
 import torch.nn.functional as F
 
 from espnet_ros.mixed_precision import apply_mixed_precision
-from espnet_ros.networks.layers import ConvBN
+from espnet_ros.networks.layers import ConvBN, UpConvBNPReLU
 
 BACKENDS = ('auto', 'torch', 'torch-compile', 'onnxruntime')
 ONNX_OPSET = 17
@@ -82,24 +84,33 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 @torch.no_grad()
 def fold_batch_norms(network: nn.Module) -> nn.Module:
     """
-    Fold every ConvBN unit's batch norm into its convolution, in place; return network.
+    Fold every ConvBN and UpConvBNPReLU unit's batch norm into its convolution; return network.
 
     Eval-mode batch norm is y = (x - mean) / sqrt(var + eps) * gamma + beta, an affine map
     per channel, so it merges into the convolution's weight and bias exactly (up to float
-    rounding).
+    rounding). Done here for the transposed convolutions too, because inductor's own
+    folding (with frozen weights) scales a transposed convolution's input channels instead
+    of its outputs: ESPNet's labels came out 24% wrong.
     """
     for unit in network.modules():
-        if isinstance(unit, ConvBN) and isinstance(unit.bn, nn.BatchNorm2d):
-            conv, bn = unit.conv, unit.bn
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                              stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                              groups=conv.groups, bias=True).to(conv.weight)
-            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-            fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            unit.conv, unit.bn = fused, nn.Identity()
+        if isinstance(unit, (ConvBN, UpConvBNPReLU)) and isinstance(unit.bn, nn.BatchNorm2d):
+            unit.conv, unit.bn = _folded(unit.conv, unit.bn), nn.Identity()
     return network
+
+
+def _folded(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
+    """Return a copy of ``conv`` (2-D, plain or transposed) with ``bn`` folded in."""
+    # Weights are C_out x C_in/groups x kh x kw, transposed ones C_in x C_out/groups x kh x kw.
+    output_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+    if output_axis == 1 and conv.groups != 1:
+        raise ValueError('folding into grouped transposed convolutions is not supported')
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = copy.deepcopy(conv)
+    fused.weight = nn.Parameter(conv.weight * scale.view([-1 if axis == output_axis else 1
+                                                          for axis in range(4)]))
+    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return fused
 
 
 def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -171,6 +182,21 @@ def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
     return onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
+def _with_frozen_weights(compiled: Callable[[torch.Tensor], torch.Tensor]
+                         ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """
+    Return ``compiled`` called with inductor's global ``freezing`` flag set.
+
+    Dynamo reads that flag, not the compile options, when it traces (on the first call and
+    on any recompilation) to decide whether the weights become constants of the graph.
+    Without it nothing was frozen: no prepacked oneDNN weights and no constant folding.
+    """
+    def call(batch: torch.Tensor) -> torch.Tensor:
+        with inductor_config.patch(freezing=True):
+            return compiled(batch)
+    return call
+
+
 class Runner:
     """Runs a network: an N x 3 x H x W batch on the engine's device to logits or labels."""
 
@@ -222,14 +248,15 @@ class TorchRunner(Runner):
             # more to compile). Each graph is compiled on its first call.
             cpu = device.type == 'cpu'
             options = {'freezing': True, 'cpp_wrapper': cpu, 'max_autotune': cpu}
-            self.forward = torch.compile(self.network, dynamic=False, options=options)
+            self.forward = _with_frozen_weights(
+                torch.compile(self.network, dynamic=False, options=options))
             if not self.use_cuda_graph:
                 # Labels in the same graph: the arg-max fuses into the last kernels and the
                 # full-size logits are never written out.
-                self._compiled_labels = torch.compile(
+                self._compiled_labels = _with_frozen_weights(torch.compile(
                     lambda batch: class_labels(upsample_logits(self.network(batch),
                                                                batch.shape[-2:])),
-                    dynamic=False, options=options)
+                    dynamic=False, options=options))
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None

@@ -27,7 +27,7 @@ from espnet_ros.backends import (build_runner, fold_batch_norms, OnnxRuntimeRunn
                                  resolve_backend, TorchRunner)
 from espnet_ros.engine import SegmentationEngine
 from espnet_ros.models import get_spec, load
-from espnet_ros.networks.layers import ConvBN, ConvBNPReLU
+from espnet_ros.networks.layers import ConvBN, ConvBNPReLU, UpConvBNPReLU
 
 SIZE = (256, 128)
 FOLD_MODELS = ('espnet_p2q8_cityscapes', 'espnetv2_s0.5_cityscapes_512x256')
@@ -67,19 +67,38 @@ def test_folding_batch_norms_is_exact(name: str, weights_dir: Path,
     assert torch.allclose(folded, expected, rtol=0, atol=1e-4)
 
 
-def test_fold_batch_norms_folds_in_place_and_keeps_the_function() -> None:
+@pytest.mark.parametrize('make_unit', (lambda: ConvBNPReLU(3, 8, 3, stride=2),
+                                       lambda: UpConvBNPReLU(8)),
+                         ids=('convolution', 'transposed'))
+def test_fold_batch_norms_folds_in_place_and_keeps_the_function(make_unit) -> None:
     torch.manual_seed(0)
-    unit = ConvBNPReLU(3, 8, 3, stride=2).eval()
+    unit = make_unit().eval()
     with torch.no_grad():
         unit.bn.running_mean.uniform_(-1, 1)
         unit.bn.running_var.uniform_(0.5, 2)
         unit.bn.weight.uniform_(0.5, 2)
         unit.bn.bias.uniform_(-1, 1)
-    x = torch.randn(2, 3, 16, 16)
-    expected = unit(x)
+    x = torch.randn(2, unit.conv.in_channels, 16, 16)
+    expected, kind = unit(x), type(unit.conv)
     assert fold_batch_norms(unit) is unit
     assert isinstance(unit.bn, nn.Identity) and unit.conv.bias is not None
+    assert type(unit.conv) is kind
     assert torch.allclose(unit(x), expected, atol=1e-5)
+
+
+def test_compiled_network_with_a_batch_norm_after_a_transposed_convolution() -> None:
+    # Inductor's own folding of this pair (once weights are frozen) scaled the wrong axis of
+    # the transposed weights; fold_batch_norms must leave it nothing to fold.
+    torch.manual_seed(0)
+    unit = UpConvBNPReLU(8).eval()
+    with torch.no_grad():
+        unit.bn.running_var.uniform_(0.5, 2)
+        unit.bn.weight.uniform_(0.5, 2)
+    x = torch.randn(1, 8, 16, 16)
+    with torch.inference_mode():
+        expected = unit(x)
+    runner = TorchRunner(unit, device=CPU, dtype=torch.float32, compile_network=True)
+    assert torch.allclose(runner(x), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize('channels_last', (True, False))

@@ -28,7 +28,8 @@ from typing import Callable, Literal, Mapping, NamedTuple, Sequence, Union
 import torch
 from torch import nn, Tensor
 
-from espnet_ros.networks.layers import BNPReLU, ConvBNPReLU, ESPNET_BN_EPS, same_conv
+from espnet_ros.networks.layers import (BNPReLU, ConvBNPReLU, ESPNET_BN_EPS, same_conv,
+                                        UpConvBNPReLU, upsampling_conv)
 
 # Widths the authors fixed for every ESPNet at levels 1, 2 and 3 (1/2, 1/4, 1/8 resolution).
 LEVEL_CHANNELS = (16, 64, 128)
@@ -261,10 +262,6 @@ def espnet_b(*, num_classes: int, p: int = 2, q: int = 3) -> ESPEncoder:
                       input_reinforcement=False)
 
 
-def _upsample(channels: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False)
-
-
 class ESPNet(nn.Module):
     """
     ESPNet: ESPNet-C and a light decoder, N x 3 x H x W -> N x C x H x W (paper Fig. 4d).
@@ -289,14 +286,13 @@ class ESPNet(nn.Module):
         self.skip_stem = decoder_skip == 'stem'
         skip_channels = LEVEL_CHANNELS[0] if self.skip_stem else self.encoder.level1_channels
         self.level3_bn = nn.BatchNorm2d(num_classes, eps=ESPNET_BN_EPS)
-        self.level3_up = _upsample(num_classes)
+        self.level3_up = upsampling_conv(num_classes)
         self.level2_proj = same_conv(self.encoder.level2_channels, num_classes, 1)
         self.level2_merge_norm = BNPReLU(2 * num_classes)
         self.level2_merge = ESP(2 * num_classes, num_classes, residual=False)
-        self.level2_up = _upsample(num_classes)
-        self.level2_up_norm = BNPReLU(num_classes)
+        self.level2_up = UpConvBNPReLU(num_classes)
         self.level1_merge = ConvBNPReLU(num_classes + skip_channels, num_classes, 3)
-        self.classifier = _upsample(num_classes)
+        self.classifier = upsampling_conv(num_classes)
 
     def forward(self, image: Tensor) -> Tensor:
         """Return N x C x H x W logits for an N x 3 x H x W image."""
@@ -304,7 +300,7 @@ class ESPNet(nn.Module):
         level3 = self.level3_up(self.level3_bn(features.logits))
         level2 = torch.cat([self.level2_proj(features.level2), level3], 1)
         level2 = self.level2_merge(self.level2_merge_norm(level2))
-        level2 = self.level2_up_norm(self.level2_up(level2))
+        level2 = self.level2_up(level2)
         skip = features.stem if self.skip_stem else features.level1
         return self.classifier(self.level1_merge(torch.cat([level2, skip], 1)))
 
@@ -327,7 +323,7 @@ _MODULE_RENAMES = (
     ('level3.', 'stage3.'), ('b3.', 'level3_norm.'), ('classifier.conv.', 'classifier.'),
     ('br.', 'level3_bn.'), ('up_l3.0.', 'level3_up.'), ('level3_C.conv.', 'level2_proj.'),
     ('combine_l2_l3.0.', 'level2_merge_norm.'), ('combine_l2_l3.1.', 'level2_merge.'),
-    ('up_l2.0.', 'level2_up.'), ('up_l2.1.', 'level2_up_norm.'), ('conv.', 'level1_merge.'),
+    ('up_l2.0.', 'level2_up.conv.'), ('up_l2.1.', 'level2_up.'), ('conv.', 'level1_merge.'),
 )
 _ESP_KEY = re.compile(r'^((?:encoder\.)?(?:down\d|stage\d\.\d+|level2_merge)\.)(.*)$')
 # Inside an ESP: their branches are named after the dilation rate, ours by position; their

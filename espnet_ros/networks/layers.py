@@ -16,8 +16,8 @@
 Convolution, normalisation and activation units shared by ESPNet and ESPNetv2.
 
 Each unit keeps its parts under the attribute names ``conv``, ``bn`` and ``act`` so
-that :func:`espnet_ros.networks.fuse.fold_batch_norms` can find every convolution that
-is followed by a batch norm and fold the two together for inference.
+that :func:`espnet_ros.backends.fold_batch_norms` can find every convolution (transposed
+ones too) that is followed by a batch norm and fold the two together for inference.
 """
 
 from torch import nn, Tensor
@@ -71,6 +71,24 @@ class ConvBNPReLU(ConvBN):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride,
                          dilation=dilation, groups=groups, eps=eps)
         self.act = nn.PReLU(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def upsampling_conv(channels: int) -> nn.ConvTranspose2d:
+    """Bias-free 2x2 stride-2 transposed convolution: N x C x H x W -> N x C x 2H x 2W."""
+    return nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False)
+
+
+class UpConvBNPReLU(nn.Module):
+    """:func:`upsampling_conv`, batch norm, PReLU: N x C x H x W -> N x C x 2H x 2W."""
+
+    def __init__(self, channels: int, *, eps: float = ESPNET_BN_EPS) -> None:
+        super().__init__()
+        self.conv = upsampling_conv(channels)
+        self.bn = nn.BatchNorm2d(channels, eps=eps)
+        self.act = nn.PReLU(channels)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.bn(self.conv(x)))
