@@ -163,6 +163,50 @@ def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Pa
     assert faults('retain', 'thread') < 50
 
 
+SLEEPS_PER_FRAME = textwrap.dedent("""
+    import resource, sys, threading, time, torch
+    from espnet_ros.flow import run_on_passing_thread
+    from espnet_ros.models import load
+    where, weights_dir = sys.argv[1:]
+    network = load('espnet_c_p2q3_cityscapes', weights_dir)
+    image = torch.randn(1, 3, 256, 512)
+    def warm_up():
+        with torch.inference_mode():
+            network(image)
+    if where == 'passing':
+        run_on_passing_thread(warm_up)
+    else:  # a thread that stays, like an executor's worker that built the engine
+        done, keep = threading.Event(), threading.Event()
+        threading.Thread(target=lambda: (warm_up(), done.set(), keep.wait()),
+                         daemon=True).start()
+        done.wait()
+    def frames():
+        with torch.inference_mode():
+            network(image)
+            before = resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+            for _ in range(5):
+                time.sleep(0.05)  # a camera period: the thread sleeps once a frame
+                network(image)
+        print((resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw - before) / 5)
+    inference = threading.Thread(target=frames)
+    inference.start()
+    inference.join()
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux') or torch.get_num_threads() < 2,
+                    reason='per-thread context switches; a parallel CPU thread pool')
+def test_engine_built_on_a_passing_thread_leaves_the_inference_thread_spinning(
+        weights_dir: Path) -> None:
+    def sleeps(where: str) -> float:
+        run = subprocess.run([sys.executable, '-c', SLEEPS_PER_FRAME, where, str(weights_dir)],
+                             check=True, capture_output=True, text=True, timeout=120)
+        return float(run.stdout)
+    # Two OpenMP teams on the cores: libgomp's barriers sleep (about 240 times a frame).
+    assert sleeps('kept') > 50
+    assert sleeps('passing') < 10
+
+
 def test_bench_worker_times_and_labels_in_its_own_process(pretrained: Pretrained,
                                                           street_bgr: np.ndarray) -> None:
     name = 'espnet_c_p2q3_cityscapes'

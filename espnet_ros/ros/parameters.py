@@ -25,6 +25,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.node import Node
 
 from espnet_ros.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
+from espnet_ros.flow import run_on_passing_thread
 from espnet_ros.node_parameters import check_parameter, PARAMETERS, ParameterSpec, STARTUP
 
 WARM_UP_FRAMES = 2
@@ -93,7 +94,7 @@ class EngineSettings:
     def build(self, logger: Any) -> SegmentationEngine:
         """Load, move and warm up the engine; log where it runs."""
         try:
-            return self._load_and_warm_up(logger)
+            return run_on_passing_thread(self._load_and_warm_up, logger)
         except Exception:
             # What a half-built engine cached on the GPU (say, before an out-of-memory error
             # at a new size) goes back to the driver, leaving room to the engine still serving.
