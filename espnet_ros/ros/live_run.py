@@ -164,9 +164,10 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     """
     Return median in-process times of the node's per-frame work on the same frames.
 
-    ``paced``: one frame per camera period, as the node gets them. Between frames the CPU
-    and the math library's worker threads go idle, and the next frame starts cold: on the
-    2-core CPU, 1024x512 ESPNet frames took 10-25% longer that way than ``back_to_back``.
+    ``paced``: one frame per camera period, as the node gets them: between frames the CPU
+    and the math library's worker threads go idle, and the next frame starts cold.
+    ``back_to_back``: no pause. On the 2-core CPU at 1024x512 the two differed by -3% to +8%
+    in three runs, less than the machine's drift between runs.
     """
     from espnet_ros.benchmark import camera_message, frame_path
     from espnet_ros.cli.common import list_images, read_bgr
