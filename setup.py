@@ -44,8 +44,8 @@ setup(
             'espnet-ros = espnet_ros.cli:main',
             'segmenter = espnet_ros.ros.segmenter:main',
             'image_player = espnet_ros.ros.image_player:main',
-            'espnet-ros-live = espnet_ros.ros.live_run:main',
-            'espnet-ros-soak = espnet_ros.ros.soak:main',
+            'espnet-ros-live = espnet_ros.tools.live_run:main',
+            'espnet-ros-soak = espnet_ros.tools.soak:main',
         ],
     },
 )

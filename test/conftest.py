@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from espnet_ros.models import load
+from espnet_ros.zoo.registry import load
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'

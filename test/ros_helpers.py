@@ -46,8 +46,8 @@ from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from espnet_ros.ros.live_run import node_command, stop
 from espnet_ros.ros.messages import stamp_ns
+from espnet_ros.tools.live_run import node_command, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = REPO_ROOT / 'config' / 'fastdds_localhost.xml'

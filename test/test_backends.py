@@ -23,11 +23,11 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_ros.backends import (build_runner, fold_batch_norms, OnnxRuntimeRunner,
-                                 resolve_backend, TorchRunner)
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.models import get_spec, load
 from espnet_ros.networks.layers import ConvBN, ConvBNPReLU, UpConvBNPReLU
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.runners import (build_runner, fold_batch_norms, OnnxRuntimeRunner,
+                                        resolve_backend, TorchRunner)
+from espnet_ros.zoo.registry import get_spec, load
 
 SIZE = (256, 128)
 FOLD_MODELS = ('espnet_p2q8_cityscapes', 'espnetv2_s0.5_cityscapes_512x256')

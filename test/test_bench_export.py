@@ -23,11 +23,11 @@ import onnxruntime
 import pytest
 import torch
 
-from espnet_ros import benchmark
-from espnet_ros.backends import export_onnx, onnx_session
 from espnet_ros.cli import main as cli_main
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.models import get_spec, load, registry
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.runners import export_onnx, onnx_session
+from espnet_ros.tools import benchmark, variants
+from espnet_ros.zoo.registry import get_spec, load, registry
 
 # Small, and a multiple of 32 so that every family accepts it.
 SIZE = (256, 128)
@@ -129,8 +129,8 @@ def test_round_robin_rotates_the_order() -> None:
 
     def timer(name: str):
         return lambda kind: calls.append(name + kind[0]) or 1.0
-    prepared = [benchmark.Prepared(benchmark.baseline('cpu'), timer(name), list, None, None,
-                                   {kind: [] for kind in benchmark.KINDS})
+    prepared = [variants.Prepared(variants.baseline('cpu'), timer(name), list, None, None,
+                                  {kind: [] for kind in variants.KINDS})
                 for name in 'abc']
     benchmark.time_round_robin(prepared, 3)
     assert calls == 'an af bn bf cn cf bn bf cn cf an af cn cf an af bn bf'.split()
@@ -145,15 +145,15 @@ def test_agreement_is_the_fraction_of_equal_pixels() -> None:
 
 
 def test_variants_baseline_and_availability() -> None:
-    cpu = benchmark.default_variants('cpu', compile_network=True)
+    cpu = variants.default_variants('cpu', compile_network=True)
     assert [variant.is_baseline for variant in cpu].count(True) == 1
     assert cpu[0].is_baseline and not cpu[0].fold and not cpu[0].channels_last
     assert not cpu[0].retain_host_memory
     assert {'mixed', 'bf16'} <= {variant.precision for variant in cpu}
     assert {'onnxruntime', 'torch-compile'} <= {variant.backend for variant in cpu}
-    assert benchmark.unavailable(cpu[0]) is None
-    cuda = benchmark.default_variants('cuda')
+    assert variants.unavailable(cpu[0]) is None
+    cuda = variants.default_variants('cuda')
     assert any(variant.cuda_graph for variant in cuda)
     assert any(variant.host_preprocess for variant in cuda)
     if not torch.cuda.is_available():
-        assert benchmark.unavailable(cuda[0]) == 'CUDA is not available'
+        assert variants.unavailable(cuda[0]) == 'CUDA is not available'

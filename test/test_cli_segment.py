@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from espnet_ros.cli import main as cli_main
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.models import get_spec
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.zoo.registry import get_spec
 
 
 def test_segment_writes_three_pngs_per_image(tmp_path: Path, camvid_dir: Path) -> None:

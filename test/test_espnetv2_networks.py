@@ -21,9 +21,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from espnet_ros.networks.espnetv2 import (
-    adaptive_avg_pool, EESP, eesp_dilations, EESPNet, EESPTransform, espnetv2_checkpoint_filter,
-    ESPNetv2Segmentation, hierarchical_feature_fusion, StridedEESP)
+from espnet_ros.networks.espnetv2 import (adaptive_avg_pool, EESP, eesp_dilations, EESPNet,
+                                          EESPTransform, espnetv2_checkpoint_filter,
+                                          ESPNetv2Segmentation, hierarchical_feature_fusion,
+                                          StridedEESP)
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 WEIGHTS = SHARED / 'weights' / 'espnetv2'

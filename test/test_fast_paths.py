@@ -26,13 +26,13 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_ros import benchmark
-from espnet_ros.backends import class_labels, TorchRunner
-from espnet_ros.benchmark_worker import prepare_in_worker, WorkerError
-from espnet_ros.engine import EngineConfigError, resolve_precision, SegmentationEngine
-from espnet_ros.mixed_precision import (apply_mixed_precision, BFloat16Conv,
-                                        cpu_bf16_supported, supports_mixed_precision)
-from espnet_ros.models import get_spec
+from espnet_ros.runtime.engine import EngineConfigError, resolve_precision, SegmentationEngine
+from espnet_ros.runtime.mixed_precision import (apply_mixed_precision, BFloat16Conv,
+                                                cpu_bf16_supported, supports_mixed_precision)
+from espnet_ros.runtime.runners import class_labels, TorchRunner
+from espnet_ros.tools import benchmark, variants
+from espnet_ros.tools.benchmark_worker import prepare_in_worker, WorkerError
+from espnet_ros.zoo.registry import get_spec
 
 CPU = torch.device('cpu')
 Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
@@ -121,8 +121,8 @@ def test_precision_auto_and_mixed_refusals(pretrained: Pretrained) -> None:
 
 FAULTS_PER_FRAME = textwrap.dedent("""
     import resource, sys, threading, torch
-    from espnet_ros.host_memory import retain_freed_memory
-    from espnet_ros.models import load
+    from espnet_ros.runtime.host_memory import retain_freed_memory
+    from espnet_ros.zoo.registry import load
     mode, where, weights_dir = sys.argv[1:]
     if mode == 'retain':
         assert retain_freed_memory()
@@ -165,8 +165,8 @@ def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Pa
 
 SLEEPS_PER_FRAME = textwrap.dedent("""
     import resource, sys, threading, time, torch
-    from espnet_ros.flow import run_on_passing_thread
-    from espnet_ros.models import load
+    from espnet_ros.runtime.process import run_on_passing_thread
+    from espnet_ros.zoo.registry import load
     where, weights_dir = sys.argv[1:]
     network = load('espnet_c_p2q3_cityscapes', weights_dir)
     image = torch.randn(1, 3, 256, 512)
@@ -211,18 +211,18 @@ def test_bench_worker_times_and_labels_in_its_own_process(pretrained: Pretrained
                                                           street_bgr: np.ndarray) -> None:
     name = 'espnet_c_p2q3_cityscapes'
     spec, size = get_spec(name), (128, 64)
-    message = benchmark.camera_message(street_bgr, (256, 128))
-    worker = prepare_in_worker(spec, pretrained(name), benchmark.baseline('cpu'),
+    message = variants.camera_message(street_bgr, (256, 128))
+    worker = prepare_in_worker(spec, pretrained(name), variants.baseline('cpu'),
                                size, message, warmup=1)
     try:
         assert worker.time_call('network') > 0 and worker.time_call('frame') > 0
-        here = benchmark.prepare_here(spec, pretrained(name),
-                                      benchmark.baseline('cpu'), size, message, warmup=1)
+        here = variants.prepare_here(spec, pretrained(name),
+                                     variants.baseline('cpu'), size, message, warmup=1)
         images = [street_bgr, street_bgr[::-1]]
         assert benchmark.agreement(worker.labels(images), here.labels(images)) == 1.0
     finally:
         worker.close()
-    broken = benchmark.Variant('broken', 'cpu', 'torch', precision='fp16',
-                               retain_host_memory=False)
+    broken = variants.Variant('broken', 'cpu', 'torch', precision='fp16',
+                              retain_host_memory=False)
     with pytest.raises(WorkerError, match='precision fp16 is for CUDA'):
         prepare_in_worker(spec, pretrained(name), broken, size, message, warmup=1)

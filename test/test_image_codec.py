@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for espnet_ros.image_codec: every encoding, every refusal, and random messages."""
+"""Tests for espnet_ros.imaging.codec: every encoding, every refusal, and random messages."""
 
 import array
 import subprocess
@@ -23,9 +23,9 @@ from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
-from espnet_ros.image_codec import (decode_compressed, decode_image, DecodedImage,
-                                    encode_32fc1, encode_mono8, encode_rgb8, ImageFormatError,
-                                    SUPPORTED_ENCODINGS)
+from espnet_ros.imaging.codec import (decode_compressed, decode_image, DecodedImage, encode_32fc1,
+                                      encode_mono8, encode_rgb8, ImageFormatError,
+                                      SUPPORTED_ENCODINGS)
 
 RNG = np.random.default_rng(7)
 SOLID_RGB = (200, 100, 50)
@@ -322,7 +322,7 @@ def test_encode_rejects_wrong_arrays(function, array_in):
 
 def test_modules_import_no_ros():
     """The codec and renderer stay usable without any ROS package."""
-    code = ('import sys, espnet_ros.image_codec, espnet_ros.render; '
+    code = ('import sys, espnet_ros.imaging.codec, espnet_ros.imaging.render; '
             "ros = [m for m in sys.modules if m.split('.')[0] in "
             "('rclpy', 'sensor_msgs', 'std_msgs', 'cv_bridge')]; assert not ros, ros")
     subprocess.run([sys.executable, '-c', code], check=True)

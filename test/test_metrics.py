@@ -18,7 +18,7 @@
 import numpy as np
 import pytest
 
-from espnet_ros.metrics import ConfusionMatrix, mean_iou, protocol_ignore
+from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore
 
 VOID = 2
 

@@ -39,8 +39,8 @@ from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess
 from sensor_msgs.msg import Image
 import torch
 
-from espnet_ros.models import get_spec, registry
-from espnet_ros.weights import read_state_dict
+from espnet_ros.zoo.checkpoints import read_state_dict
+from espnet_ros.zoo.registry import get_spec, registry
 
 MODEL = 'espnet_p2q3_cityscapes'
 BASE = {'model': MODEL, 'input_width': 256, 'input_height': 128, 'device': 'cpu',

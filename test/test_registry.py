@@ -21,8 +21,8 @@ import shutil
 import pytest
 import torch
 
-from espnet_ros import models, weights
 from espnet_ros.cli import main as cli_main
+from espnet_ros.zoo import checkpoints, registry
 
 # The names are a contract with other tools: they must not drift.
 EXPECTED_NAMES = (
@@ -42,16 +42,16 @@ EXPECTED_PARAMETERS = {
 
 
 def test_registry_names_are_the_contract() -> None:
-    assert sorted(models.registry()) == sorted(EXPECTED_NAMES)
+    assert sorted(registry.registry()) == sorted(EXPECTED_NAMES)
 
 
 @pytest.mark.parametrize('name', EXPECTED_NAMES)
 def test_every_entry_loads_strictly_and_verified(name: str, weights_dir: Path) -> None:
-    spec = models.get_spec(name)
-    network = models.load(name, weights_dir)
+    spec = registry.get_spec(name)
+    network = registry.load(name, weights_dir)
     assert not network.training
-    state = weights.read_state_dict(weights_dir / spec.checkpoint)
-    filtered = models.FAMILIES[spec.family].checkpoint_filter(state)
+    state = checkpoints.read_state_dict(weights_dir / spec.checkpoint)
+    filtered = registry.FAMILIES[spec.family].checkpoint_filter(state)
     ours = network.state_dict()
     assert set(filtered) <= set(ours)
     for key, tensor in filtered.items():
@@ -63,8 +63,8 @@ def test_every_entry_loads_strictly_and_verified(name: str, weights_dir: Path) -
 
 
 def test_unknown_model_lists_known_ones() -> None:
-    with pytest.raises(models.UnknownModelError) as error:
-        models.get_spec('espnet_p9q9')
+    with pytest.raises(registry.UnknownModelError) as error:
+        registry.get_spec('espnet_p9q9')
     assert 'espnet_p9q9' in str(error.value) and 'espnet_p2q8_cityscapes' in str(error.value)
 
 
@@ -76,57 +76,59 @@ def _copy(weights_dir: Path, relative: str, into: Path) -> Path:
 
 
 def test_missing_checkpoint_names_file_sha_and_fetch(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(weights.MODELS_ENV, str(tmp_path))
-    monkeypatch.setattr(weights, 'source_models_dir', lambda: tmp_path / 'src')
-    monkeypatch.setattr(weights, 'installed_models_dir', lambda: None)
-    spec = models.get_spec('espnet_p2q3_cityscapes')
-    with pytest.raises(weights.CheckpointError) as error:
-        models.load(spec.name)
+    monkeypatch.setenv(checkpoints.MODELS_ENV, str(tmp_path))
+    monkeypatch.setattr(checkpoints, 'source_models_dir', lambda: tmp_path / 'src')
+    monkeypatch.setattr(checkpoints, 'installed_models_dir', lambda: None)
+    spec = registry.get_spec('espnet_p2q3_cityscapes')
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        registry.load(spec.name)
     text = str(error.value)
     assert spec.checkpoint in text and spec.sha256 in text and 'espnet-ros fetch' in text
 
 
 def test_truncated_checkpoint_is_refused(tmp_path: Path, weights_dir: Path) -> None:
-    spec = models.get_spec('espnet_p2q3_cityscapes')
+    spec = registry.get_spec('espnet_p2q3_cityscapes')
     path = _copy(weights_dir, spec.checkpoint, tmp_path)
     path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(weights.CheckpointError, match='expected ' + spec.sha256) as error:
-        models.load(spec.name, tmp_path)
+    with pytest.raises(checkpoints.CheckpointError, match='expected ' + spec.sha256) as error:
+        registry.load(spec.name, tmp_path)
     assert str(path) in str(error.value)
 
 
 def test_wrong_architecture_needs_explicit_permission(tmp_path: Path, weights_dir: Path) -> None:
-    wrong = weights_dir / models.get_spec('espnet_p2q5_cityscapes').checkpoint
-    with pytest.raises(weights.CheckpointError, match='expected'):
-        models.load('espnet_p2q3_cityscapes', checkpoint=wrong)
+    wrong = weights_dir / registry.get_spec('espnet_p2q5_cityscapes').checkpoint
+    with pytest.raises(checkpoints.CheckpointError, match='expected'):
+        registry.load('espnet_p2q3_cityscapes', checkpoint=wrong)
     with pytest.warns(UserWarning, match='allow_unverified'):
-        with pytest.raises(weights.CheckpointError, match='does not fit model') as error:
-            models.load('espnet_p2q3_cityscapes', checkpoint=wrong, allow_unverified=True)
+        with pytest.raises(checkpoints.CheckpointError, match='does not fit model') as error:
+            registry.load('espnet_p2q3_cityscapes', checkpoint=wrong, allow_unverified=True)
     assert str(wrong) in str(error.value)
 
 
 def test_unverified_checkpoint_still_loads_weights_only(tmp_path: Path, weights_dir: Path) -> None:
-    spec = models.get_spec('espnet_p2q3_cityscapes')
-    state = weights.read_state_dict(weights_dir / spec.checkpoint)
+    spec = registry.get_spec('espnet_p2q3_cityscapes')
+    state = checkpoints.read_state_dict(weights_dir / spec.checkpoint)
     retrained = tmp_path / 'retrained.pth'
     torch.save({key: value + 0 for key, value in state.items()}, retrained)
     with pytest.warns(UserWarning):
-        models.load(spec.name, checkpoint=retrained, allow_unverified=True)
+        registry.load(spec.name, checkpoint=retrained, allow_unverified=True)
     pickled_code = tmp_path / 'code.pth'
     torch.save({'weights': state, 'run': shutil.rmtree}, pickled_code)
-    with pytest.warns(UserWarning), pytest.raises(weights.CheckpointError, match='weights-only'):
-        models.load(spec.name, checkpoint=pickled_code, allow_unverified=True)
+    with pytest.warns(UserWarning), pytest.raises(checkpoints.CheckpointError,
+                                                  match='weights-only'):
+        registry.load(spec.name, checkpoint=pickled_code, allow_unverified=True)
 
 
 def test_search_order_explicit_dir_before_environment(tmp_path: Path, weights_dir: Path,
                                                       monkeypatch) -> None:
-    spec = models.get_spec('espnet_c_p2q3_cityscapes')
+    spec = registry.get_spec('espnet_c_p2q3_cityscapes')
     corrupt = _copy(weights_dir, spec.checkpoint, tmp_path / 'env')
     corrupt.write_bytes(b'not a checkpoint')
-    monkeypatch.setenv(weights.MODELS_ENV, str(tmp_path / 'env'))
-    assert weights.find_checkpoint(spec.checkpoint) == corrupt
-    assert weights.find_checkpoint(spec.checkpoint, weights_dir) == weights_dir / spec.checkpoint
-    models.load(spec.name, weights_dir)
+    monkeypatch.setenv(checkpoints.MODELS_ENV, str(tmp_path / 'env'))
+    assert checkpoints.find_checkpoint(spec.checkpoint) == corrupt
+    found = checkpoints.find_checkpoint(spec.checkpoint, weights_dir)
+    assert found == weights_dir / spec.checkpoint
+    registry.load(spec.name, weights_dir)
 
 
 def test_fetch_from_local_copy_verifies_and_models_lists(tmp_path: Path, weights_dir: Path,
@@ -135,23 +137,23 @@ def test_fetch_from_local_copy_verifies_and_models_lists(tmp_path: Path, weights
     args = ['fetch', '--from', str(weights_dir), '--dest', str(tmp_path)]
     assert cli_main(args + sum((['--model', n] for n in names), [])) == 0
     for name in names:
-        spec = models.get_spec(name)
-        assert weights.sha256_of(tmp_path / spec.checkpoint) == spec.sha256
+        spec = registry.get_spec(name)
+        assert checkpoints.sha256_of(tmp_path / spec.checkpoint) == spec.sha256
     assert cli_main(['models', '--weights-dir', str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     assert f'verified {tmp_path}' in listing
-    (tmp_path / models.get_spec(names[0]).checkpoint).write_bytes(b'tampered')
+    (tmp_path / registry.get_spec(names[0]).checkpoint).write_bytes(b'tampered')
     assert cli_main(args + ['--model', names[0]]) == 0
-    assert weights.sha256_of(tmp_path / models.get_spec(names[0]).checkpoint) == \
-        models.get_spec(names[0]).sha256
+    assert checkpoints.sha256_of(tmp_path / registry.get_spec(names[0]).checkpoint) == \
+        registry.get_spec(names[0]).sha256
 
 
 def test_fetch_refuses_a_source_with_the_wrong_file(tmp_path: Path, weights_dir: Path,
                                                     capsys) -> None:
-    spec = models.get_spec('espnet_p2q3_cityscapes')
+    spec = registry.get_spec('espnet_p2q3_cityscapes')
     source = tmp_path / 'source'
-    _copy(weights_dir, models.get_spec('espnet_p2q5_cityscapes').checkpoint, source)
-    (source / models.get_spec('espnet_p2q5_cityscapes').checkpoint).rename(
+    _copy(weights_dir, registry.get_spec('espnet_p2q5_cityscapes').checkpoint, source)
+    (source / registry.get_spec('espnet_p2q5_cityscapes').checkpoint).rename(
         source / spec.checkpoint)
     status = cli_main(['fetch', '--from', str(source), '--dest', str(tmp_path / 'dest'),
                        '--model', spec.name])

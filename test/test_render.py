@@ -12,12 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Tests for espnet_ros.render: palette lookup and alpha blending."""
+"""Tests for espnet_ros.imaging.render: palette lookup and alpha blending."""
 
 import numpy as np
 import pytest
 
-from espnet_ros.render import colorize, overlay
+from espnet_ros.imaging.render import colorize, overlay
 
 RNG = np.random.default_rng(3)
 

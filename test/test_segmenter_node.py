@@ -39,9 +39,9 @@ from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, heade
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.models import get_spec
 from espnet_ros.ros.messages import PROCESSING_MEDIAN_KEY
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.zoo.registry import get_spec
 
 MODEL = 'espnet_c_p2q3_cityscapes'
 NETWORK_SIZE = (256, 128)   # (width, height)

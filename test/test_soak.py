@@ -24,7 +24,7 @@ import sys
 import pytest
 from ros_helpers import child_env, REPO_ROOT
 
-from espnet_ros.ros.soak import parse_args, Sample, verdict
+from espnet_ros.tools.soak import parse_args, Sample, verdict
 
 FRAMES, EVERY = 300, 30
 
@@ -32,7 +32,7 @@ FRAMES, EVERY = 300, 30
 def test_short_soak_levels_off(weights_dir: Path, tmp_path: Path) -> None:
     """300 frames at a tiny size: memory and threads level off, no frame is lost."""
     report = tmp_path / 'soak.json'
-    command = [sys.executable, '-m', 'espnet_ros.ros.soak', '--frames', str(FRAMES),
+    command = [sys.executable, '-m', 'espnet_ros.tools.soak', '--frames', str(FRAMES),
                '--model', 'espnet_p2q3_cityscapes', '--size', '128x64',
                '--camera-size', '96x64', '--device', 'cpu', '--outputs', 'labels,overlay',
                '--report-every', str(EVERY), '--namespace', '/soak_test',

@@ -20,9 +20,9 @@ import sys
 from typing import Optional, Sequence
 
 from espnet_ros.cli import bench, evaluate, export, registry_tools, segment
-from espnet_ros.engine import EngineConfigError
-from espnet_ros.models import UnknownModelError
-from espnet_ros.weights import CheckpointError
+from espnet_ros.runtime.engine import EngineConfigError
+from espnet_ros.zoo.checkpoints import CheckpointError
+from espnet_ros.zoo.registry import UnknownModelError
 
 SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
 # Errors a user can fix from the message alone: no traceback for these.

@@ -22,10 +22,12 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from espnet_ros import benchmark
-from espnet_ros.cli.common import DEFAULT_MODEL, list_images, parse_size, read_bgr
-from espnet_ros.engine import check_input_size, resolve_device
-from espnet_ros.models import get_spec, load
+from espnet_ros.cli.common import parse_size
+from espnet_ros.imaging.files import list_images, read_bgr
+from espnet_ros.runtime.engine import check_input_size, resolve_device
+from espnet_ros.tools import benchmark, variants
+from espnet_ros.zoo.registry import DEFAULT_MODEL
+from espnet_ros.zoo.registry import get_spec, load
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 CAMVID_FRAMES = 4
@@ -93,11 +95,11 @@ def agreement_images(paths: Optional[Sequence[Path]]) -> list[np.ndarray]:
     return [read_bgr(path) for path in found]
 
 
-def select_variants(device: str, args: argparse.Namespace) -> list[benchmark.Variant]:
+def select_variants(device: str, args: argparse.Namespace) -> list[variants.Variant]:
     """Return the baseline plus the variants the filters keep."""
     compile_network = args.compile or 'torch-compile' in (args.backend or ())
-    return [variant for variant in benchmark.default_variants(device,
-                                                              compile_network=compile_network)
+    candidates = variants.default_variants(device, compile_network=compile_network)
+    return [variant for variant in candidates
             if variant.is_baseline or (
                 (not args.backend or variant.backend in args.backend)
                 and (not args.precision or variant.precision in args.precision))]

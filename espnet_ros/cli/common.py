@@ -17,24 +17,20 @@
 
 import argparse
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Optional
 
-import cv2
-import numpy as np
-
-from espnet_ros.engine import SegmentationEngine
-
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.ppm', '.tif', '.tiff')
-DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
+from espnet_ros.runtime import options
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.options import Backend, DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
+from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """Parse 'WxH' into (width, height)."""
+    """Parse 'WxH' into (width, height), as an argparse type."""
     try:
-        width, height = (int(part) for part in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 1024x512')
-    return width, height
+        return options.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional[str] = None
@@ -47,36 +43,17 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
     parser.add_argument('--checkpoint', type=Path, help='explicit checkpoint file')
     parser.add_argument('--size', type=parse_size,
                         help=size_help or 'network input WxH (default: training resolution)')
-    parser.add_argument('--device', default='auto', help='auto, cpu, cuda or cuda:N')
-    parser.add_argument('--precision', default='fp32', help='auto, fp32, fp16, bf16 or mixed')
+    parser.add_argument('--device', default=DEFAULT_DEVICE, help='auto, cpu, cuda or cuda:N')
+    parser.add_argument('--precision', default=DEFAULT_PRECISION.value,
+                        choices=Precision.values(),
+                        help=f"arithmetic (default {DEFAULT_PRECISION}, as the node's)")
+    parser.add_argument('--backend', default=Backend.AUTO.value, choices=Backend.values(),
+                        help=f'what runs the network (default {Backend.AUTO})')
 
 
 def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
     """Build the engine the common arguments describe."""
     return SegmentationEngine.from_pretrained(
         args.model, weights_dir=args.weights_dir, checkpoint=args.checkpoint,
-        input_size=args.size, device=args.device, precision=args.precision)
-
-
-def list_images(paths: Iterable[Path]) -> list[Path]:
-    """Expand folders into their image files (sorted); keep files as given."""
-    images: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            images.extend(sorted(p for p in path.iterdir()
-                                 if p.suffix.lower() in IMAGE_SUFFIXES))
-        elif path.is_file():
-            images.append(path)
-        else:
-            raise FileNotFoundError(f'{path} is neither an image file nor a folder')
-    if not images:
-        raise FileNotFoundError('no images found in ' + ', '.join(str(p) for p in paths))
-    return images
-
-
-def read_bgr(path: Path) -> np.ndarray:
-    """Read an image file as H x W x 3 uint8 BGR, or raise naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f'{path} cannot be read as an image')
-    return image
+        input_size=args.size, device=args.device, precision=args.precision,
+        backend=args.backend)

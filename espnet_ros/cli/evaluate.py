@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from espnet_ros.cli.common import add_engine_arguments, engine_from_args, list_images, read_bgr
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
+from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.imaging.files import list_images, read_bgr
+from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
+from espnet_ros.runtime.engine import SegmentationEngine
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument('--ignore', type=int,
                         help="void label (default: the dataset's void class)")
     parser.add_argument('--protocol', choices=PROTOCOLS, default='ignore-void',
-                        help='how void pixels count (see espnet_ros.metrics)')
+                        help='how void pixels count (see espnet_ros.imaging.metrics)')
     parser.add_argument('--json', type=Path, help='write the scores here')
     parser.add_argument('--plot', type=Path,
                         help='confusion-matrix PNG (default: beside --json, else ./<model>_'

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from espnet_ros.backends import export_onnx, ONNX_OPSET, onnx_session
 from espnet_ros.cli.bench import agreement_images
-from espnet_ros.cli.common import DEFAULT_MODEL, parse_size
-from espnet_ros.engine import check_input_size, SegmentationEngine
-from espnet_ros.models import get_spec, load, ModelSpec, registry
+from espnet_ros.cli.common import parse_size
+from espnet_ros.runtime.engine import check_input_size, SegmentationEngine
+from espnet_ros.runtime.runners import export_onnx, ONNX_OPSET, onnx_session
+from espnet_ros.zoo.registry import DEFAULT_MODEL
+from espnet_ros.zoo.registry import get_spec, load, ModelSpec, registry
 
 # A check passes when ONNX Runtime's labels match PyTorch's on nearly every pixel; logits
 # differ by float rounding only (reassociated sums, folded batch norms).

@@ -20,8 +20,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from espnet_ros import weights
-from espnet_ros.models import get_spec, registry, sample_images
+from espnet_ros.zoo import checkpoints
+from espnet_ros.zoo.registry import get_spec, registry, sample_images
 
 SAMPLES_DIR = 'samples'
 
@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help='fetch only this model (repeatable; default: all)')
     fetch.add_argument('--from', dest='source', type=Path, metavar='DIR',
                        help='copy from this local folder instead of downloading')
-    fetch.add_argument('--dest', type=Path, help=f'target folder (default: ${weights.MODELS_ENV}'
-                                                 ", else the source tree's models/)")
+    fetch.add_argument('--dest', type=Path,
+                       help=f'target folder (default: ${checkpoints.MODELS_ENV}'
+                            ", else the source tree's models/)")
     fetch.add_argument('--samples', action='store_true',
                        help='also fetch the sample camera frames used by the demo')
     fetch.add_argument('--samples-from', type=Path, metavar='DIR',
@@ -52,10 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def checkpoint_status(relative: str, sha256: str, weights_dir: Optional[Path]) -> str:
     """Return 'verified <dir>', 'MISMATCH <file>' or 'missing'."""
-    found = weights.find_checkpoint(relative, weights_dir)
+    found = checkpoints.find_checkpoint(relative, weights_dir)
     if found is None:
         return 'missing'
-    if weights.sha256_of(found) != sha256:
+    if checkpoints.sha256_of(found) != sha256:
         return f'MISMATCH {found}'
     return f'verified {found.parents[len(Path(relative).parts) - 1]}'
 
@@ -75,7 +76,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def default_destination() -> Path:
     """Return where ``fetch`` writes when no --dest is given."""
-    return Path(os.environ.get(weights.MODELS_ENV) or weights.source_models_dir())
+    return Path(os.environ.get(checkpoints.MODELS_ENV) or checkpoints.source_models_dir())
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -83,12 +84,12 @@ def run_fetch(args: argparse.Namespace) -> int:
     specs = [get_spec(name) for name in args.models] if args.models else registry().values()
     destination = args.dest or default_destination()
     items = {(spec.checkpoint, spec.url, spec.sha256) for spec in specs}
-    fetched = weights.fetch(sorted(items), destination, source_dir=args.source)
+    fetched = checkpoints.fetch(sorted(items), destination, source_dir=args.source)
     print(f'{len(fetched)} checkpoints verified in {destination}')
     if args.samples or args.samples_from:
         samples = [(sample['file'], sample['url'], sample['sha256'])
                    for sample in sample_images()]
-        fetched = weights.fetch(samples, destination / SAMPLES_DIR,
-                                source_dir=args.samples_from)
+        fetched = checkpoints.fetch(samples, destination / SAMPLES_DIR,
+                                    source_dir=args.samples_from)
         print(f'{len(fetched)} sample frames verified in {destination / SAMPLES_DIR}')
     return 0

@@ -21,8 +21,9 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from espnet_ros.cli.common import add_engine_arguments, engine_from_args, list_images, read_bgr
-from espnet_ros.render import colorize, overlay
+from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.imaging.files import list_images, read_bgr
+from espnet_ros.imaging.render import colorize, overlay
 
 DEFAULT_ALPHA = 0.5
 

@@ -33,8 +33,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 
-from espnet_ros.networks.layers import (
-    BNPReLU, ConvBN, ConvBNPReLU, ESPNETV2_BN_EPS, same_conv)
+from espnet_ros.networks.layers import BNPReLU, ConvBN, ConvBNPReLU, ESPNETV2_BN_EPS, same_conv
 
 # Channels at 1/2, 1/4, 1/8 and 1/16 resolution for each width scale s.
 ESPNETV2_CHANNELS = {

@@ -16,7 +16,7 @@
 Convolution, normalisation and activation units shared by ESPNet and ESPNetv2.
 
 Each unit keeps its parts under the attribute names ``conv``, ``bn`` and ``act`` so
-that :func:`espnet_ros.backends.fold_batch_norms` can find every convolution (transposed
+that :func:`espnet_ros.runtime.runners.fold_batch_norms` can find every convolution (transposed
 ones too) that is followed by a batch norm and fold the two together for inference.
 """
 

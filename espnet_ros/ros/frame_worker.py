@@ -30,16 +30,17 @@ from typing import Any, Callable, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, CompressedImage
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 
-from espnet_ros.camera_model import scale_intrinsics
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.flow import LatencyWindow, NewestWins, RateMeter
-from espnet_ros.image_codec import (decode_compressed, decode_image, encode_32fc1, encode_mono8,
-                                    encode_rgb8, ImageFormatError)
-from espnet_ros.pipeline import FrameOutputs, OutputRequest, run_frame
+from espnet_ros.imaging.camera_model import scale_intrinsics
+from espnet_ros.imaging.codec import (decode_message, encode_32fc1, encode_mono8, encode_rgb8,
+                                      ImageFormatError)
+from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.ros.messages import image_message, PROCESSING_MEDIAN_KEY, stamp_ns
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.streaming.handoff import NewestWins
+from espnet_ros.streaming.stats import LatencyWindow, RateMeter
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
 SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
@@ -214,12 +215,7 @@ class FrameWorker:
             self._last_stamp_ns = stamp
             return
         self._last_stamp_ns = stamp
-        if isinstance(message, CompressedImage):
-            image = decode_compressed(message.format, message.data, max_pixels=self.max_pixels)
-        else:
-            image = decode_image(message.encoding, message.height, message.width, message.step,
-                                 message.data, is_bigendian=bool(message.is_bigendian),
-                                 max_pixels=self.max_pixels)
+        image = decode_message(message, max_pixels=self.max_pixels)
         outputs = run_frame(self.engine, image, self._request_for_subscribers())
         self._publish(message.header, outputs, image.pixels.shape[:2])
         self._last_header = message.header

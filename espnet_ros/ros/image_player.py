@@ -35,8 +35,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from espnet_ros.cli.common import list_images
-from espnet_ros.image_codec import encode_rgb8
+from espnet_ros.imaging.codec import encode_rgb8
+from espnet_ros.imaging.files import list_images
 from espnet_ros.ros.messages import camera_qos, image_message
 
 JPEG_QUALITY = 90

@@ -15,7 +15,6 @@
 
 """Message construction shared by the nodes: images, QoS profiles, the class table."""
 
-import json
 from typing import Optional
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
@@ -23,8 +22,8 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data,
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from espnet_ros.image_codec import EncodedImage
-from espnet_ros.models import ModelSpec
+from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.zoo.registry import ModelSpec
 
 # Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
 # The segmenter's diagnostics key for the median decode-to-publish time of its frames.
@@ -61,18 +60,6 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
                     is_bigendian=False, step=encoded.step)
     message.data = encoded.data
     return message
-
-
-def class_table_json(spec: ModelSpec) -> str:
-    """Return the class table (ids, names, RGB colours) as the JSON the node latches."""
-    return json.dumps({
-        'model': spec.name,
-        'dataset': spec.dataset.name,
-        'void_class': spec.dataset.void_class,
-        'classes': [{'id': index, 'name': name, 'color': [int(c) for c in color]}
-                    for index, (name, color) in enumerate(zip(spec.dataset.classes,
-                                                              spec.dataset.palette))],
-    })
 
 
 def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:

@@ -24,12 +24,12 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from espnet_ros.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
-from espnet_ros.flow import run_on_passing_thread
-from espnet_ros.node_parameters import check_parameter, PARAMETERS, ParameterSpec, STARTUP
+from espnet_ros.ros.parameter_table import check_parameter, PARAMETERS, ParameterSpec, STARTUP
+from espnet_ros.runtime.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
+from espnet_ros.runtime.process import run_on_passing_thread
 
 WARM_UP_FRAMES = 2
-PACKAGE_DIR = Path(__file__).resolve().parents[1]
+PACKAGE_DIR = Path(__file__).resolve().parents[2]
 
 
 def descriptor(spec: ParameterSpec) -> ParameterDescriptor:

@@ -21,6 +21,7 @@ and starts the inference thread, deactivate stops both and frees the GPU, cleanu
 the model. With ``autostart`` (the default) the node brings itself to active.
 """
 
+import json
 import os
 import sys
 import threading
@@ -37,22 +38,17 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from espnet_ros.flow import NewestWins
-from espnet_ros.node_parameters import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
-from espnet_ros.ros.frame_worker import (diagnostic_status, Frame, FrameWorker,
-                                         SHUTDOWN_WAIT_S)
-from espnet_ros.ros.messages import (camera_qos, class_table_json, describe_qos,
-                                     label_info_message, LATCHED_QOS, OUTPUT_QOS)
+from espnet_ros.ros.frame_worker import diagnostic_status, Frame, FrameWorker, SHUTDOWN_WAIT_S
+from espnet_ros.ros.messages import (camera_qos, describe_qos, label_info_message, LATCHED_QOS,
+                                     OUTPUT_QOS)
+from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
-from espnet_ros.ros.qos_events import incompatible_qos_callbacks
+from espnet_ros.ros.qos import incompatible_qos_callbacks
+from espnet_ros.runtime.process import tune_for_streaming
+from espnet_ros.streaming.handoff import NewestWins
+from espnet_ros.zoo.registry import class_table
 
 DIAGNOSTICS_PERIOD_S = 1.0
-# How long a Python thread may hold the GIL while another waits (Python's default: 5 ms).
-# Eager inference hands the GIL back and forth about a thousand times a frame; with 5 ms
-# turns the executor thread could not keep up with a 60 Hz camera (under half the frames
-# taken, 0.3-0.75 s a frame against the engine's 0.15 s). At 0.2 ms it takes every frame
-# and the node keeps the engine's pace.
-GIL_SWITCH_INTERVAL_S = 0.0002
 # Wait sets rebuilt after an entity was destroyed under them, before the error is believed.
 MAX_WAIT_SET_RACES = 100
 OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
@@ -211,7 +207,7 @@ class SegmenterNode(LifecycleNode):
 
     def _announce_classes(self) -> None:
         spec = self.worker.engine.spec
-        self.classes_pub.publish(String(data=class_table_json(spec)))
+        self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
         label_info = label_info_message(spec, self.worker.last_header_or_empty())
         if label_info is not None:
             if self.label_info_pub is None:
@@ -246,7 +242,7 @@ def spin_through_destruction_races(executor: MultiThreadedExecutor) -> None:
 
 def run(args: Optional[list[str]] = None) -> int:
     """Run the node until shutdown; return 1 if it could not start, else 0."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+    tune_for_streaming()
     rclpy.init(args=args)
     try:
         node = SegmenterNode()

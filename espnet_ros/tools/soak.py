@@ -44,10 +44,10 @@ from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from espnet_ros.cli.common import parse_size
-from espnet_ros.image_codec import encode_rgb8
-from espnet_ros.ros.live_run import node_command, stop
+from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.ros.messages import image_message, stamp_ns
+from espnet_ros.runtime.options import parse_size
+from espnet_ros.tools.live_run import node_command, stop
 
 STARTUP_TIMEOUT_S = 180.0
 SPIN_STEP_S = 0.01

@@ -26,9 +26,9 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from espnet_ros.engine import SegmentationEngine
-from espnet_ros.image_codec import DecodedImage
-from espnet_ros.render import colorize, overlay
+from espnet_ros.imaging.codec import DecodedImage
+from espnet_ros.imaging.render import colorize, overlay
+from espnet_ros.runtime.engine import SegmentationEngine
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ def sha256_of(path: Path) -> str:
 
 def source_models_dir() -> Path:
     """Return the ``models/`` folder of the source tree this module was imported from."""
-    return Path(__file__).resolve().parents[1] / 'models'
+    return Path(__file__).resolve().parents[2] / 'models'
 
 
 def installed_models_dir() -> Optional[Path]:

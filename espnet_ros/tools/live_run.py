@@ -41,8 +41,9 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from espnet_ros.cli.common import parse_size
 from espnet_ros.ros.messages import OUTPUT_QOS, PROCESSING_MEDIAN_KEY, stamp_ns
+from espnet_ros.runtime.options import parse_size
+from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
@@ -141,7 +142,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='espnet-ros-live', description=__doc__.split('\n')[0])
     parser.add_argument('--source', type=Path, required=True,
                         help='folder of images or a video for the player')
-    parser.add_argument('--model', default='espnet_p2q8_cityscapes')
+    parser.add_argument('--model', default=DEFAULT_MODEL)
     parser.add_argument('--frames', type=int, default=60, help='labelled frames to collect')
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
     parser.add_argument('--camera-size', type=parse_size, default=(0, 0), metavar='WxH',
@@ -169,9 +170,9 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     ``back_to_back``: no pause. On the 2-core CPU at 1024x512 the two differed by -3% to +8%
     in three runs, less than the machine's drift between runs.
     """
-    from espnet_ros.benchmark import camera_message, frame_path
-    from espnet_ros.cli.common import list_images, read_bgr
-    from espnet_ros.engine import SegmentationEngine
+    from espnet_ros.tools.variants import camera_message, frame_path
+    from espnet_ros.imaging.files import list_images, read_bgr
+    from espnet_ros.runtime.engine import SegmentationEngine
 
     engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
                                                 precision=args.precision)

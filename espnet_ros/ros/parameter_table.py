@@ -23,7 +23,10 @@ The node turns this table into ROS parameter descriptors; the README's parameter
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from espnet_ros.models import registry
+from espnet_ros.runtime.options import (Backend, DEFAULT_BACKEND, DEFAULT_DEVICE,
+                                        DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION, device_error,
+                                        OutputResolution, Precision)
+from espnet_ros.zoo.registry import DEFAULT_MODEL, registry
 
 # What changing a parameter at run time does.
 LIVE = 'live'            # applied to the next frame
@@ -58,13 +61,6 @@ class ParameterSpec:
         return None
 
 
-def _device_error(value: str) -> Optional[str]:
-    if value in ('auto', 'cpu', 'cuda') or (
-            value.startswith('cuda:') and value[len('cuda:'):].isdigit()):
-        return None
-    return f'device must be auto, cpu, cuda or cuda:N; got {value!r}'
-
-
 def _model_error(value: str) -> Optional[str]:
     if value in registry():
         return None
@@ -72,7 +68,7 @@ def _model_error(value: str) -> Optional[str]:
 
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
-    ParameterSpec('model', 'espnet_p2q8_cityscapes',
+    ParameterSpec('model', DEFAULT_MODEL,
                   'Registry name of the network (espnet-ros models lists them).', RELOAD),
     ParameterSpec('weights', '', 'Explicit checkpoint file; empty searches the model folders.',
                   RELOAD),
@@ -83,17 +79,19 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   RELOAD, limits=(0, MAX_NETWORK_SIDE)),
     ParameterSpec('input_height', 0, 'Network input height in pixels; 0 = training height.',
                   RELOAD, limits=(0, MAX_NETWORK_SIDE)),
-    ParameterSpec('device', 'auto', 'auto (CUDA if present, else CPU), cpu, cuda or cuda:N.',
-                  RELOAD),
-    ParameterSpec('precision', 'auto', 'auto (fastest measured safe choice), fp32, fp16 '
-                  '(CUDA), bf16 or mixed (CPU: bf16 in the ESP branches).', RELOAD,
-                  choices=('auto', 'fp32', 'fp16', 'bf16', 'mixed')),
-    ParameterSpec('backend', 'auto', 'auto (PyTorch with folded batch norms and channels-last, '
-                  'the fastest measured start-up-free path), torch, torch-compile or onnxruntime.',
+    ParameterSpec('device', DEFAULT_DEVICE,
+                  'auto (CUDA if present, else CPU), cpu, cuda or cuda:N.', RELOAD),
+    ParameterSpec('precision', DEFAULT_PRECISION.value,
+                  'auto (fastest measured safe choice), fp32, fp16 (CUDA), bf16 or mixed (CPU: '
+                  'bf16 in the ESP branches).', RELOAD, choices=Precision.values()),
+    ParameterSpec('backend', DEFAULT_BACKEND.value,
+                  'auto (PyTorch with folded batch norms and channels-last, the fastest measured '
+                  'start-up-free path), torch, torch-compile or onnxruntime.',
                   RELOAD,
-                  choices=('auto', 'torch', 'torch-compile', 'onnxruntime')),
-    ParameterSpec('output_resolution', 'input', 'Outputs at the camera resolution (input) or '
-                  'the network resolution (network).', LIVE, choices=('input', 'network')),
+                  choices=Backend.values()),
+    ParameterSpec('output_resolution', DEFAULT_OUTPUT_RESOLUTION.value,
+                  'Outputs at the camera resolution (input) or the network resolution '
+                  '(network).', LIVE, choices=OutputResolution.values()),
     ParameterSpec('max_rate', 0.0, 'Most frames per second to process; 0 = as many as the '
                   'network keeps up with.', LIVE, limits=(0.0, 1000.0)),
     ParameterSpec('overlay_alpha', 0.5, 'Opacity of the class colours in the overlay.', LIVE,
@@ -116,7 +114,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
-_EXTRA_CHECKS = {'device': _device_error, 'model': _model_error}
+_EXTRA_CHECKS = {'device': device_error, 'model': _model_error}
 
 
 def check_parameter(name: str, value: Any) -> Optional[str]:

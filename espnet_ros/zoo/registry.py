@@ -33,11 +33,13 @@ import warnings
 import numpy as np
 from torch import nn, Tensor
 
-from espnet_ros import weights
 from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
                                  espnetv2_checkpoint_filter, ESPNetv2Segmentation)
+from espnet_ros.zoo import checkpoints
 
 MANIFEST = 'manifest.json'
+# The model the node, the launch files and every command use when none is named.
+DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
 _LOG = logging.getLogger(__name__)
 
 StateFilter = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
@@ -129,10 +131,10 @@ class UnknownModelError(KeyError):
 
 def manifest_path() -> Path:
     """Return the manifest of the source tree, else the installed one."""
-    for folder in (weights.source_models_dir(), weights.installed_models_dir()):
+    for folder in (checkpoints.source_models_dir(), checkpoints.installed_models_dir()):
         if folder is not None and (folder / MANIFEST).is_file():
             return folder / MANIFEST
-    raise FileNotFoundError(f'no {MANIFEST} in {weights.source_models_dir()} or the installed '
+    raise FileNotFoundError(f'no {MANIFEST} in {checkpoints.source_models_dir()} or the installed '
                             'share/espnet_ros/models: the package is not installed correctly')
 
 
@@ -181,22 +183,34 @@ def get_spec(name: str) -> ModelSpec:
         raise UnknownModelError(f'unknown model {name!r}; known models: {known}') from None
 
 
+def class_table(spec: ModelSpec) -> dict[str, Any]:
+    """Return the class table (ids, names, RGB colours) that the node latches as JSON."""
+    return {
+        'model': spec.name,
+        'dataset': spec.dataset.name,
+        'void_class': spec.dataset.void_class,
+        'classes': [{'id': index, 'name': name, 'color': [int(c) for c in color]}
+                    for index, (name, color) in enumerate(zip(spec.dataset.classes,
+                                                              spec.dataset.palette))],
+    }
+
+
 def how_to_fetch(spec: ModelSpec) -> str:
     """Return the advice printed when a checkpoint is missing or wrong."""
     return (f'Fetch it with `espnet-ros fetch --model {spec.name}` (downloads {spec.url}), '
             'or `espnet-ros fetch --from DIR` from a local copy of the official files, or put '
-            f'it at <dir>/{spec.checkpoint} under ${weights.MODELS_ENV}.')
+            f'it at <dir>/{spec.checkpoint} under ${checkpoints.MODELS_ENV}.')
 
 
 def resolve_checkpoint(spec: ModelSpec, *, weights_dir: Optional[Path] = None) -> Path:
     """Return the verified checkpoint of ``spec`` found over the search folders."""
-    found = weights.find_checkpoint(spec.checkpoint, weights_dir)
+    found = checkpoints.find_checkpoint(spec.checkpoint, weights_dir)
     if found is None:
-        searched = ', '.join(str(d) for d in weights.search_dirs(weights_dir))
-        raise weights.CheckpointError(
+        searched = ', '.join(str(d) for d in checkpoints.search_dirs(weights_dir))
+        raise checkpoints.CheckpointError(
             f'checkpoint {spec.checkpoint} for model {spec.name} not found in: {searched} '
             f'(expected sha256 {spec.sha256}). {how_to_fetch(spec)}')
-    weights.verify(found, spec.sha256, how_to_fetch=how_to_fetch(spec))
+    checkpoints.verify(found, spec.sha256, how_to_fetch=how_to_fetch(spec))
     return found
 
 
@@ -218,17 +232,17 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
     else:
         path = Path(checkpoint)
         if not allow_unverified or not path.is_file():
-            weights.verify(path, spec.sha256, how_to_fetch=how_to_fetch(spec))
-        elif (actual := weights.sha256_of(path)) != spec.sha256:
+            checkpoints.verify(path, spec.sha256, how_to_fetch=how_to_fetch(spec))
+        elif (actual := checkpoints.sha256_of(path)) != spec.sha256:
             warnings.warn(f'checkpoint {path} is not the official {spec.name} checkpoint '
                           f'(sha256 {actual}, the manifest has {spec.sha256}); loading it '
                           'because allow_unverified is set, weights only')
     network = spec.build()
-    state = FAMILIES[spec.family].checkpoint_filter(weights.read_state_dict(path))
+    state = FAMILIES[spec.family].checkpoint_filter(checkpoints.read_state_dict(path))
     try:
         network.load_state_dict(state, strict=True)
     except RuntimeError as error:
-        raise weights.CheckpointError(
+        raise checkpoints.CheckpointError(
             f'checkpoint {path} does not fit model {spec.name} ({spec.family}, '
             f'{dict(spec.architecture)}, {spec.num_classes} classes): {error}') from error
     _LOG.debug('loaded %s from %s', name, path)

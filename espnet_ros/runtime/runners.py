@@ -30,7 +30,7 @@ the README):
 * ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
   sums, concatenations) and, for labels, the arg-max into the last kernels, and on the
   CPU calls oneDNN with its weights packed once; with ``mixed`` precision
-  (:mod:`espnet_ros.mixed_precision`) ESPNet runs over 3x faster than eager. Frozen graphs
+  (:mod:`espnet_ros.runtime.mixed_precision`) ESPNet runs over 3x faster than eager. Frozen graphs
   miss inductor's on-disk cache: compiling takes 20-40 s per graph for ESPNet and
   80-120 s for ESPNetv2 at every start, so 'auto' never picks it;
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
@@ -45,18 +45,18 @@ ESPNetv2 models (s0.5 at 512x256: 49 against 63 ms) and behind for ESPNet (47 ag
 
 import copy
 import io
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 import warnings
 
 import torch
 from torch import nn
-from torch._inductor import config as inductor_config
-import torch.nn.functional as F
 
-from espnet_ros.mixed_precision import apply_mixed_precision
-from espnet_ros.networks.layers import ConvBN, UpConvBNPReLU
+from espnet_ros.compat import with_frozen_weights
+from espnet_ros.runtime.folding import fold_batch_norms
+from espnet_ros.runtime.mixed_precision import apply_mixed_precision
+from espnet_ros.runtime.options import Backend
+from espnet_ros.runtime.postprocess import class_labels, upsample_logits
 
-BACKENDS = ('auto', 'torch', 'torch-compile', 'onnxruntime')
 ONNX_OPSET = 17
 
 
@@ -71,76 +71,14 @@ def onnxruntime_available() -> bool:
 
 def resolve_backend(backend: str, device: torch.device) -> str:
     """Return the backend to use; ``auto`` is PyTorch (see the module docstring)."""
-    if backend not in BACKENDS:
-        raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
-    if backend == 'onnxruntime' and device.type != 'cpu':
+    if backend not in Backend.values():
+        raise ValueError(f'backend {backend!r} is not one of {", ".join(Backend.values())}')
+    if backend == Backend.ONNXRUNTIME and device.type != 'cpu':
         raise ValueError('backend onnxruntime runs on the CPU here; use torch for CUDA '
                          '(or export the model and run it with TensorRT)')
-    if backend == 'onnxruntime' and not onnxruntime_available():
+    if backend == Backend.ONNXRUNTIME and not onnxruntime_available():
         raise ValueError('backend onnxruntime asked for, but onnxruntime is not installed')
-    return 'torch' if backend == 'auto' else backend
-
-
-@torch.no_grad()
-def fold_batch_norms(network: nn.Module) -> nn.Module:
-    """
-    Fold every ConvBN and UpConvBNPReLU unit's batch norm into its convolution; return network.
-
-    Eval-mode batch norm is y = (x - mean) / sqrt(var + eps) * gamma + beta, an affine map
-    per channel, so it merges into the convolution's weight and bias exactly (up to float
-    rounding). Done here for the transposed convolutions too, because inductor's own
-    folding (with frozen weights) scales a transposed convolution's input channels instead
-    of its outputs: ESPNet's labels came out 24% wrong.
-    """
-    for unit in network.modules():
-        if isinstance(unit, (ConvBN, UpConvBNPReLU)) and isinstance(unit.bn, nn.BatchNorm2d):
-            unit.conv, unit.bn = _folded(unit.conv, unit.bn), nn.Identity()
-    return network
-
-
-def _folded(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
-    """Return a copy of ``conv`` (2-D, plain or transposed) with ``bn`` folded in."""
-    # Weights are C_out x C_in/groups x kh x kw, transposed ones C_in x C_out/groups x kh x kw.
-    output_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
-    if output_axis == 1 and conv.groups != 1:
-        raise ValueError('folding into grouped transposed convolutions is not supported')
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused = copy.deepcopy(conv)
-    fused.weight = nn.Parameter(conv.weight * scale.view([-1 if axis == output_axis else 1
-                                                          for axis in range(4)]))
-    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
-    return fused
-
-
-def upsample_logits(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """
-    Return N x C x H x W logits at ``size`` (H, W): bilinear, as the authors did.
-
-    Only ESPNet-C and ESPNetv2 need it: they predict at 1/8 and 1/4 of the input.
-    """
-    if logits.shape[-2:] == tuple(size):
-        return logits
-    return F.interpolate(logits, size=tuple(size), mode='bilinear', align_corners=False)
-
-
-def class_labels(logits: torch.Tensor) -> torch.Tensor:
-    """
-    Return N x H x W uint8 labels: the index of each pixel's first largest logit.
-
-    Inductor vectorises a running maximum over the class planes across pixels, but not
-    ``argmax`` over channels-last logits (1 ms against 3.4 ms for 20 x 512 x 256); eager
-    PyTorch is the other way round (3.6 ms against 5.5 ms).
-    """
-    if not torch.compiler.is_compiling():
-        return logits.argmax(1).to(torch.uint8)
-    best = logits[:, 0]
-    labels = torch.zeros_like(best, dtype=torch.uint8)
-    for index in range(1, logits.shape[1]):
-        scores = logits[:, index]
-        labels = torch.where(scores > best, index, labels).to(torch.uint8)
-        best = torch.maximum(best, scores)
-    return labels
+    return str(Backend.TORCH if backend == Backend.AUTO else Backend(backend))
 
 
 def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
@@ -180,21 +118,6 @@ def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     options.add_session_config_entry('session.inter_op.allow_spinning', '0')
     return onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
-
-
-def _with_frozen_weights(compiled: Callable[[torch.Tensor], torch.Tensor]
-                         ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """
-    Return ``compiled`` called with inductor's global ``freezing`` flag set.
-
-    Dynamo reads that flag, not the compile options, when it traces (on the first call and
-    on any recompilation) to decide whether the weights become constants of the graph.
-    Without it nothing was frozen: no prepacked oneDNN weights and no constant folding.
-    """
-    def call(batch: torch.Tensor) -> torch.Tensor:
-        with inductor_config.patch(freezing=True):
-            return compiled(batch)
-    return call
 
 
 class Runner:
@@ -248,12 +171,12 @@ class TorchRunner(Runner):
             # more to compile). Each graph is compiled on its first call.
             cpu = device.type == 'cpu'
             options = {'freezing': True, 'cpp_wrapper': cpu, 'max_autotune': cpu}
-            self.forward = _with_frozen_weights(
+            self.forward = with_frozen_weights(
                 torch.compile(self.network, dynamic=False, options=options))
             if not self.use_cuda_graph:
                 # Labels in the same graph: the arg-max fuses into the last kernels and the
                 # full-size logits are never written out.
-                self._compiled_labels = _with_frozen_weights(torch.compile(
+                self._compiled_labels = with_frozen_weights(torch.compile(
                     lambda batch: class_labels(upsample_logits(self.network(batch),
                                                                batch.shape[-2:])),
                     dynamic=False, options=options))
@@ -333,11 +256,11 @@ def build_runner(network: nn.Module, *, backend: str, device: torch.device,
     PyTorch; ``cuda_graph`` defaults to on for CUDA. The benchmark turns them off one by one
     to show each one's gain.
     """
-    if backend == 'onnxruntime':
+    if backend == Backend.ONNXRUNTIME:
         if dtype != torch.float32 or mixed:
             raise ValueError('backend onnxruntime runs fp32 only')
         return OnnxRuntimeRunner(network, input_size=input_size)
     return TorchRunner(network, device=device, dtype=dtype,
-                       compile_network=backend == 'torch-compile',
+                       compile_network=backend == Backend.TORCH_COMPILE,
                        cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,
                        channels_last=channels_last, fold=fold, mixed=mixed)

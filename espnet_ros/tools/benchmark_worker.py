@@ -16,7 +16,7 @@
 A benchmark variant in a process of its own, timed in step with the others.
 
 The baseline must run with glibc's default malloc settings, and those are process-wide:
-once an engine has told malloc to keep freed memory (:mod:`espnet_ros.host_memory`), no
+once an engine has told malloc to keep freed memory (:mod:`espnet_ros.runtime.host_memory`), no
 call in the same process can have the defaults back. So such a variant is built in a
 spawned child. The parent asks it for one timed call at a time, in the benchmark's
 round-robin order, and waits idle meanwhile, so the two processes never compete for cores;
@@ -30,8 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 from torch import nn
 
-from espnet_ros.benchmark import KINDS, prepare_here, Prepared, Variant
-from espnet_ros.models import get_spec, ModelSpec
+from espnet_ros.tools.variants import KINDS, prepare_here, Prepared, Variant
+from espnet_ros.zoo.registry import get_spec, ModelSpec
 
 
 class WorkerError(RuntimeError):

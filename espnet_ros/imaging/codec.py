@@ -51,7 +51,7 @@ Views share memory with the message, which is why they are read-only; copy befor
 import array
 from dataclasses import dataclass
 import re
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import cv2
 import numpy as np
@@ -248,6 +248,20 @@ def decode_compressed(fmt: str, data: BytesLike, *,
         raise ImageFormatError(f'image has {width * height:,} pixels ({width}x{height}), '
                                f'more than the limit of {max_pixels:,} (max_pixels)')
     return _frozen(bgr, 'bgr')
+
+
+def decode_message(message: Any, *, max_pixels: Optional[int] = None) -> DecodedImage:
+    """
+    Decode a sensor_msgs/Image or sensor_msgs/CompressedImage into an H x W x 3 uint8 image.
+
+    The message is read by its fields alone (a CompressedImage has ``format``), so rclpy's
+    messages, rosbags' and plain objects with the same fields take the same path.
+    """
+    if hasattr(message, 'format'):
+        return decode_compressed(message.format, message.data, max_pixels=max_pixels)
+    return decode_image(message.encoding, message.height, message.width, message.step,
+                        message.data, is_bigendian=bool(message.is_bigendian),
+                        max_pixels=max_pixels)
 
 
 def _pack(encoding: str, image: np.ndarray) -> EncodedImage:

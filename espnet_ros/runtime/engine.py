@@ -32,17 +32,16 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from espnet_ros.backends import build_runner, class_labels, resolve_backend, upsample_logits
-from espnet_ros.host_memory import retain_freed_memory
-from espnet_ros.mixed_precision import cpu_bf16_supported, supports_mixed_precision
-from espnet_ros.models import get_spec, load, ModelSpec
+from espnet_ros.runtime.mixed_precision import cpu_bf16_supported, supports_mixed_precision
+from espnet_ros.runtime.options import (Backend, ChannelOrder, choice_error, DEFAULT_BACKEND,
+                                        device_error, OutputResolution, Precision)
+from espnet_ros.runtime.runners import build_runner, class_labels, resolve_backend, upsample_logits
+from espnet_ros.zoo.registry import get_spec, load, ModelSpec
 
 # The dtype of the tensors between layers; 'mixed' is fp32 with bf16 in the convolutions
-# the network names as tolerant of it (see espnet_ros.mixed_precision).
-PRECISIONS = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16,
-              'mixed': torch.float32}
-CHANNEL_ORDERS = ('rgb', 'bgr')
-OUTPUT_RESOLUTIONS = ('input', 'network')
+# the network names as tolerant of it (see espnet_ros.runtime.mixed_precision).
+DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16,
+          Precision.BF16: torch.bfloat16, Precision.MIXED: torch.float32}
 
 
 class EngineConfigError(ValueError):
@@ -59,15 +58,12 @@ class SegmentationResult:
 
 def resolve_device(device: str) -> torch.device:
     """Return the torch device for 'auto', 'cpu', 'cuda' or 'cuda:N'; refuse unusable ones."""
+    reason = device_error(device)
+    if reason:
+        raise EngineConfigError(reason)
     if device == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise EngineConfigError(f'device {device!r} is not one of auto, cpu, cuda, cuda:N: '
-                                f'{error}') from None
-    if resolved.type not in ('cpu', 'cuda'):
-        raise EngineConfigError(f'device {device!r}: only cpu and cuda are supported')
+    resolved = torch.device(device)
     if resolved.type == 'cuda':
         if not torch.cuda.is_available():
             raise EngineConfigError(f'device {device!r} asked for, but CUDA is not available '
@@ -95,23 +91,24 @@ def resolve_precision(precision: str, device: torch.device, *, backend: str = 't
     fp32 on under 99.5% of pixels, and eager 'mixed' gained nothing (see the README).
     """
     mixed_possible = (device.type == 'cpu' and mixed_supported and cpu_bf16_supported())
-    if precision == 'auto':
+    reason = choice_error(Precision, 'precision', precision)
+    if reason:
+        raise EngineConfigError(reason)
+    if precision == Precision.AUTO:
         if device.type == 'cuda':
-            return 'fp16'
-        return 'mixed' if backend == 'torch-compile' and mixed_possible else 'fp32'
-    if precision not in PRECISIONS:
-        raise EngineConfigError(f'precision {precision!r} is not one of auto, '
-                                f'{", ".join(PRECISIONS)}')
-    if precision == 'fp16' and device.type == 'cpu':
+            return Precision.FP16.value
+        compiled = backend == Backend.TORCH_COMPILE
+        return (Precision.MIXED if compiled and mixed_possible else Precision.FP32).value
+    if precision == Precision.FP16 and device.type == 'cpu':
         raise EngineConfigError('precision fp16 is for CUDA devices; on the CPU use fp32, '
                                 'mixed or bf16')
-    if precision == 'mixed' and not mixed_possible:
+    if precision == Precision.MIXED and not mixed_possible:
         raise EngineConfigError(
             'precision mixed needs the CPU (on CUDA use fp16), native bf16 on it '
             f'(AVX512-BF16 or AMX: {"present" if cpu_bf16_supported() else "absent"}) and a '
             'network that names its bf16-tolerant convolutions (the ESPNet family does; '
             f'this one {"does" if mixed_supported else "does not"})')
-    return precision
+    return Precision(precision).value
 
 
 def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
@@ -129,19 +126,18 @@ class SegmentationEngine:
 
     def __init__(self, spec: ModelSpec, network: nn.Module, *,
                  input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
-                 precision: str = 'fp32', backend: str = 'auto',
-                 preprocess_on_device: bool = True, retain_host_memory: bool = True,
+                 precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
+                 preprocess_on_device: bool = True,
                  runner_options: Optional[Mapping[str, bool]] = None) -> None:
         """
         Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
 
         ``preprocess_on_device`` resizes on the GPU (uint8 upload) rather than with OpenCV;
-        ``retain_host_memory`` has malloc keep freed blocks for the next frame (process-wide,
-        see :mod:`espnet_ros.host_memory`); ``runner_options`` (fold, channels_last,
-        cuda_graph) switch the backend's fast paths. The benchmark turns them off one by one.
+        ``runner_options`` (fold, channels_last, cuda_graph) switch the backend's fast paths.
+        The benchmark turns them off one by one. Building an engine changes nothing
+        process-wide: see :mod:`espnet_ros.runtime.process` for what a long-running program
+        may opt in to.
         """
-        if retain_host_memory:
-            retain_freed_memory()
         self.spec = spec
         self.preprocess_on_device = preprocess_on_device
         self.input_size = check_input_size(spec, tuple(input_size or spec.input_size))
@@ -152,13 +148,14 @@ class SegmentationEngine:
             raise EngineConfigError(str(error)) from None
         self.precision = resolve_precision(precision, self.device, backend=self.backend,
                                            mixed_supported=supports_mixed_precision(network))
-        self.dtype = PRECISIONS[self.precision]
-        if self.backend == 'onnxruntime' and self.precision != 'fp32':
+        self.dtype = DTYPES[Precision(self.precision)]
+        if self.backend == Backend.ONNXRUNTIME and self.precision != Precision.FP32:
             raise EngineConfigError(f'backend onnxruntime runs fp32 only, not {self.precision}')
         self.network = network.eval()
         self.runner = build_runner(self.network, backend=self.backend, device=self.device,
                                    dtype=self.dtype, input_size=self.input_size,
-                                   mixed=self.precision == 'mixed', **(runner_options or {}))
+                                   mixed=self.precision == Precision.MIXED,
+                                   **(runner_options or {}))
         norm = spec.normalization
         # (x - mean) / std * post_scale folded into one multiply-add per channel.
         scale = torch.tensor([norm.post_scale / s for s in norm.std], dtype=torch.float32)
@@ -171,9 +168,9 @@ class SegmentationEngine:
                         checkpoint: Optional[Union[str, Path]] = None,
                         allow_unverified: bool = False,
                         input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
-                        precision: str = 'fp32', backend: str = 'auto'
+                        precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND
                         ) -> 'SegmentationEngine':
-        """Load registry model ``name`` (see :func:`espnet_ros.models.load`) into an engine."""
+        """Load registry model ``name`` (see :func:`~espnet_ros.zoo.registry.load`)."""
         spec = get_spec(name)
         # Check what is cheap before the checkpoint is read.
         check_input_size(spec, tuple(input_size or spec.input_size))
@@ -193,7 +190,7 @@ class SegmentationEngine:
         width, height = self.input_size
         blank = np.zeros((height, width, 3), np.uint8)
         for _ in range(frames):
-            self.segment(blank, output_resolution='network')
+            self.segment(blank, output_resolution=OutputResolution.NETWORK)
 
     def release(self) -> None:
         """Move the network to host memory and return its GPU memory to the driver."""
@@ -203,10 +200,12 @@ class SegmentationEngine:
         """Move the network back to its device after :meth:`release`."""
         self.runner.to_device()
 
-    def preprocess(self, images: Sequence[np.ndarray], order: str = 'rgb') -> torch.Tensor:
+    def preprocess(self, images: Sequence[np.ndarray], order: str = ChannelOrder.RGB
+                   ) -> torch.Tensor:
         """Return N x 3 x h x w normalised network input on the device from H x W x 3 uint8."""
-        if order not in CHANNEL_ORDERS:
-            raise ValueError(f'channel order {order!r} is not one of {CHANNEL_ORDERS}')
+        reason = choice_error(ChannelOrder, 'channel order', order)
+        if reason:
+            raise ValueError(reason)
         width, height = self.input_size
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -262,22 +261,23 @@ class SegmentationEngine:
             results.append(SegmentationResult(frame_labels, frame_confidence))
         return results
 
-    def segment_batch(self, images: Sequence[np.ndarray], *, order: str = 'rgb',
-                      output_resolution: str = 'input',
+    def segment_batch(self, images: Sequence[np.ndarray], *, order: str = ChannelOrder.RGB,
+                      output_resolution: str = OutputResolution.INPUT,
                       with_confidence: bool = False) -> list[SegmentationResult]:
         """Segment several H x W x 3 uint8 images (sizes may differ) in one network call."""
-        if output_resolution not in OUTPUT_RESOLUTIONS:
-            raise ValueError(f'output_resolution {output_resolution!r} is not one of '
-                             f'{OUTPUT_RESOLUTIONS}')
+        reason = choice_error(OutputResolution, 'output_resolution', output_resolution)
+        if reason:
+            raise ValueError(reason)
         labels, confidence = self.labels_and_confidence(self.preprocess(images, order),
                                                         with_confidence=with_confidence)
-        if output_resolution == 'input':
+        if output_resolution == OutputResolution.INPUT:
             sizes = [image.shape[:2] for image in images]
         else:
             sizes = [labels.shape[-2:]] * len(images)
         return self.postprocess(labels, confidence, sizes)
 
-    def segment(self, image: np.ndarray, *, order: str = 'rgb', output_resolution: str = 'input',
+    def segment(self, image: np.ndarray, *, order: str = ChannelOrder.RGB,
+                output_resolution: str = OutputResolution.INPUT,
                 with_confidence: bool = False) -> SegmentationResult:
         """Segment one H x W x 3 uint8 image."""
         return self.segment_batch([image], order=order, output_resolution=output_resolution,
