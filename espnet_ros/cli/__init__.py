@@ -19,15 +19,17 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import bench, evaluate, export, registry_tools, segment
+from espnet_ros.cli import bench, evaluate, export, registry_tools, segment, train
 from espnet_ros.runtime.engine import EngineConfigError
+from espnet_ros.training.loop import TrainingError
+from espnet_ros.training.model_folder import WriteError
 from espnet_ros.zoo.checkpoints import CheckpointError
 from espnet_ros.zoo.registry import UnknownModelError
 
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
+SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, train)
 # Errors a user can fix from the message alone: no traceback for these.
 USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-               ValueError)
+               ValueError, TrainingError, WriteError)
 
 
 def build_parser() -> argparse.ArgumentParser:
