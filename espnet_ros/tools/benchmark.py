@@ -38,8 +38,8 @@ import torch
 from torch import nn
 
 from espnet_ros.tools.benchmark_worker import prepare_in_worker
-from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here,
-                                       Prepared, unavailable, Variant)
+from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here, Prepared,
+                                       unavailable, Variant)
 from espnet_ros.zoo.registry import ModelSpec
 
 

@@ -41,8 +41,10 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from espnet_ros.ros.messages import OUTPUT_QOS, PROCESSING_MEDIAN_KEY, stamp_ns
+from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.options import parse_size
+from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
+from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
