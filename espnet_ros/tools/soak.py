@@ -47,6 +47,7 @@ from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.ros.messages import image_message
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.options import parse_size
+from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools import procfs
 from espnet_ros.tools.live_run import node_command, stop
@@ -110,11 +111,6 @@ class Feeder(Node):
                                                                               1_000_000_000)
         self.camera.publish(self.frame)
         return stamp
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Return the ``q``-th percentile, NaN for no values."""
-    return float(np.percentile(values, q)) if values else math.nan
 
 
 def verdict(samples: list[Sample], latencies: list[float], args: argparse.Namespace) -> dict:
