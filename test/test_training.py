@@ -162,6 +162,15 @@ def test_the_model_runs_by_name_in_the_engine_and_the_cli(
     assert json.loads(scores.read_text())['void_class'] == VOID
 
 
+def test_the_registry_option_adds_a_model_folder(trained: Path, weights_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv(checkpoints.MODELS_ENV, str(weights_dir))
+    assert NAME not in registry.registry()
+    assert cli_main(['--registry', str(trained), 'models']) == 0
+    assert any(row.startswith(f'{NAME} ') for row in capsys.readouterr().out.splitlines())
+
+
 def test_a_tampered_user_checkpoint_is_refused(user_models: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / 'copy'
@@ -283,6 +292,14 @@ def test_label_value_outside_the_class_table(broken: dict,
           str(victim), '[7]', 'not in the class table')
 
 
+def test_label_of_another_size_than_its_image(broken: dict,
+                                              capsys: pytest.CaptureFixture) -> None:
+    victim = sorted(broken['labels'].iterdir())[3]
+    cv2.imwrite(str(victim), cv2.imread(str(victim), cv2.IMREAD_UNCHANGED)[:100])
+    fails(train_args(broken, broken['tmp'] / 'out', '--epochs', '1'), capsys,
+          str(victim), 'label is 480x100')
+
+
 def test_images_of_mixed_sizes(broken: dict, capsys: pytest.CaptureFixture) -> None:
     victim = sorted(broken['images'].iterdir())[2]
     cv2.imwrite(str(victim), cv2.resize(cv2.imread(str(victim)), (240, 180)))
@@ -366,6 +383,13 @@ def test_invalid_user_manifest_names_the_file(tmp_path: Path,
     (folder / registry.MANIFEST).write_text('{"format": 1, "datasets": {}, '
                                             '"normalizations": {}, "models": []}')
     assert set(registry.registry()) == set(registry.official())
+
+
+def test_the_package_models_folder_on_the_variable_is_not_a_user_folder(
+        weights_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = checkpoints.source_models_dir()
+    monkeypatch.setenv(checkpoints.MODELS_ENV, f'{package}{os.pathsep}{weights_dir}')
+    assert list(registry.registry()) == list(registry.official())
 
 
 def test_a_user_model_cannot_shadow_an_official_one(trained: Path, tmp_path: Path,

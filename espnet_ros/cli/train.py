@@ -20,6 +20,7 @@ from pathlib import Path
 import re
 
 from espnet_ros.cli.common import parse_size
+from espnet_ros.compat import SubParsers
 from espnet_ros.runtime.options import DEFAULT_DEVICE
 from espnet_ros.training.classes import DATASET_ALIASES, load_class_table
 from espnet_ros.training.loop import Trainer, TrainingRun
@@ -40,7 +41,7 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * DURATION_UNITS_S[match[2]]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``train`` subcommand."""
     parser = subparsers.add_parser(
         'train', help='fine-tune an official model on your own labelled frames',

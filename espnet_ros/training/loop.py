@@ -288,6 +288,12 @@ class Trainer:
             return (epoch - 1) / self.run.epochs
         return self.elapsed_s / self.run.time_budget_s
 
+    def remaining_s(self, epoch: int, last_epoch_s: float) -> float:
+        """Return the expected seconds left after epoch ``epoch``, at the last epoch's pace."""
+        if self.run.epochs is not None:
+            return max(0, self.run.epochs - epoch) * last_epoch_s
+        return max(0.0, self.run.time_budget_s - self.elapsed_s)
+
     def _more_epochs(self, epoch: int, last_epoch_s: float) -> bool:
         if self.run.epochs is not None and epoch > self.run.epochs:
             return False
@@ -379,7 +385,8 @@ class Trainer:
             self._save_state(epoch)
             self.log(f'epoch {epoch}: loss {loss:.4f}, val mIoU {100 * miou:.2f}'
                      f'{" (best, saved)" if better else ""}, lr {lr:.2e}, '
-                     f'{last_epoch_s:.0f} s, {rate:.1f} img/s')
+                     f'{last_epoch_s:.0f} s, {rate:.1f} img/s, about '
+                     f'{self.remaining_s(epoch, last_epoch_s) / 60:.0f} min left')
             epoch += 1
         if self.outcome.checkpoint is None and self.outcome.best_epoch:
             self.outcome.checkpoint = self.run.out / checkpoint_name(self.run.name)

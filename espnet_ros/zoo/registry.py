@@ -226,8 +226,12 @@ def _merged(folders: tuple[tuple[Path, int], ...]) -> dict[str, ModelSpec]:
 
 
 def user_model_folders() -> list[Path]:
-    """Return the folders of ``$ESPNET_ROS_MODELS`` that hold a model manifest."""
-    return [folder for folder in checkpoints.env_folders() if (folder / MANIFEST).is_file()]
+    """Return the folders of ``$ESPNET_ROS_MODELS`` that hold a user model manifest."""
+    package = {folder.resolve() for folder in (checkpoints.source_models_dir(),
+                                               checkpoints.installed_models_dir()) if folder}
+    # The package's own models/ folder may be on the variable too (fetch writes there).
+    return [folder for folder in checkpoints.env_folders()
+            if (folder / MANIFEST).is_file() and folder.resolve() not in package]
 
 
 def registry() -> dict[str, ModelSpec]:
