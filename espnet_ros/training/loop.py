@@ -198,11 +198,13 @@ def plot_history(history: list[dict[str, Any]], target: Path, title: str) -> Non
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [record['epoch'] for record in history]
     figure, loss_axes = plt.subplots(figsize=(7, 4))
     loss_axes.plot(epochs, [record['loss'] for record in history], 'o-', color='tab:red')
     loss_axes.set_xlabel('epoch')
+    loss_axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axes.set_ylabel('training loss', color='tab:red')
     miou_axes = loss_axes.twinx()
     miou_axes.plot(epochs, [100 * record['val_miou'] for record in history], 's-',
