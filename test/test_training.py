@@ -344,6 +344,16 @@ def test_base_that_does_not_exist(broken: dict, capsys: pytest.CaptureFixture) -
     fails(args, capsys, 'espnet_p9q9_mars', 'unknown model')
 
 
+@pytest.mark.parametrize('name,expected', [('../escape', 'letters, digits'),
+                                           (BASE, 'is an official model')])
+def test_a_name_that_cannot_be_a_model(broken: dict, capsys: pytest.CaptureFixture,
+                                       name: str, expected: str) -> None:
+    args = train_args(broken, broken['tmp'] / 'out', '--epochs', '1')
+    args[args.index(NAME)] = name
+    fails(args, capsys, expected)
+    assert not (broken['tmp'] / 'out').exists()
+
+
 def test_a_full_disk_leaves_the_previous_file(tmp_path: Path) -> None:
     target = tmp_path / 'manifest.json'
     target.write_text('good')
