@@ -27,7 +27,7 @@ from ros_helpers import child_env, REPO_ROOT
 from espnet_ros.tools.soak import parse_args, Sample, verdict
 
 FRAMES, EVERY = 300, 30
-# A safety net, not a speed figure: the run takes about a minute on a quiet 2-core machine.
+# A safety net against a hung run, not a speed figure.
 SOAK_TIMEOUT_S = 1800
 
 
