@@ -421,7 +421,7 @@ def test_the_node_publishes_the_user_classes_by_name(
     from rclpy.qos import (DurabilityPolicy, QoSProfile, qos_profile_sensor_data,
                            ReliabilityPolicy)
     from ros_helpers import camera_image, header_at, image_array, NodeProcess, \
-        send_until_answered, serving
+        send_until_answered, serving, START_TIMEOUT_S
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -437,14 +437,16 @@ def test_the_node_publishes_the_user_classes_by_name(
         labels = probe.record(Image, '/segmentation/labels')
         camera = probe.node.create_publisher(Image, topic, qos_profile_sensor_data)
         try:
-            probe.spin_until(lambda: table.messages, 60.0, 'the latched class table')
+            # Waits, not figures: a busy machine may take long to start and answer.
+            probe.spin_until(lambda: table.messages, START_TIMEOUT_S, 'the latched class table')
             content = json.loads(table.messages[-1][1].data)
             assert content['model'] == NAME and content['void_class'] == VOID
             assert [c['name'] for c in content['classes']] == USER_CLASSES
             _, got = send_until_answered(
                 probe, lambda stamp: camera.publish(
                     camera_image(np.ascontiguousarray(frame), 'rgb8',
-                                 header_at(stamp, 'robot_camera'))), {'labels': labels})
+                                 header_at(stamp, 'robot_camera'))), {'labels': labels},
+                timeout_s=START_TIMEOUT_S)
             published = image_array(got['labels'])
             assert published.shape == frame.shape[:2] and published.max() <= 2
         finally:
