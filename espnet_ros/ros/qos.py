@@ -14,18 +14,20 @@
 
 
 """
-A clear warning when the camera's QoS cannot match the subscription's.
+The camera subscription's QoS: matched to what the camera offers, and a warning when it cannot.
 
 A best-effort camera and a reliable subscription never connect, and nothing else says so:
-it is the most common reason a segmentation node shows no output.
+it is the most common reason a segmentation node shows no output. ``reliability: auto``
+looks at the publishers' offered QoS and picks what matches all of them.
 """
 
-from typing import Any
+from typing import Any, Iterable, Optional
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from espnet_ros.ros.messages import describe_qos
+from espnet_ros.ros.messages import camera_qos, describe_qos
+from espnet_ros.ros.parameter_table import Reliability
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
@@ -46,3 +48,42 @@ def incompatible_qos_callbacks(node: Node, topic: str,
             f'but the publisher offers {" / ".join(offered) or "unknown"} (policy {policy}); '
             'no frames will arrive. Set the parameter reliability to match the camera.')
     return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
+
+
+def matching_reliability(offered: Iterable[QoSProfile]) -> str:
+    """
+    Return the reliability that matches every publisher's offer, as a parameter word.
+
+    Reliable only where every publisher is reliable (a reliable subscription never hears a
+    best-effort publisher); best effort where any is, or where nobody publishes yet, since a
+    best-effort subscription matches both kinds.
+    """
+    offers = [profile.reliability for profile in offered]
+    if offers and all(offer == ReliabilityPolicy.RELIABLE for offer in offers):
+        return Reliability.RELIABLE.value
+    return Reliability.BEST_EFFORT.value
+
+
+def resolve_reliability(setting: str, offered: Iterable[QoSProfile]) -> str:
+    """Return the reliability to subscribe with: the explicit setting, or auto's match."""
+    return matching_reliability(offered) if setting == Reliability.AUTO else setting
+
+
+def camera_subscription_qos(setting: str, offered: Iterable[QoSProfile]) -> QoSProfile:
+    """Return the camera subscription's QoS for a ``reliability`` setting and the offers seen."""
+    return camera_qos(resolve_reliability(setting, offered))
+
+
+def offered_qos(node: Node, topic: str) -> list[QoSProfile]:
+    """Return the QoS profiles the publishers of ``topic`` (resolved in the node) offer."""
+    resolved = node.resolve_topic_name(topic)
+    return [info.qos_profile for info in node.get_publishers_info_by_topic(resolved)]
+
+
+def changed_reliability(setting: str, current: Optional[str],
+                        offered: Iterable[QoSProfile]) -> Optional[str]:
+    """Return the reliability auto now chooses when it differs from ``current``, else None."""
+    if setting != Reliability.AUTO:
+        return None
+    chosen = matching_reliability(offered)
+    return None if chosen == current else chosen
