@@ -12,27 +12,48 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-
 """
-The camera subscription's QoS: matched to what the camera offers, and a warning when it cannot.
+The package's QoS profiles, said once; the camera subscription's, matched to the camera.
 
 A best-effort camera and a reliable subscription never connect, and nothing else says so:
 it is the most common reason a segmentation node shows no output. ``reliability: auto``
-looks at the publishers' offered QoS and picks what matches all of them.
+looks at the publishers' offered QoS and picks what matches all of them; an explicit
+choice that cannot match gets a clear warning.
 """
 
 from typing import Any, Iterable, Optional
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
 
-from espnet_ros.ros.messages import camera_qos, describe_qos
 from espnet_ros.ros.parameter_table import Reliability
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
+
+# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST)
+# Transient local keeps the last class table for subscribers that start later.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+
+
+def camera_qos(reliability: str) -> QoSProfile:
+    """Return the camera subscription QoS: sensor data (best effort, keep last 1) or reliable."""
+    if reliability == Reliability.BEST_EFFORT:
+        return qos_profile_sensor_data
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
+def describe_qos(qos: QoSProfile) -> str:
+    """Return 'reliability, durability' in words, for warnings."""
+    return f'{qos.reliability.name.lower()}, {qos.durability.name.lower()}'
 
 
 def incompatible_qos_callbacks(node: Node, topic: str,
