@@ -116,9 +116,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('input_transport', 'raw', 'raw (sensor_msgs/Image on image) or compressed '
                   '(sensor_msgs/CompressedImage on image/compressed).', RESUBSCRIBE,
                   choices=('raw', 'compressed')),
-    ParameterSpec('reliability', Reliability.BEST_EFFORT.value,
-                  'QoS reliability of the camera subscription.', RESUBSCRIBE,
-                  choices=(Reliability.BEST_EFFORT.value, Reliability.RELIABLE.value)),
+    ParameterSpec('reliability', Reliability.AUTO.value,
+                  'QoS reliability of the camera subscription: auto (reliable where every '
+                  'camera publisher offers reliable, else best effort; looked at again as '
+                  'publishers come), best_effort or reliable.', RESUBSCRIBE,
+                  choices=Reliability.values()),
     ParameterSpec('autostart', True, 'Configure and activate the lifecycle node at start-up.',
                   STARTUP),
 )

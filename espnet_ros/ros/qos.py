@@ -56,18 +56,28 @@ def describe_qos(qos: QoSProfile) -> str:
     return f'{qos.reliability.name.lower()}, {qos.durability.name.lower()}'
 
 
-def incompatible_qos_callbacks(node: Node, topic: str,
-                               qos: QoSProfile) -> SubscriptionEventCallbacks:
-    """Return event callbacks that warn, naming the topic and both QoS settings."""
+def incompatible_qos_callbacks(node: Node, topic: str, qos: QoSProfile,
+                               setting: str = '') -> SubscriptionEventCallbacks:
+    """
+    Return event callbacks that warn, naming the topic and both QoS settings.
+
+    Under ``reliability: auto`` (``setting``) the mismatch is only until the next look at
+    the publishers, so it is said at info level, without the advice.
+    """
     def on_incompatible(event: Any) -> None:
         resolved = node.resolve_topic_name(topic)
         offered = sorted({describe_qos(info.qos_profile)
                           for info in node.get_publishers_info_by_topic(resolved)})
         policy = getattr(event.last_policy_kind, 'name', event.last_policy_kind)
+        mismatch = (f'incompatible QoS on {resolved}: this subscription requests '
+                    f'{describe_qos(qos)} but the publisher offers '
+                    f'{" / ".join(offered) or "unknown"} (policy {policy})')
+        if setting == Reliability.AUTO:
+            node.get_logger().info(f'{mismatch}; reliability auto resubscribes to match')
+            return
         node.get_logger().warning(
-            f'incompatible QoS on {resolved}: this subscription requests {describe_qos(qos)} '
-            f'but the publisher offers {" / ".join(offered) or "unknown"} (policy {policy}); '
-            'no frames will arrive. Set the parameter reliability to match the camera.')
+            f'{mismatch}; no frames will arrive. Set the parameter reliability to auto or to '
+            'match the camera.')
     return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
 
 
