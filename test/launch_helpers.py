@@ -22,7 +22,6 @@ inherit; after the test, :func:`leftovers` finds any of them still in the proces
 import os
 from pathlib import Path
 import shutil
-import signal
 import subprocess
 import sys
 from typing import Optional, Sequence
@@ -30,6 +29,8 @@ import uuid
 
 import psutil
 import pytest
+
+from espnet_ros.tools.live_run import stop
 
 MARKER_VARIABLE = 'ESPNET_ROS_LAUNCH_TEST'
 WHY_NO_LAUNCH = ('launch/launch_ros/ros2launch are not installed: source a ROS 2 install, or '
@@ -115,13 +116,6 @@ def start_launch(prefix: Path, arguments: Sequence[str], env: dict[str, str],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def interrupt(process: subprocess.Popen) -> int:
+def interrupt(process: subprocess.Popen) -> Optional[int]:
     """Stop a launch like Ctrl-C; return its exit status (kill it if it hangs)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
+    return stop(process, EXIT_TIMEOUT_S)
