@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-Helpers for the tests that run the launch files for real: ``ros2 launch`` and launch_pytest.
+Helpers for the tests that run the launch files for real: ``ros2 launch`` and ``launch_test``.
 
 Every launch a test starts carries a marker in its environment, which its processes
 inherit; after the test, :func:`leftovers` finds any of them still in the process table.
@@ -44,13 +44,18 @@ def require_launch() -> None:
     pytest.importorskip('ros2launch', reason=WHY_NO_LAUNCH)
 
 
-def ros2_executable() -> str:
-    """Return the ros2 command beside this Python (the venv's), else the one on PATH."""
-    found = shutil.which('ros2', path=f'{Path(sys.executable).parent}{os.pathsep}'
+def executable(name: str) -> str:
+    """Return a ROS command beside this Python (the venv's), else the one on PATH."""
+    found = shutil.which(name, path=f'{Path(sys.executable).parent}{os.pathsep}'
                          f'{os.environ.get("PATH", "")}')
     if found is None:
         pytest.skip(WHY_NO_LAUNCH)
     return found
+
+
+def ros2_executable() -> str:
+    """Return the ros2 command."""
+    return executable('ros2')
 
 
 def new_marker() -> str:

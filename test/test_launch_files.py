@@ -25,11 +25,12 @@ from pathlib import Path
 import re
 import shutil
 import stat
+import subprocess
 from typing import Iterator
 
 import cv2
-from launch_helpers import (interrupt, kill_leftovers, launch_env, leftovers, new_marker,
-                            require_launch, run_launch, start_launch)
+from launch_helpers import (executable, interrupt, kill_leftovers, launch_env, leftovers,
+                            new_marker, require_launch, run_launch, sourced, start_launch)
 import numpy as np
 import pytest
 from ros_helpers import camera_image, header_at, Probe, START_TIMEOUT_S
@@ -39,6 +40,7 @@ from espnet_ros.ros.parameter_table import PARAMETERS
 
 require_launch()
 
+LAUNCH_TESTS = Path(__file__).resolve().parent / 'launch_tests'
 SMALL_MODEL = ('model:=espnet_c_p2q3_cityscapes', 'input_width:=256', 'input_height:=128',
                'device:=cpu', 'precision:=fp32')
 FAIL_TIMEOUT_S = 120.0
@@ -276,3 +278,17 @@ def test_rviz_gets_the_namespace_and_relative_topics(
     assert '__ns:=/viz' in words, words
     topics = re.findall(r'^\s+Value: (\S*segmentation/\S+)$', config.read_text(), re.MULTILINE)
     assert topics and all(not topic.startswith('/') for topic in topics), topics
+
+
+@pytest.mark.parametrize('launch_test', sorted(LAUNCH_TESTS.glob('*.py')), ids=lambda p: p.stem)
+def test_launch_testing(colcon_install: Path, weights_dir: Path, marker: str,
+                        launch_test: Path) -> None:
+    """The launch_testing tests of test/launch_tests pass under launch_test, install sourced."""
+    runner = executable('launch_test')
+    result = subprocess.run(sourced(colcon_install, [runner, str(launch_test)]),
+                            env=launch_env(marker, weights_dir), capture_output=True, text=True,
+                            timeout=2 * START_TIMEOUT_S)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.search(r'Ran [1-9]\d* tests?', output) and 'OK' in output, output
+    assert_nothing_left(marker)
