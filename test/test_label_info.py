@@ -100,7 +100,7 @@ def test_reload_republishes(probe: Probe, segmenter: NodeProcess) -> None:
     try:
         probe.spin_until(lambda: live.messages, WAIT_S, 'the first LabelInfo')
         (result,) = probe.set_parameters(NODE, {'model': RELOADED_MODEL, 'input_width': 0,
-                                                'input_height': 0})
+                                                'input_height': 0}, atomically=True)
         assert result.successful, result.reason
         probe.spin_until(lambda: class_map(live.messages[-1][1]) == expected, RELOAD_WAIT_S,
                          'LabelInfo of the reloaded model')
