@@ -88,7 +88,8 @@ def test_sourced_install_is_what_ros2_finds(install_dir: Path) -> None:
               'sys.stdout.flush(); subprocess.run([sys.argv[1], "pkg", "prefix", "espnet_ros"])')
     result = subprocess.run(sourced(install_dir, [sys.executable, '-c', script,
                                                   ros2_executable()]),
-                            env=env, capture_output=True, text=True, timeout=120)
+                            env=env, capture_output=True, text=True, timeout=120,
+                            cwd=install_dir.parents[1])  # the workspace, not this checkout
     assert result.returncode == 0, result.stdout + result.stderr
     module, prefix = result.stdout.split()
     assert Path(module).is_relative_to(install_dir), module
