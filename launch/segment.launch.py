@@ -38,6 +38,7 @@ PARAMETER_ARGUMENTS = {
     'max_rate': (float, 'most frames per second to process; 0 = no limit'),
     'device': (str, 'auto, cpu, cuda or cuda:N'),
     'precision': (str, 'auto, fp32, fp16, bf16 or mixed'),
+    'threads': (int, 'CPU threads for inference; 0 = half the cores the node may use'),
 }
 
 
