@@ -44,7 +44,7 @@ from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import camera_qos, describe_qos, incompatible_qos_callbacks, LATCHED_QOS
-from espnet_ros.runtime.process import tune_for_streaming
+from espnet_ros.runtime.process import tune_for_streaming, use_threads
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 from espnet_ros.zoo.registry import class_table
@@ -256,6 +256,9 @@ def run(args: Optional[list[str]] = None) -> int:
         rclpy.logging.get_logger('segmenter').fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    # Before the engine is built and the inference thread starts: both take the count up.
+    threads = use_threads(node.values['threads'])
+    node.get_logger().info(f'{threads} CPU threads for inference')
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     status = 0
