@@ -50,6 +50,7 @@ class Precision(Choice):
     FP16 = 'fp16'    # CUDA only
     BF16 = 'bf16'
     MIXED = 'mixed'  # CPU: bf16 in the convolutions a network names as tolerant of it
+    INT8 = 'int8'    # CPU, ONNX Runtime: static post-training quantization, calibrated
 
 
 class Backend(Choice):

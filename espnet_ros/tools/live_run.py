@@ -156,6 +156,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
     parser.add_argument('--camera-size', type=parse_size, default=(0, 0), metavar='WxH',
                         help='resize the frames the player publishes (default: as stored)')
+    parser.add_argument('--size', type=parse_size, default=(0, 0), metavar='WxH',
+                        help="the node's network input size (default: the model's training "
+                             'size)')
     parser.add_argument('--warmup', type=int, default=3, help='first frames left out of figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
@@ -195,7 +198,9 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
 
     use_threads(args.threads)  # as the node does
     engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
-                                                precision=args.precision)
+                                                precision=args.precision,
+                                                input_size=tuple(args.size) if all(args.size)
+                                                else None)
     frames = [read_bgr(path) for path in list_images([args.source])[:repeats]]
     messages = [camera_message(frame, tuple(args.camera_size) if all(args.camera_size)
                                else frame.shape[1::-1]) for frame in frames]
@@ -249,7 +254,8 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
         'height': args.camera_size[1]}))
     segmenter = subprocess.Popen(node_command('segmenter', args.namespace, {
         'model': args.model, 'device': args.device, 'precision': args.precision,
-        'input_transport': args.transport,
+        'input_transport': args.transport, 'input_width': args.size[0],
+        'input_height': args.size[1],
         **({'threads': args.threads} if args.threads != DEFAULT_THREADS else {})}))
     rclpy.init()
     probe = Probe(args.namespace, args.save if args.out else 0)
@@ -257,6 +263,7 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
     try:
         if not collect(probe, quiet_end, (segmenter, player)):
             return 1
+        quiet_processing_ms = probe.node_processing_ms  # the diagnostics' figure so far
         if background.cores:
             # The first frames under load (the warm-up count again) are left out.
             background.busy()
@@ -267,8 +274,10 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
         stop(segmenter)
         stop(player)
     results = {'model': args.model, 'camera_rate_hz': args.rate, 'transport': args.transport,
+               'network_size': '{}x{}'.format(*args.size) if all(args.size) else 'training',
                'source': str(args.source), 'threads': args.threads,
-               **summary(probe, args.warmup, quiet_end)}
+               **summary(probe, args.warmup, quiet_end),
+               'node_processing_median_ms': quiet_processing_ms}
     if background.cores:
         results['loaded'] = {'background_load': background.cores,
                              **summary(probe, quiet_end + args.warmup)}
