@@ -162,14 +162,11 @@ class SegmentationEngine:
             raise EngineConfigError("precision int8 needs calibration frames of the model's own "
                                     'dataset (espnet-ros: --calibration DIR)')
         self.network = network.eval()
-        norm = spec.normalization
-        # (x - mean) / std * post_scale folded into one multiply-add per channel.
-        scale = torch.tensor([norm.post_scale / s for s in norm.std], dtype=torch.float32)
-        shift = -torch.tensor(norm.mean, dtype=torch.float32) * scale
-        self._scale = scale.view(1, 3, 1, 1).to(self.device)
-        self._shift = shift.view(1, 3, 1, 1).to(self.device)
+        scale, shift = spec.normalization.scale_shift()
+        self._scale = torch.from_numpy(scale).view(1, 3, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
         batches = None
-        if self.precision == Precision.INT8:
+        if self.precision == Precision.INT8:  # preprocessed as the frames will be
             batches = [self.preprocess([frame]).cpu().numpy() for frame in calibration]
         self.runner = build_runner(self.network, backend=self.backend, device=self.device,
                                    dtype=self.dtype, input_size=self.input_size,
