@@ -42,7 +42,7 @@ setup(
     entry_points={
         'console_scripts': [
             'espnet-ros = espnet_ros.cli:main',
-            'segmenter = espnet_ros.ros.segmenter:main',
+            'segmenter = espnet_ros.ros.segmenter_main:main',
             'image_player = espnet_ros.ros.image_player:main',
             'espnet-ros-live = espnet_ros.tools.live_run:main',
             'espnet-ros-soak = espnet_ros.tools.soak:main',

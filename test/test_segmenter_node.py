@@ -39,7 +39,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from espnet_ros.runtime.engine import SegmentationEngine
-from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
+from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY, THREADS_KEY
 from espnet_ros.zoo.registry import get_spec
 
 MODEL = 'espnet_c_p2q3_cityscapes'
@@ -53,7 +53,7 @@ OUTPUTS = {'labels': ('mono8', 1), 'color': ('rgb8', 3), 'overlay': ('rgb8', 3),
            'confidence': ('32FC1', 4)}
 NODE_PARAMETERS = {'model': MODEL, 'input_width': NETWORK_SIZE[0],
                    'input_height': NETWORK_SIZE[1], 'device': 'cpu', 'precision': 'fp32',
-                   'publish_confidence': True}
+                   'publish_confidence': True, 'threads': 1}
 # What the README tells users, and what segment.launch.py does for the compressed topic.
 REMAPS = (('image', IMAGE_TOPIC), ('image/compressed', IMAGE_TOPIC + '/compressed'),
           ('camera_info', INFO_TOPIC))
@@ -351,6 +351,8 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
         probe.forget([labels, diagnostics])
     # Each frame's decode-to-publish time is part of its stamp-to-publish latency.
     processing_ms = float(figures[PROCESSING_MEDIAN_KEY])
+    # The threads parameter reached the inference thread.
+    assert figures[THREADS_KEY] == str(NODE_PARAMETERS['threads']), figures
     assert 0 < processing_ms <= float(figures['latency median (ms)']), figures
     delta = {name: after[name] - before[name] for name in after}
     flood = [stamp_ns(m.header) for _, m in labels.messages if stamp_ns(m.header) in set(sent)]

@@ -24,7 +24,7 @@ import pytest
 
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.runtime.engine import SegmentationEngine
-from espnet_ros.streaming.diagnostics import HEALTHY, Level, NOT_CONFIGURED, summarize
+from espnet_ros.streaming.diagnostics import HEALTHY, Level, NOT_CONFIGURED, summarize, THREADS_KEY
 from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, percentile, RateMeter
@@ -227,6 +227,7 @@ def test_diagnostics_are_a_function_of_two_snapshots() -> None:
     values = dict(quiet.values)
     assert values['latency median (ms)'] == '50.0'
     assert values['frames dropped (newer frame arrived)'] == '2'
+    assert dict(summarize(None, stats(threads=3)).values)[THREADS_KEY] == '3'
     bad = summarize(stats(), stats(malformed=2, failed=1, last_problem='x'))
     assert bad.level == Level.WARN and bad.message.startswith('3 frames rejected')
     # The same counts a period later: nothing new, OK again.

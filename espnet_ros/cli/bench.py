@@ -16,17 +16,20 @@
 """``espnet-ros bench``: every fast path against eager fp32 PyTorch, in one run."""
 
 import argparse
+from contextlib import nullcontext
 import json
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from espnet_ros.cli.common import parse_size
+from espnet_ros.cli.common import add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime.engine import check_input_size, resolve_device
+from espnet_ros.runtime.process import use_threads
 from espnet_ros.tools import benchmark, variants
+from espnet_ros.tools.background_load import BackgroundLoad, load_error
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load
 
@@ -44,6 +47,9 @@ baseline labels them, on real images at the network resolution. p99: 99th percen
 runs (with 30 runs, close to the slowest one). host MB: rise of the peak resident memory
 while the variant was built and warmed up (the first one built, the baseline, also pays for
 one-off allocations); GPU MB: torch.cuda.max_memory_allocated over the same span.
+--background-load N: every round is also timed with N cores busy (processes the benchmark
+starts, pauses while it builds and ends when done); loaded rows carry background_load N and
+their ratios to the same variant's quiet median.
 
 example: espnet-ros bench --model espnet_p2q8_cityscapes --size 512x256 --device cpu \\
              --json bench.json --plot bench.png --markdown
@@ -78,6 +84,10 @@ def register(subparsers: SubParsers) -> None:
                         help=f'images or folders for agreement (default: {SHARED_DATA} '
                              'Cityscapes sample and a few CamVid val frames)')
     parser.add_argument('--weights-dir', type=Path, help='folder of the official checkpoints')
+    add_threads_argument(parser)
+    parser.add_argument('--background-load', type=int, default=0, metavar='N',
+                        help='also time every variant with N cores kept busy by processes the '
+                             'benchmark starts and stops (quiet and loaded in one run)')
     parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
     parser.add_argument('--plot', type=Path, help='bar chart of frames per second (PNG)')
     parser.add_argument('--markdown', action='store_true', help="print the README's table")
@@ -106,12 +116,17 @@ def select_variants(device: str, args: argparse.Namespace) -> list[variants.Vari
                 and (not args.precision or variant.precision in args.precision))]
 
 
-def _pair(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Return (network row, frame row) per variant, in measuring order."""
-    frames = {(r['model'], r['size'], r['device'], r['variant']): r
-              for r in rows if r['kind'] == 'frame'}
-    return [(r, frames[r['model'], r['size'], r['device'], r['variant']])
-            for r in rows if r['kind'] == 'network']
+def _key(row: dict[str, Any]) -> tuple:
+    return (row['model'], row['size'], row['device'], row['variant'],
+            row.get('background_load', 0))
+
+
+def _pair(rows: list[dict[str, Any]], *, loaded: bool = False
+          ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Return (network row, frame row) per variant, in measuring order, quiet or loaded."""
+    rows = [row for row in rows if bool(row.get('background_load', 0)) == loaded]
+    frames = {_key(r): r for r in rows if r['kind'] == 'frame'}
+    return [(r, frames[_key(r)]) for r in rows if r['kind'] == 'network']
 
 
 def _mb(value: Optional[float]) -> str:
@@ -157,6 +172,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return '\n'.join(lines)
 
 
+def load_markdown(rows: list[dict[str, Any]]) -> str:
+    """Return quiet and loaded figures side by side: one line per variant."""
+    lines = ['| model | resolution | variant | busy cores | threads | frame ms quiet '
+             '| frame ms loaded | loaded / quiet | frame p99 loaded | p99 / quiet median '
+             '| network ms quiet | network ms loaded |',
+             '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    for net, frame in _pair(rows, loaded=True):
+        lines.append(
+            f'| {net["model"]} | {net["size"]} | {net["variant"]} | {net["background_load"]} '
+            f'| {net["threads"]} | {frame["quiet_median_ms"]:.1f} | {frame["median_ms"]:.1f} '
+            f'| {frame["loaded_over_quiet"]:.2f}x | {frame["p99_ms"]:.1f} '
+            f'| {frame["p99_over_quiet_median"]:.2f}x | {net["quiet_median_ms"]:.1f} '
+            f'| {net["median_ms"]:.1f} |')
+    return '\n'.join(lines)
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """Save a bar chart of frames per second, network and frame path, per configuration."""
     import matplotlib
@@ -191,21 +222,31 @@ def run(args: argparse.Namespace) -> int:
     """Measure every requested configuration, print and write the results."""
     if args.repeats < 1 or args.warmup < 0:
         raise ValueError('--repeats must be at least 1 and --warmup at least 0')
+    reason = load_error(args.background_load)
+    if reason:
+        raise ValueError(reason)
+    use_threads(args.threads)
     images = agreement_images(args.images)
     # An unavailable cuda stays in: each of its variants is then skipped with the reason.
     devices = [resolve_device(device).type if device == 'auto' else device
                for device in dict.fromkeys(args.device or ['auto'])]
     rows: list[dict[str, Any]] = []
-    for name in args.model or [DEFAULT_MODEL]:
-        spec = get_spec(name)
-        network = load(name, args.weights_dir)
-        for size in args.size or [spec.input_size]:
-            check_input_size(spec, size)
-            for device in devices:
-                rows += benchmark.run(spec, network, size, select_variants(device, args),
-                                      images=images, camera_size=args.camera,
-                                      repeats=args.repeats, warmup=args.warmup)
-    print_table(rows)
+    with (BackgroundLoad(args.background_load) if args.background_load
+          else nullcontext()) as background:
+        for name in args.model or [DEFAULT_MODEL]:
+            spec = get_spec(name)
+            network = load(name, args.weights_dir)
+            for size in args.size or [spec.input_size]:
+                check_input_size(spec, size)
+                for device in devices:
+                    rows += benchmark.run(spec, network, size, select_variants(device, args),
+                                          images=images, camera_size=args.camera,
+                                          repeats=args.repeats, warmup=args.warmup,
+                                          load=background)
+    print_table([row for row in rows if not row['background_load']])
+    if args.background_load:
+        print(f'\nquiet and with {args.background_load} busy cores, in the same run:')
+        print(load_markdown(rows))
     if args.markdown:
         print('\n' + markdown(rows))
     if args.json:

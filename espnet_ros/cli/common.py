@@ -19,10 +19,17 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
+import cv2
+
+from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime import options
 from espnet_ros.runtime.engine import SegmentationEngine
-from espnet_ros.runtime.options import Backend, DEFAULT_DEVICE, DEFAULT_PRECISION, Precision
+from espnet_ros.runtime.options import (Backend, DEFAULT_DEVICE, DEFAULT_PRECISION,
+                                        DEFAULT_THREADS, MAX_THREADS, Precision)
+from espnet_ros.runtime.process import use_threads
 from espnet_ros.zoo.registry import DEFAULT_MODEL
+
+CALIBRATION_FRAMES = 32
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -33,9 +40,25 @@ def parse_size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def threads_argument(text: str) -> int:
+    """Parse a thread count (0 = auto), as an argparse type."""
+    reason = options.threads_error(int(text) if text.isdigit() else text)
+    if reason:
+        raise argparse.ArgumentTypeError(reason)
+    return int(text)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --threads, the node's ``threads`` parameter."""
+    parser.add_argument('--threads', type=threads_argument, default=DEFAULT_THREADS,
+                        metavar=f'0..{MAX_THREADS}',
+                        help='CPU threads for inference (default 0: half the usable cores, as '
+                             "the node's threads parameter)")
+
+
 def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional[str] = None
                          ) -> None:
-    """Add --model, --weights-dir, --checkpoint, --size, --device, --precision."""
+    """Add --model, --weights-dir, --checkpoint, --size, --device, --precision, --threads."""
     parser.add_argument('--model', default=DEFAULT_MODEL,
                         help=f'registry name (default {DEFAULT_MODEL}; see `espnet-ros models`)')
     parser.add_argument('--weights-dir', type=Path,
@@ -49,11 +72,25 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                         help=f"arithmetic (default {DEFAULT_PRECISION}, as the node's)")
     parser.add_argument('--backend', default=Backend.AUTO.value, choices=Backend.values(),
                         help=f'what runs the network (default {Backend.AUTO})')
+    add_threads_argument(parser)
+    parser.add_argument('--calibration', type=Path, metavar='DIR',
+                        help="frames of the model's own dataset to calibrate precision int8 on "
+                             f'(up to {CALIBRATION_FRAMES}, evenly spaced)')
+
+
+def calibration_frames(folder: Optional[Path]) -> Optional[list]:
+    """Return up to CALIBRATION_FRAMES RGB frames spread over ``folder``, or None."""
+    if folder is None:
+        return None
+    paths = list_images([folder])
+    chosen = paths[::max(1, len(paths) // CALIBRATION_FRAMES)][:CALIBRATION_FRAMES]
+    return [cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB) for path in chosen]
 
 
 def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
-    """Build the engine the common arguments describe."""
+    """Set the thread count and build the engine the common arguments describe."""
+    use_threads(args.threads)
     return SegmentationEngine.from_pretrained(
         args.model, weights_dir=args.weights_dir, checkpoint=args.checkpoint,
         input_size=args.size, device=args.device, precision=args.precision,
-        backend=args.backend)
+        backend=args.backend, calibration=calibration_frames(args.calibration))

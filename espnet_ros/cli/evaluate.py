@@ -85,6 +85,8 @@ def report(engine: SegmentationEngine, matrix: ConfusionMatrix, *, protocol: str
         'void_class': void_class,
         'images': images,
         'input_size': list(engine.input_size),
+        'precision': engine.precision,
+        'backend': engine.backend,
         'miou': mean_iou(matrix, void_class),
         'pixel_accuracy': matrix.pixel_accuracy(),
         'per_class_iou': {name: (None if np.isnan(value) else float(value))

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from espnet_ros.runtime.options import (Backend, Choice, DEFAULT_BACKEND, DEFAULT_DEVICE,
-                                        DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION, device_error,
+                                        DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
+                                        DEFAULT_THREADS, device_error, MAX_THREADS,
                                         OutputResolution, Precision)
 from espnet_ros.zoo.registry import DEFAULT_MODEL, registry
 
@@ -98,6 +99,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'start-up-free path), torch, torch-compile or onnxruntime.',
                   RELOAD,
                   choices=Backend.values()),
+    ParameterSpec('threads', DEFAULT_THREADS,
+                  'CPU threads for inference; 0 = half the cores the node may use (at least 1), '
+                  'leaving the others to the rest of the robot.', STARTUP,
+                  limits=(0, MAX_THREADS)),
     ParameterSpec('output_resolution', DEFAULT_OUTPUT_RESOLUTION.value,
                   'Outputs at the camera resolution (input) or the network resolution '
                   '(network).', LIVE, choices=OutputResolution.values()),

@@ -46,7 +46,7 @@ from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStar
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
-from espnet_ros.runtime.process import tune_for_streaming
+from espnet_ros.runtime.process import tune_for_streaming, use_threads
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 from espnet_ros.zoo.registry import class_table
@@ -281,6 +281,9 @@ def run(args: Optional[list[str]] = None) -> int:
         rclpy.logging.get_logger('segmenter').fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    # Before the engine is built and the inference thread starts: both take the count up.
+    threads = use_threads(node.values['threads'])
+    node.get_logger().info(f'{threads} CPU threads for inference')
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     status = 0

@@ -41,7 +41,8 @@ from espnet_ros.zoo.registry import get_spec, load, ModelSpec
 # The dtype of the tensors between layers; 'mixed' is fp32 with bf16 in the convolutions
 # the network names as tolerant of it (see espnet_ros.runtime.mixed_precision).
 DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16,
-          Precision.BF16: torch.bfloat16, Precision.MIXED: torch.float32}
+          Precision.BF16: torch.bfloat16, Precision.MIXED: torch.float32,
+          Precision.INT8: torch.float32}  # int8 inside the ONNX graph, float at its input
 
 
 class EngineConfigError(ValueError):
@@ -99,6 +100,9 @@ def resolve_precision(precision: str, device: torch.device, *, backend: str = 't
             return Precision.FP16.value
         compiled = backend == Backend.TORCH_COMPILE
         return (Precision.MIXED if compiled and mixed_possible else Precision.FP32).value
+    if precision == Precision.INT8 and (device.type != 'cpu' or backend != Backend.ONNXRUNTIME):
+        raise EngineConfigError('precision int8 runs on the CPU with backend onnxruntime '
+                                f'(static quantization); got device {device}, backend {backend}')
     if precision == Precision.FP16 and device.type == 'cpu':
         raise EngineConfigError('precision fp16 is for CUDA devices; on the CPU use fp32, '
                                 'mixed or bf16')
@@ -128,13 +132,15 @@ class SegmentationEngine:
                  input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
                  precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
                  preprocess_on_device: bool = True,
-                 runner_options: Optional[Mapping[str, bool]] = None) -> None:
+                 runner_options: Optional[Mapping[str, bool]] = None,
+                 calibration: Optional[Sequence[np.ndarray]] = None) -> None:
         """
         Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
 
         ``preprocess_on_device`` resizes on the GPU (uint8 upload) rather than with OpenCV;
         ``runner_options`` (fold, channels_last, cuda_graph) switch the backend's fast paths.
-        The benchmark turns them off one by one. Building an engine changes nothing
+        The benchmark turns them off one by one. ``calibration``: H x W x 3 uint8 RGB frames of
+        the model's own dataset, which precision int8 needs. Building an engine changes nothing
         process-wide: see :mod:`espnet_ros.runtime.process` for what a long-running program
         may opt in to.
         """
@@ -149,23 +155,31 @@ class SegmentationEngine:
         self.precision = resolve_precision(precision, self.device, backend=self.backend,
                                            mixed_supported=supports_mixed_precision(network))
         self.dtype = DTYPES[Precision(self.precision)]
-        if self.backend == Backend.ONNXRUNTIME and self.precision != Precision.FP32:
-            raise EngineConfigError(f'backend onnxruntime runs fp32 only, not {self.precision}')
+        onnx_precisions = (Precision.FP32, Precision.INT8)
+        if self.backend == Backend.ONNXRUNTIME and self.precision not in onnx_precisions:
+            raise EngineConfigError(f'backend onnxruntime runs fp32 or int8, not {self.precision}')
+        if self.precision == Precision.INT8 and not calibration:
+            raise EngineConfigError("precision int8 needs calibration frames of the model's own "
+                                    'dataset (espnet-ros: --calibration DIR)')
         self.network = network.eval()
-        self.runner = build_runner(self.network, backend=self.backend, device=self.device,
-                                   dtype=self.dtype, input_size=self.input_size,
-                                   mixed=self.precision == Precision.MIXED,
-                                   **(runner_options or {}))
         scale, shift = spec.normalization.scale_shift()
         self._scale = torch.from_numpy(scale).view(1, 3, 1, 1).to(self.device)
         self._shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
+        batches = None
+        if self.precision == Precision.INT8:  # preprocessed as the frames will be
+            batches = [self.preprocess([frame]).cpu().numpy() for frame in calibration]
+        self.runner = build_runner(self.network, backend=self.backend, device=self.device,
+                                   dtype=self.dtype, input_size=self.input_size,
+                                   mixed=self.precision == Precision.MIXED,
+                                   int8_calibration=batches, **(runner_options or {}))
 
     @classmethod
     def from_pretrained(cls, name: str, *, weights_dir: Optional[Union[str, Path]] = None,
                         checkpoint: Optional[Union[str, Path]] = None,
                         allow_unverified: bool = False,
                         input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
-                        precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND
+                        precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
+                        calibration: Optional[Sequence[np.ndarray]] = None
                         ) -> 'SegmentationEngine':
         """Load registry model ``name`` (see :func:`~espnet_ros.zoo.registry.load`)."""
         spec = get_spec(name)
@@ -175,7 +189,7 @@ class SegmentationEngine:
         network = load(name, weights_dir, checkpoint=checkpoint,
                        allow_unverified=allow_unverified)
         return cls(spec, network, input_size=input_size, device=device, precision=precision,
-                   backend=backend)
+                   backend=backend, calibration=calibration)
 
     def warm_up(self, frames: int) -> None:
         """

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The engine's vocabularies, said once: precision, backend, channel order, output resolution.
+The engine's vocabularies and settings, said once: precision, backend, threads and more.
 
 The engine, the node's parameter table, the command line's choices and the launch files all
 take their words from here. Each member is its own string (``Precision.FP32 == 'fp32'``),
@@ -21,6 +21,7 @@ so parameters, JSON and diagnostics keep plain strings.
 """
 
 import enum
+import os
 from typing import Optional, Type
 
 
@@ -49,6 +50,7 @@ class Precision(Choice):
     FP16 = 'fp16'    # CUDA only
     BF16 = 'bf16'
     MIXED = 'mixed'  # CPU: bf16 in the convolutions a network names as tolerant of it
+    INT8 = 'int8'    # CPU, ONNX Runtime: static post-training quantization, calibrated
 
 
 class Backend(Choice):
@@ -79,6 +81,9 @@ DEFAULT_PRECISION = Precision.AUTO
 DEFAULT_BACKEND = Backend.AUTO
 DEFAULT_OUTPUT_RESOLUTION = OutputResolution.INPUT
 CUDA_PREFIX = 'cuda:'
+# 0: choose from the cores this process may run on (see auto_threads).
+DEFAULT_THREADS = 0
+MAX_THREADS = 256
 
 
 def choice_error(vocabulary: Type[Choice], name: str, value: str) -> Optional[str]:
@@ -103,3 +108,37 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise ValueError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 1024x512') from None
     return width, height
+
+
+def usable_cores() -> int:
+    """Return how many CPU cores this process may run on (its affinity mask, else all)."""
+    if hasattr(os, 'sched_getaffinity'):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def auto_threads(cores: Optional[int] = None) -> int:
+    """
+    Return the inference thread count for ``threads: 0``: half the usable cores, at least 1.
+
+    A robot's computer is shared: each parallel operation of the network ends when its
+    slowest thread does, so one team thread on a core taken by another process holds the
+    whole team for a scheduler slice, hundreds of times a frame. With half the cores, the
+    scheduler has free ones to move a team thread to (docs/performance-under-load.md).
+    """
+    return max(1, (usable_cores() if cores is None else cores) // 2)
+
+
+def threads_error(value: int) -> Optional[str]:
+    """Return why ``value`` is not a thread count (0 = auto), or None if it is one."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_THREADS:
+        return f'threads must be an integer in [0, {MAX_THREADS}] (0 = auto); got {value!r}'
+    return None
+
+
+def resolve_threads(threads: int = DEFAULT_THREADS) -> int:
+    """Return the thread count to use for ``threads`` (0 = :func:`auto_threads`)."""
+    reason = threads_error(threads)
+    if reason:
+        raise ValueError(reason)
+    return threads or auto_threads()

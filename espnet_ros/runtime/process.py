@@ -20,20 +20,33 @@ nothing process-wide. The segmenter node, the live and soak tools and the benchm
 :func:`tune_for_streaming` once, at start-up, to keep freed host memory between frames
 (:mod:`espnet_ros.runtime.host_memory`) and to shorten the GIL switch interval. Work that
 uses PyTorch's CPU thread pool outside the inference thread runs through
-:func:`run_on_passing_thread`.
+:func:`run_on_passing_thread`. :func:`wait_passively` (called by the segmenter's entry point
+before PyTorch is imported) and :func:`use_threads` keep inference from stalling when other
+processes share the cores (docs/performance-under-load.md).
+
+This module imports no PyTorch at import time, so that an entry point can call
+:func:`wait_passively` first.
 """
 
 from concurrent.futures import ThreadPoolExecutor
+import os
+from pathlib import Path
 import sys
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from espnet_ros.runtime.host_memory import retain_freed_memory
+from espnet_ros.runtime.options import DEFAULT_THREADS, resolve_threads
 
 Result = TypeVar('Result')
 # How long a Python thread may hold the GIL while another waits (Python's default: 5 ms).
 # Eager inference hands the GIL over about a thousand times a frame; with 5 ms turns the
 # node's executor thread fell behind a 60 Hz camera (docs/performance.md).
 GIL_SWITCH_INTERVAL_S = 0.0002
+# OpenMP idle workers sleep at once instead of spinning (libgomp spins up to 300,000 rounds
+# by default), leaving the cores to the robot's other processes; both runtimes read these
+# once, when they are loaded. KMP_BLOCKTIME is Intel's and LLVM's OpenMP (MKL builds).
+PASSIVE_OPENMP: Mapping[str, str] = {'OMP_WAIT_POLICY': 'PASSIVE', 'KMP_BLOCKTIME': '0'}
+OPENMP_LIBRARIES = ('libgomp', 'libiomp', 'libomp')
 
 
 def tune_for_streaming() -> None:
@@ -53,3 +66,40 @@ def run_on_passing_thread(function: Callable[..., Result], *args: Any) -> Result
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix='passing') as passing:
         return passing.submit(function, *args).result()
+
+
+def openmp_loaded(maps: Path = Path('/proc/self/maps')) -> bool:
+    """Return True if an OpenMP runtime is loaded (or, without /proc, if torch is)."""
+    try:
+        mapped = maps.read_text()
+    except OSError:
+        return 'torch' in sys.modules
+    return any(f'/{name}' in mapped for name in OPENMP_LIBRARIES)
+
+
+def wait_passively() -> bool:
+    """
+    Tell OpenMP's idle workers to sleep, not spin; return False if it is too late for that.
+
+    Settings the user made in the environment win. It takes effect only before an OpenMP
+    runtime is loaded (before ``import torch``), so programs call it first thing.
+    """
+    if openmp_loaded():
+        return False
+    for name, value in PASSIVE_OPENMP.items():
+        os.environ.setdefault(name, value)
+    return True
+
+
+def use_threads(threads: int = DEFAULT_THREADS) -> int:
+    """
+    Set PyTorch's CPU thread count (0 = half the usable cores); return it.
+
+    Process-wide, and taken up by each thread at its first parallel operation: call it before
+    the engine is built and before the inference thread starts.
+    """
+    import torch  # not at import time: see wait_passively
+
+    count = resolve_threads(threads)
+    torch.set_num_threads(count)
+    return count

@@ -45,9 +45,10 @@ ESPNetv2 models (s0.5 at 512x256: 49 against 63 ms) and behind for ESPNet (47 ag
 
 import copy
 import io
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -56,6 +57,7 @@ from espnet_ros.runtime.folding import fold_batch_norms
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Backend
 from espnet_ros.runtime.postprocess import class_labels, upsample_logits
+from espnet_ros.runtime.quantization import quantize_static_onnx
 
 ONNX_OPSET = 17
 
@@ -232,9 +234,18 @@ class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the CPU, from an in-memory export of the network."""
 
     def __init__(self, network: nn.Module, *, input_size: tuple[int, int],
-                 threads: Optional[int] = None) -> None:
-        """Export ``network`` for W x H inputs and open a session on it."""
-        self.session = onnx_session(export_onnx(network, input_size), threads=threads)
+                 threads: Optional[int] = None,
+                 int8_calibration: Optional[Sequence[np.ndarray]] = None) -> None:
+        """
+        Export ``network`` for W x H inputs and open a session on it.
+
+        ``int8_calibration``: preprocessed batches; the export is then quantized to int8
+        (:mod:`espnet_ros.runtime.quantization`) with activation ranges taken from them.
+        """
+        model = export_onnx(network, input_size)
+        if int8_calibration is not None:
+            model = quantize_static_onnx(model, int8_calibration)
+        self.session = onnx_session(model, threads=threads)
         self.device = torch.device('cpu')
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -248,7 +259,8 @@ class OnnxRuntimeRunner(Runner):
 def build_runner(network: nn.Module, *, backend: str, device: torch.device,
                  dtype: torch.dtype, input_size: tuple[int, int], mixed: bool = False,
                  fold: bool = True, channels_last: bool = True,
-                 cuda_graph: Optional[bool] = None) -> Runner:
+                 cuda_graph: Optional[bool] = None,
+                 int8_calibration: Optional[Sequence[np.ndarray]] = None) -> Runner:
     """
     Return the runner for a resolved backend (see :func:`resolve_backend`).
 
@@ -259,7 +271,8 @@ def build_runner(network: nn.Module, *, backend: str, device: torch.device,
     if backend == Backend.ONNXRUNTIME:
         if dtype != torch.float32 or mixed:
             raise ValueError('backend onnxruntime runs fp32 only')
-        return OnnxRuntimeRunner(network, input_size=input_size)
+        return OnnxRuntimeRunner(network, input_size=input_size,
+                                 int8_calibration=int8_calibration)
     return TorchRunner(network, device=device, dtype=dtype,
                        compile_network=backend == Backend.TORCH_COMPILE,
                        cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,

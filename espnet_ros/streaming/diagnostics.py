@@ -28,6 +28,7 @@ from espnet_ros.streaming.worker import WorkerStats
 MS_PER_S = 1000.0
 # The key of the median decode-to-publish time; the live tool reads it back.
 PROCESSING_MEDIAN_KEY = 'processing median (ms)'
+THREADS_KEY = 'CPU threads'
 NOT_CONFIGURED = 'not configured: no model loaded'
 HEALTHY = 'segmenting'
 
@@ -63,6 +64,7 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -
         ('precision', current.precision),
         ('backend', current.backend),
         ('network input', '{}x{}'.format(*current.input_size)),
+        (THREADS_KEY, str(current.threads)),
         ('input rate (Hz)', f'{current.input_rate_hz:.2f}'),
         ('processed rate (Hz)', f'{current.output_rate_hz:.2f}'),
         ('latency median (ms)', f'{MS_PER_S * current.latency_median_s:.1f}'),

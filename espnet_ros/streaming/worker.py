@@ -28,6 +28,8 @@ import threading
 import time
 from typing import Any, Callable, Optional, Protocol
 
+import torch
+
 from espnet_ros.imaging.codec import decode_message, ImageFormatError
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.runtime.engine import SegmentationEngine
@@ -97,6 +99,7 @@ class WorkerStats:
     latency_median_s: float
     latency_p95_s: float
     processing_median_s: float
+    threads: int = 0      # PyTorch's CPU threads on the inference thread (0: not started)
 
     @property
     def problems(self) -> int:
@@ -126,6 +129,7 @@ class FrameWorker:
         self._received = self._processed = 0
         self._malformed = self._stamp_backwards = self._failed = 0
         self._last_problem = ''
+        self._threads = 0
         self._input_rate = RateMeter()
         self._output_rate = RateMeter()
         self._latency = LatencyWindow()
@@ -202,11 +206,12 @@ class FrameWorker:
                 output_rate_hz=self._output_rate.rate(),
                 latency_median_s=self._latency.percentile(50),
                 latency_p95_s=self._latency.percentile(95),
-                processing_median_s=self._processing.percentile(50))
+                processing_median_s=self._processing.percentile(50), threads=self._threads)
 
     # The thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._threads = torch.get_num_threads()
         next_allowed = 0.0
         while not self._stop.is_set():
             max_rate = self._settings.max_rate

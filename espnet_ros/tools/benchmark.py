@@ -23,6 +23,10 @@ with colour and overlay -> mono8/rgb8 messages). Repetitions go round-robin over
 variants, starting one further each round, so that load from other processes hits every
 variant alike; only figures from the same run are compared.
 
+With a :class:`~espnet_ros.tools.background_load.BackgroundLoad`, every round is timed twice,
+quiet and with the load's cores busy (the order alternating between rounds), so that the
+loaded figures and their ratios to the quiet ones come from the same run.
+
 Agreement is the fraction of pixels whose label equals the baseline's, over real images at
 the network resolution. ``host_peak_mb`` is the rise of the process's peak resident memory
 (VmHWM, reset before each variant) while the variant is built and warmed up: its own copy
@@ -31,13 +35,15 @@ runtime and the loaded checkpoint are not in it. ``gpu_peak_mb`` is
 ``torch.cuda.max_memory_allocated`` over the same span.
 """
 
-from typing import Any, Callable, Sequence
+import os
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from espnet_ros.streaming.stats import percentile
+from espnet_ros.tools.background_load import BackgroundLoad
 from espnet_ros.tools.benchmark_worker import prepare_in_worker
 from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here, Prepared,
                                        unavailable, Variant)
@@ -52,13 +58,34 @@ def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[i
     return prepare_here(spec, network, variant, size, message, warmup)
 
 
-def time_round_robin(prepared: Sequence[Prepared], repeats: int) -> None:
-    """Time every variant's calls ``repeats`` times, interleaved, into ``times_ms``."""
+LOADED_SUFFIX = ' loaded'
+
+
+def timing_key(kind: str, loaded: bool) -> str:
+    """Return the ``times_ms`` key of a kind of call, quiet or under the background load."""
+    return kind + LOADED_SUFFIX if loaded else kind
+
+
+def time_round_robin(prepared: Sequence[Prepared], repeats: int,
+                     load: Optional[BackgroundLoad] = None) -> None:
+    """
+    Time every variant's calls ``repeats`` times, interleaved, into ``times_ms``.
+
+    With ``load``, each round runs quiet and loaded (alternating which goes first), and the
+    loaded times go under :func:`timing_key` ``(kind, True)``; the load is paused after.
+    """
     for round_index in range(repeats):
         start = round_index % len(prepared)
-        for item in list(prepared[start:]) + list(prepared[:start]):
-            for kind in KINDS:
-                item.times_ms[kind].append(item.time_call(kind))
+        phases = (False,) if load is None else (False, True) if round_index % 2 else (True, False)
+        for loaded in phases:
+            if load is not None:
+                load.busy() if loaded else load.quiet()
+            for item in list(prepared[start:]) + list(prepared[:start]):
+                for kind in KINDS:
+                    item.times_ms.setdefault(timing_key(kind, loaded), []).append(
+                        item.time_call(kind))
+    if load is not None:
+        load.quiet()
 
 
 def agreement(labels: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
@@ -67,10 +94,11 @@ def agreement(labels: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> 
     return equal / sum(theirs.size for theirs in reference)
 
 
-def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, kind: str,
+def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, key: str,
          baseline_ms: float) -> dict[str, Any]:
-    variant, times = item.variant, np.asarray(item.times_ms[kind])
+    variant, times = item.variant, np.asarray(item.times_ms[key])
     median = float(np.median(times))
+    kind = key.removesuffix(LOADED_SUFFIX)
     return {
         'model': spec.name, 'size': f'{size[0]}x{size[1]}', 'device': variant.device,
         'precision': variant.precision, 'backend': variant.backend, 'variant': variant.label,
@@ -80,15 +108,21 @@ def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, kind: str,
         'fold': variant.fold, 'channels_last': variant.channels_last,
         'cuda_graph': variant.cuda_graph, 'retain_host_memory': variant.retain_host_memory,
         'preprocessing': 'host' if variant.host_preprocess or variant.device == 'cpu'
-        else 'device', 'repeats': len(times), 'threads': torch.get_num_threads()}
+        else 'device', 'repeats': len(times), 'threads': torch.get_num_threads(),
+        'openmp_wait_policy': os.environ.get('OMP_WAIT_POLICY', 'default')}
 
 
 def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
         variants: Sequence[Variant], *, images: Sequence[np.ndarray],
         camera_size: tuple[int, int], repeats: int, warmup: int,
+        load: Optional[BackgroundLoad] = None,
         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """
     Measure ``variants`` of ``network`` at ``size``; return one row per variant and kind.
+
+    With ``load`` (paused while variants are built), also one row per variant and kind
+    under it: ``background_load`` says how many cores were busy, ``loaded_over_quiet`` and
+    ``p99_over_quiet_median`` compare with the same variant's quiet median.
 
     ``images`` are BGR uint8 frames: the first, resized to ``camera_size``, is the camera
     frame; all of them are used for agreement. Variants that cannot run are logged and
@@ -107,7 +141,7 @@ def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
             log(f'skipped {variant.label} on {variant.device}: {reason}')
     try:
         return _measure(spec, network, size, prepared, images=images,
-                        camera_size=camera_size, repeats=repeats, log=log)
+                        camera_size=camera_size, repeats=repeats, load=load, log=log)
     finally:
         for item in prepared:
             item.close()
@@ -115,7 +149,7 @@ def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
 
 def _measure(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
              prepared: Sequence[Prepared], *, images: Sequence[np.ndarray],
-             camera_size: tuple[int, int], repeats: int,
+             camera_size: tuple[int, int], repeats: int, load: Optional[BackgroundLoad],
              log: Callable[[str], None]) -> list[dict[str, Any]]:
     base = next((item for item in prepared if item.variant.is_baseline), None)
     if base is None:
@@ -123,15 +157,23 @@ def _measure(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
         return []
     reference = base.labels(images)
     agreements = {id(item): agreement(item.labels(images), reference) for item in prepared}
-    time_round_robin(prepared, repeats)
+    time_round_robin(prepared, repeats, load)
     flops = count_flops(network, size)
     params = sum(parameter.numel() for parameter in network.parameters())
     rows = []
-    for item in prepared:
-        for kind in KINDS:
-            row = _row(spec, size, item, kind, float(np.median(base.times_ms[kind])))
-            row.update(agreement=agreements[id(item)], flops=flops, params=params,
-                       camera=f'{camera_size[0]}x{camera_size[1]}',
-                       agreement_pixels=sum(labels.size for labels in reference))
-            rows.append(row)
+    for loaded in [False] + ([True] if load is not None else []):
+        for item in prepared:
+            for kind in KINDS:
+                key = timing_key(kind, loaded)
+                row = _row(spec, size, item, key, float(np.median(base.times_ms[key])))
+                row.update(agreement=agreements[id(item)], flops=flops, params=params,
+                           camera=f'{camera_size[0]}x{camera_size[1]}',
+                           agreement_pixels=sum(labels.size for labels in reference),
+                           background_load=load.cores if loaded else 0)
+                if loaded:
+                    quiet_ms = float(np.median(item.times_ms[kind]))
+                    row.update(quiet_median_ms=quiet_ms,
+                               loaded_over_quiet=row['median_ms'] / quiet_ms,
+                               p99_over_quiet_median=row['p99_ms'] / quiet_ms)
+                rows.append(row)
     return rows

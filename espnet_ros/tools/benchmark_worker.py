@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from espnet_ros.tools.variants import KINDS, prepare_here, Prepared, Variant
@@ -39,8 +40,9 @@ class WorkerError(RuntimeError):
 
 
 def _serve(connection: Connection, model: str, network: nn.Module, variant: Variant,
-           size: tuple[int, int], message: dict[str, Any], warmup: int) -> None:
+           size: tuple[int, int], message: dict[str, Any], warmup: int, threads: int) -> None:
     """Child: build the variant, report, then answer requests until told to stop."""
+    torch.set_num_threads(threads)  # the parent's count: a spawned child starts with all cores
     try:
         prepared = prepare_here(get_spec(model), network, variant, size, message, warmup)
     except Exception as error:  # reported to the parent, which skips the variant
@@ -69,7 +71,8 @@ def prepare_in_worker(spec: ModelSpec, network: nn.Module, variant: Variant,
     context = multiprocessing.get_context('spawn')  # a fresh interpreter: fork would copy
     ours, theirs = context.Pipe()                   # this process's malloc settings
     child = context.Process(target=_serve, daemon=True, name=f'bench {variant.label}',
-                            args=(theirs, spec.name, network, variant, size, message, warmup))
+                            args=(theirs, spec.name, network, variant, size, message, warmup,
+                                  torch.get_num_threads()))
     child.start()
     theirs.close()
     try:

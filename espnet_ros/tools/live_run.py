@@ -20,6 +20,8 @@ It starts ``image_player`` and ``segmenter`` as separate processes (what the dem
 file does), subscribes to the outputs with a probe node, and reports frames, rates and the
 latency from the camera stamp to the labels' arrival. It saves a few overlays, and can
 write the figures as JSON. It is the README's main job and the end-to-end benchmark.
+With ``--background-load N`` it then keeps N cores busy (processes it starts and ends) and
+collects as many frames again, so that quiet and loaded figures come from one run.
 """
 
 import argparse
@@ -42,13 +44,17 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from espnet_ros.ros.qos import OUTPUT_QOS
-from espnet_ros.runtime.options import parse_size
+from espnet_ros.runtime.options import DEFAULT_THREADS, parse_size, threads_error
 from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
+from espnet_ros.tools.background_load import BackgroundLoad, load_error
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
+# The module each node executable runs (the console scripts of setup.py).
+NODE_MODULES = {'segmenter': 'espnet_ros.ros.segmenter_main',
+                'image_player': 'espnet_ros.ros.image_player'}
 STOP_TIMEOUT_S = 5.0
 
 
@@ -103,7 +109,7 @@ def parameter_text(value: Any) -> str:
 def node_command(executable: str, namespace: str, parameters: dict, *,
                  remaps: Sequence[tuple[str, str]] = ()) -> list[str]:
     """Return the command line that starts one of our nodes with parameters and remaps."""
-    command = [sys.executable, '-m', f'espnet_ros.ros.{executable}', '--ros-args']
+    command = [sys.executable, '-m', NODE_MODULES[executable], '--ros-args']
     if namespace:
         command += ['-r', f'__ns:={namespace}']
     for source, target in remaps:
@@ -125,10 +131,10 @@ def stop(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> Option
     return process.returncode
 
 
-def summary(probe: Probe, warmup: int) -> dict:
-    """Return frames, rate and latency figures, leaving out the first ``warmup`` frames."""
-    latencies = probe.latencies_ms[warmup:]
-    arrivals = probe.arrivals[warmup:]
+def summary(probe: Probe, start: int, end: Optional[int] = None) -> dict:
+    """Return frames, rate and latency figures of the frames ``start`` to ``end``."""
+    latencies = probe.latencies_ms[start:end]
+    arrivals = probe.arrivals[start:end]
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float('nan')
     return {
         'frames': len(latencies),
@@ -150,6 +156,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
     parser.add_argument('--camera-size', type=parse_size, default=(0, 0), metavar='WxH',
                         help='resize the frames the player publishes (default: as stored)')
+    parser.add_argument('--size', type=parse_size, default=(0, 0), metavar='WxH',
+                        help="the node's network input size (default: the model's training "
+                             'size)')
     parser.add_argument('--warmup', type=int, default=3, help='first frames left out of figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
@@ -158,10 +167,19 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--save', type=int, default=3, help='overlays to save')
     parser.add_argument('--json', type=Path, help='write the figures here')
     parser.add_argument('--namespace', default='/live')
+    parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,
+                        help="the node's threads parameter (default 0: its own choice)")
+    parser.add_argument('--background-load', type=int, default=0, metavar='N',
+                        help='after the quiet frames, keep N cores busy (processes this tool '
+                             'starts and ends) and collect as many frames again')
     parser.add_argument('--compare-engine', action='store_true',
                         help='afterwards, time the same per-frame work in-process and report '
                              'the node latency as a multiple of it')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    reason = load_error(args.background_load) or threads_error(args.threads)
+    if reason:
+        parser.error(reason)
+    return args
 
 
 def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
@@ -176,9 +194,13 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     from espnet_ros.tools.variants import camera_message, frame_path
     from espnet_ros.imaging.files import list_images, read_bgr
     from espnet_ros.runtime.engine import SegmentationEngine
+    from espnet_ros.runtime.process import use_threads
 
+    use_threads(args.threads)  # as the node does
     engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
-                                                precision=args.precision)
+                                                precision=args.precision,
+                                                input_size=tuple(args.size) if all(args.size)
+                                                else None)
     frames = [read_bgr(path) for path in list_images([args.source])[:repeats]]
     messages = [camera_message(frame, tuple(args.camera_size) if all(args.camera_size)
                                else frame.shape[1::-1]) for frame in frames]
@@ -198,32 +220,68 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the player, the node and the probe; print and save the results."""
     args = parse_args(argv)
+    with BackgroundLoad(args.background_load) as background:
+        return run(args, background)
+
+
+def collect(probe: Probe, wanted: int, nodes: Sequence[subprocess.Popen]) -> bool:
+    """Spin the probe until it has ``wanted`` labels; False if a node ended or none came."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while len(probe.latencies_ms) < wanted:
+        if any(node.poll() is not None for node in nodes):
+            print('espnet-ros-live: a node exited early (see its log above)', file=sys.stderr)
+            return False
+        if not probe.latencies_ms and time.monotonic() > deadline:
+            print(f'espnet-ros-live: no labels within {STARTUP_TIMEOUT_S:.0f} s',
+                  file=sys.stderr)
+            return False
+        rclpy.spin_once(probe, timeout_sec=0.1)
+    return True
+
+
+def load_ratios(quiet: dict, loaded: dict) -> dict:
+    """Return the loaded latency median and p99 as multiples of the quiet median."""
+    return {'loaded_over_quiet': loaded['latency_median_ms'] / quiet['latency_median_ms'],
+            'loaded_p99_over_quiet_median': (loaded['latency_p99_ms']
+                                             / quiet['latency_median_ms'])}
+
+
+def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
+    """Run the player, the node and the probe, quiet then loaded; print and save results."""
     player = subprocess.Popen(node_command('image_player', args.namespace, {
         'source': str(args.source.resolve()), 'rate': float(args.rate),
         'transport': args.transport, 'width': args.camera_size[0],
         'height': args.camera_size[1]}))
     segmenter = subprocess.Popen(node_command('segmenter', args.namespace, {
         'model': args.model, 'device': args.device, 'precision': args.precision,
-        'input_transport': args.transport}))
+        'input_transport': args.transport, 'input_width': args.size[0],
+        'input_height': args.size[1],
+        **({'threads': args.threads} if args.threads != DEFAULT_THREADS else {})}))
     rclpy.init()
     probe = Probe(args.namespace, args.save if args.out else 0)
+    quiet_end = args.frames + args.warmup
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        wanted = args.frames + args.warmup
-        while len(probe.latencies_ms) < wanted:
-            if segmenter.poll() is not None or player.poll() is not None:
-                print('espnet-ros-live: a node exited early (see its log above)', file=sys.stderr)
+        if not collect(probe, quiet_end, (segmenter, player)):
+            return 1
+        quiet_processing_ms = probe.node_processing_ms  # the diagnostics' figure so far
+        if background.cores:
+            # The first frames under load (the warm-up count again) are left out.
+            background.busy()
+            if not collect(probe, 2 * quiet_end, (segmenter, player)):
                 return 1
-            if not probe.latencies_ms and time.monotonic() > deadline:
-                print(f'espnet-ros-live: no labels within {STARTUP_TIMEOUT_S:.0f} s',
-                      file=sys.stderr)
-                return 1
-            rclpy.spin_once(probe, timeout_sec=0.1)
     finally:
+        background.close()
         stop(segmenter)
         stop(player)
     results = {'model': args.model, 'camera_rate_hz': args.rate, 'transport': args.transport,
-               'source': str(args.source), **summary(probe, args.warmup)}
+               'network_size': '{}x{}'.format(*args.size) if all(args.size) else 'training',
+               'source': str(args.source), 'threads': args.threads,
+               **summary(probe, args.warmup, quiet_end),
+               'node_processing_median_ms': quiet_processing_ms}
+    if background.cores:
+        results['loaded'] = {'background_load': background.cores,
+                             **summary(probe, quiet_end + args.warmup)}
+        results.update(load_ratios(results, results['loaded']))
     probe.destroy_node()
     rclpy.try_shutdown()
     if args.out:
@@ -235,6 +293,13 @@ def main(argv: Optional[list[str]] = None) -> int:
           f'{args.rate:g} Hz: processed {results["rate_hz"]:.2f} Hz, latency stamp->labels '
           f'median {results["latency_median_ms"]:.1f} ms, p99 {results["latency_p99_ms"]:.1f}'
           f' ms' + (f'; overlays in {args.out}' if args.out else ''))
+    if 'loaded' in results:
+        loaded = results['loaded']
+        print(f'with {background.cores} busy cores: processed {loaded["rate_hz"]:.2f} Hz, '
+              f'latency median {loaded["latency_median_ms"]:.1f} ms '
+              f'({results["loaded_over_quiet"]:.2f}x quiet), p99 '
+              f'{loaded["latency_p99_ms"]:.1f} ms ({results["loaded_p99_over_quiet_median"]:.2f}x '
+              'the quiet median)')
     if math.isfinite(results['node_processing_median_ms']):
         results['latency_over_processing'] = (results['latency_median_ms']
                                               / results['node_processing_median_ms'])
