@@ -17,11 +17,13 @@
 
 from typing import Optional
 
+import numpy as np
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from espnet_ros.imaging.cloud import OrganizedCloud
 from espnet_ros.imaging.codec import EncodedImage
 from espnet_ros.zoo.registry import ModelSpec
 
@@ -71,3 +73,28 @@ def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
     return LabelInfo(header=header, threshold=0.0, class_map=[
         VisionClass(class_id=index, class_name=name)
         for index, name in enumerate(spec.dataset.classes)])
+
+
+# numpy sample type: PointField datatype, for the types our clouds use.
+_POINT_FIELD_TYPES = {'<f4': PointField.FLOAT32, '<u4': PointField.UINT32,
+                      '|u1': PointField.UINT8, '<f8': PointField.FLOAT64}
+
+
+def point_fields(dtype: np.dtype) -> list[PointField]:
+    """Return the PointFields describing a structured numpy point type, in offset order."""
+    fields = []
+    for name in dtype.names:
+        sample, offset = dtype.fields[name][:2]
+        fields.append(PointField(name=name, offset=offset,
+                                 datatype=_POINT_FIELD_TYPES[sample.str], count=1))
+    return fields
+
+
+def point_cloud_message(header: Header, cloud: OrganizedCloud) -> PointCloud2:
+    """Return a sensor_msgs/PointCloud2 holding ``cloud``'s buffer as is (no repacking)."""
+    message = PointCloud2(header=header, height=cloud.height, width=cloud.width,
+                          fields=point_fields(cloud.dtype), is_bigendian=False,
+                          point_step=cloud.point_step, row_step=cloud.row_step,
+                          is_dense=cloud.is_dense)
+    message.data = cloud.data
+    return message
