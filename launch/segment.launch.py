@@ -18,6 +18,14 @@ Launch the segmenter on a camera topic, optionally with rviz2.
 
     ros2 launch espnet_ros segment.launch.py image:=/front/image_raw model:=espnet_p2q8_camvid
 
+With a registered depth image, for the labelled cloud (README, "3D: labelled point clouds"):
+
+    ros2 launch espnet_ros segment.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info \
+        depth_image:=/camera/aligned_depth_to_color/image_raw \
+        depth_camera_info:=/camera/aligned_depth_to_color/camera_info \
+        publish_points:=true publish_confidence:=true confidence_encoding:=mono8
+
 Parameters come from ``params_file`` (default: the package's config/segment.yaml); a launch
 argument given on the command line overrides its parameter. Values are converted with
 int()/float(), never evaluated as Python.
@@ -38,7 +46,15 @@ PARAMETER_ARGUMENTS = {
     'max_rate': (float, 'most frames per second to process; 0 = no limit'),
     'device': (str, 'auto, cpu, cuda or cuda:N'),
     'precision': (str, 'auto, fp32, fp16, bf16 or mixed'),
+    'confidence_encoding': (str, '32FC1 or mono8 (0-255, for the Nav2 semantic layer)'),
+    'depth_sync_slop': (float, 'most seconds between a colour frame and its depth partner'),
 }
+# Switches: launch argument -> description; 'true' or 'false', nothing else.
+SWITCH_ARGUMENTS = {
+    'publish_points': 'publish segmentation/points from depth_image and depth_camera_info',
+    'publish_confidence': 'publish segmentation/confidence',
+}
+SWITCH_VALUES = {'true': True, 'false': False}
 
 
 def given_overrides(context: LaunchContext) -> dict:
@@ -52,6 +68,12 @@ def given_overrides(context: LaunchContext) -> dict:
             except ValueError:
                 raise ValueError(f'launch argument {name}:={text!r} is not a '
                                  f'{value_type.__name__}') from None
+    for name in SWITCH_ARGUMENTS:
+        text = LaunchConfiguration(name).perform(context)
+        if text != '':
+            if text.lower() not in SWITCH_VALUES:
+                raise ValueError(f'launch argument {name}:={text!r} is not true or false')
+            overrides[name] = SWITCH_VALUES[text.lower()]
     return overrides
 
 
@@ -63,7 +85,9 @@ def segmenter_node(context: LaunchContext) -> list:
         namespace=LaunchConfiguration('namespace'), output='screen',
         parameters=[LaunchConfiguration('params_file'), given_overrides(context)],
         remappings=[('image', image), ('image/compressed', image + '/compressed'),
-                    ('camera_info', LaunchConfiguration('camera_info'))])]
+                    ('camera_info', LaunchConfiguration('camera_info')),
+                    ('depth/image', LaunchConfiguration('depth_image')),
+                    ('depth/camera_info', LaunchConfiguration('depth_camera_info'))])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -72,11 +96,20 @@ def generate_launch_description() -> LaunchDescription:
     arguments = [DeclareLaunchArgument(name, default_value='',
                                        description=f'{description} (default: params_file)')
                  for name, (_, description) in PARAMETER_ARGUMENTS.items()]
+    arguments += [DeclareLaunchArgument(name, default_value='',
+                                        description=f'{description}: true or false '
+                                                    '(default: params_file)')
+                  for name, description in SWITCH_ARGUMENTS.items()]
     arguments += [
         DeclareLaunchArgument('image', default_value='image',
                               description='camera image topic to segment'),
         DeclareLaunchArgument('camera_info', default_value='camera_info',
                               description='CameraInfo topic of that camera'),
+        DeclareLaunchArgument('depth_image', default_value='depth/image',
+                              description='depth image registered to the camera (16UC1 mm '
+                                          'or 32FC1 m), read when publish_points is true'),
+        DeclareLaunchArgument('depth_camera_info', default_value='depth/camera_info',
+                              description='CameraInfo topic of that depth image'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node and its outputs'),
         DeclareLaunchArgument('params_file',

@@ -70,7 +70,8 @@ stamp="$(
   {
     echo "system_ros=${system_ros}"
     python3 --version
-    cat "${REQ}" "${REQ_ROS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
+    cat "${REQ}" "${REQ_ROS}" "${ROOT}/scripts/requirements-shared.txt" "${LOCK}" \
+      "${ROOT}/setup.py" "${ROOT}/setup.cfg"
   } | sha256sum | cut -d' ' -f1
 )"
 
@@ -108,6 +109,15 @@ if [ "${system_ros}" = 1 ]; then
 else
   say "installing scripts/requirements.txt and requirements-ros.txt (a fresh .venv takes minutes)"
   "${pip_install[@]}" -r "${REQ}" -r "${REQ_ROS}" -c "${LOCK}" 2> >(quiet_index_warnings)
+fi
+
+if [ "${system_ros}" = 0 ]; then
+  # message_filters (the node's depth input) and sensor_msgs_py (cloud tests, bench-cloud)
+  # are not on PyPI: the ROS 2 Jazzy wheels in ../shared/wheels, pinned in
+  # requirements-shared.txt; --no-deps as their ROS dependencies come from requirements-ros.
+  say "installing scripts/requirements-shared.txt from ${ROOT}/../shared/wheels"
+  "${pip_install[@]}" --no-deps --no-index --find-links "${ROOT}/../shared/wheels" \
+    -r "${ROOT}/scripts/requirements-shared.txt"
 fi
 
 say "installing espnet_ros (editable)"

@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO_ROOT / 'launch'
 LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
 # The node's camera inputs (relative names, what users remap) and its other outputs.
-INPUT_TOPICS = {'image', 'image/compressed', 'camera_info'}
+INPUT_TOPICS = {'image', 'image/compressed', 'camera_info', 'depth/image', 'depth/camera_info'}
 OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics'}
 TYPE_WORDS = {str: ('str', 'string'), int: ('int', 'integer'), float: ('float', 'double'),
               bool: ('bool', 'boolean')}

@@ -28,7 +28,8 @@ from std_msgs.msg import Header
 
 from espnet_ros.imaging.camera_model import scale_intrinsics
 from espnet_ros.imaging.cloud import OrganizedCloud
-from espnet_ros.imaging.codec import encode_32fc1, encode_mono8, encode_rgb8, EncodedImage
+from espnet_ros.imaging.codec import (encode_confidence, encode_mono8, encode_rgb8,
+                                      EncodedImage)
 from espnet_ros.imaging.pipeline import FrameOutputs
 from espnet_ros.streaming.diagnostics import Summary
 from espnet_ros.zoo.registry import ModelSpec
@@ -42,15 +43,15 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
     return message
 
 
-def output_images(header: Header, outputs: FrameOutputs, *,
-                  labels: bool = True) -> dict[str, Image]:
+def output_images(header: Header, outputs: FrameOutputs, *, labels: bool = True,
+                  confidence_encoding: str = '32FC1') -> dict[str, Image]:
     """Return the frame's outputs as Image messages by output name (labels when asked)."""
     height, width = outputs.labels.shape
     encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
                'color': outputs.color is not None and encode_rgb8(outputs.color),
                'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
-               'confidence': outputs.confidence is not None and encode_32fc1(
-                   outputs.confidence)}
+               'confidence': outputs.confidence is not None and encode_confidence(
+                   outputs.confidence, confidence_encoding)}
     return {output: image_message(header, packed, height, width)
             for output, packed in encoded.items() if packed}
 
