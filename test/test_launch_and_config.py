@@ -29,6 +29,7 @@ import yaml
 
 from espnet_ros.ros.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS
+from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO_ROOT / 'launch'
@@ -228,3 +229,17 @@ def test_readme_topic_table_matches_the_node() -> None:
     documented = set(first_column_names(rows))
     assert {topic.lstrip('/') for topic in documented} == {
         topic.lstrip('/') for topic in node_topics}
+
+
+def test_nav2_semantic_layer_example_names_every_class_once() -> None:
+    """config/nav2_semantic_segmentation.yaml covers our LabelInfo's classes, each once."""
+    config = yaml.safe_load((REPO_ROOT / 'config' / 'nav2_semantic_segmentation.yaml')
+                            .read_text())
+    layer = config['local_costmap']['local_costmap']['ros__parameters'][
+        'semantic_segmentation_layer']
+    camera = layer[layer['observation_sources']]
+    listed = [name for kind in camera['class_types'] for name in camera[kind]['classes']]
+    assert sorted(listed) == sorted(get_spec(DEFAULT_MODEL).dataset.classes)
+    assert camera['pointcloud_topic'].endswith(OUTPUT_TOPICS['points'])
+    assert camera['confidence_topic'].endswith(OUTPUT_TOPICS['confidence'])
+    assert camera['segmentation_topic'].endswith(OUTPUT_TOPICS['labels'])
