@@ -15,12 +15,16 @@
 """
 Depth decoding and the labelled cloud, without ROS: scenes of known geometry to 1 mm.
 
+The cloud maker's refusals and counts, and what the diagnostics make of them, close the file.
+
 The scenes (a plane, a step, a hole of zero depth) are written as 16UC1 millimetres or 32FC1
 metres with a known camera matrix; every valid point must sit where the pinhole model puts
 it, carry its pixel's label, and be NaN where the depth is invalid.
 """
 
 import array
+import functools
+from types import SimpleNamespace
 
 from hypothesis import given, strategies as st
 import numpy as np
@@ -30,6 +34,10 @@ from espnet_ros.imaging.cloud import build_cloud, cloud_dtype, nearest_indices, 
 from espnet_ros.imaging.codec import encode_confidence
 from espnet_ros.imaging.depth import (decode_depth, depth_intrinsics, DepthError,
                                       registration_error)
+from espnet_ros.imaging.pipeline import FrameOutputs
+from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
+from espnet_ros.streaming.diagnostics import Level, summarize
+from espnet_ros.streaming.worker import WorkerStats
 
 MM = 1e-3
 WIDTH, HEIGHT = 64, 48
@@ -255,3 +263,47 @@ def test_mono8_confidence_is_0_to_255_with_step_equal_to_width() -> None:
     assert encode_confidence(probability, '32FC1').encoding == '32FC1'
     with pytest.raises(ValueError, match='confidence encoding must be one of 32FC1, mono8'):
         encode_confidence(probability, 'mono16')
+
+
+def _depth_message(metres: np.ndarray, frame_id: str = 'cam', encoding: str = '32FC1'):
+    header = SimpleNamespace(frame_id=frame_id, stamp=SimpleNamespace(sec=1, nanosec=5))
+    return SimpleNamespace(header=header, encoding=encoding, height=metres.shape[0],
+                           width=metres.shape[1], step=metres.shape[1] * 4, is_bigendian=0,
+                           data=metres.astype('<f4').tobytes())
+
+
+def test_cloud_maker_counts_every_frame_without_a_cloud_and_says_why() -> None:
+    warnings: list[str] = []
+    maker = CloudMaker(warnings.append, info_topic='/cam/depth/camera_info')
+    header = SimpleNamespace(frame_id='cam', stamp=SimpleNamespace(sec=1, nanosec=5))
+    info = SimpleNamespace(k=K.reshape(-1).tolist(), width=WIDTH, height=HEIGHT)
+    outputs = FrameOutputs(column_labels())
+    metres = step_scene()
+    make = functools.partial(maker.make, header, outputs, (HEIGHT, WIDTH), slop_s=0.0,
+                             label_rgb=label_colours(PALETTE), settings=CloudSettings())
+    assert make(_depth_message(metres), info) is not None
+    assert make(None, info) is None
+    assert make(_depth_message(metres), None) is None
+    assert make(_depth_message(metres, frame_id='other'), info) is None
+    assert make(_depth_message(metres, encoding='mono16'), info) is None
+    negative = metres.copy()
+    negative[0, 0] = -2.0
+    assert make(_depth_message(negative), info) is not None
+    stats = maker.snapshot()
+    assert (stats.published, stats.unpaired, stats.rejected, stats.negative) == (2, 1, 3, 1)
+    assert 'no depth CameraInfo received on /cam/depth/camera_info' in warnings[1]
+    assert 'must be registered' in warnings[2] and 'mono16' in warnings[3]
+    assert '1 negative depths' in stats.last_problem
+    summary = summarize(None, _worker_stats(), previous_clouds=CloudStats(), clouds=stats)
+    assert summary.level == Level.WARN and '4 frames without a cloud' in summary.message
+    assert ('depth frames rejected', '3') in summary.values
+    quiet = summarize(_worker_stats(), _worker_stats(), previous_clouds=stats, clouds=stats)
+    assert quiet.level == Level.OK
+
+
+def _worker_stats() -> WorkerStats:
+    return WorkerStats(model='m', device='cpu', precision='fp32', backend='torch',
+                       input_size=(64, 48), received=1, processed=1, dropped=0, malformed=0,
+                       stamp_backwards=0, failed=0, last_problem='', input_rate_hz=1.0,
+                       output_rate_hz=1.0, latency_median_s=0.1, latency_p95_s=0.1,
+                       processing_median_s=0.1)
