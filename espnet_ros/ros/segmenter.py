@@ -37,6 +37,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
+from espnet_ros.compat import finish_rcl_logging
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status, label_info_message
@@ -296,11 +297,7 @@ def run(args: Optional[list[str]] = None) -> int:
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        # A signal shuts the context down in C, which leaves rcl's log file to be flushed at
-        # interpreter exit, which main() skips; rclpy has no public call for this. Older
-        # rclpy (Humble) may lack either call: then the interpreter's exit does the work.
-        if hasattr(node.context, '_logging_fini'):
-            node.context._logging_fini()
+        finish_rcl_logging(node.context)
         # Remove the DDS participant now, so that peers see it go at once.
         if hasattr(node.context, 'destroy'):
             node.context.destroy()
