@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from espnet_ros.cli.common import parse_size
+from espnet_ros.compat import SubParsers
 
 DEFAULT_SIZES = ((640, 480), (1280, 720))
 
@@ -34,7 +35,7 @@ example: espnet-ros bench-cloud --json docs/cloud_bench.json
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``bench-cloud`` subcommand."""
     parser = subparsers.add_parser(
         'bench-cloud', help='labelled point cloud build against sensor_msgs_py.create_cloud',
