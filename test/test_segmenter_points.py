@@ -248,6 +248,61 @@ def test_consumed_like_the_nav2_semantic_layer(probe: Probe, segmenter: NodeProc
     assert seen[ahead].most_common(1)[0][0] == road, seen[ahead]
 
 
+def depth_32fc1(metres: np.ndarray, header: Any) -> Image:
+    message = Image(header=header, height=metres.shape[0], width=metres.shape[1],
+                    encoding='32FC1', is_bigendian=False, step=metres.shape[1] * 4)
+    message.data = metres.astype('<f4').tobytes()
+    return message
+
+
+def test_nan_inf_and_negative_metres_give_nan_points(probe: Probe, segmenter: NodeProcess,
+                                                     publishers: dict[str, Any],
+                                                     street_rgb: np.ndarray) -> None:
+    metres = scene_metres()
+    bad = {(100, 10): np.nan, (100, 11): np.inf, (100, 12): -np.inf, (100, 13): -3.0}
+    for (v, u), value in bad.items():
+        metres[v, u] = value
+    before = diagnostics_once(probe)
+    recorders = {'labels': probe.record(Image, '/segmentation/labels'),
+                 'points': probe.record(PointCloud2, '/segmentation/points')}
+    _, out = send_until_answered(probe, sender(
+        publishers, street_rgb, depth=lambda header: depth_32fc1(metres, header)), recorders)
+    probe.forget(recorders.values())
+    xyz = read_points_numpy(out['points'], field_names=['x', 'y', 'z']).reshape(
+        CAMERA_SIZE[1], CAMERA_SIZE[0], 3)
+    for v, u in bad:
+        assert np.isnan(xyz[v, u]).all(), (v, u)
+    assert np.isfinite(xyz[100, 20]).all()
+    after = diagnostics_once(probe)
+    assert int(after['depth frames with negative depths']) > int(
+        before['depth frames with negative depths'])
+
+
+def test_labels_at_the_network_size_take_the_nearest_depth_pixel(
+        probe: Probe, segmenter: NodeProcess, publishers: dict[str, Any],
+        street_rgb: np.ndarray) -> None:
+    """Labels 512x256 over a 320x160 depth image: organized like the labels, exact geometry."""
+    assert probe.set_parameters(NODE, {'output_resolution': 'network'})[0].successful
+    try:
+        metres = scene_metres()
+        recorders = {'labels': probe.record(Image, '/segmentation/labels'),
+                     'points': probe.record(PointCloud2, '/segmentation/points')}
+        _, out = send_until_answered(probe, sender(
+            publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header)), recorders)
+        probe.forget(recorders.values())
+    finally:
+        probe.set_parameters(NODE, {'output_resolution': 'input'})
+    labels, cloud = out['labels'], out['points']
+    assert (cloud.height, cloud.width) == (labels.height, labels.width) == (256, 512)
+    rows = np.minimum(((np.arange(256) + 0.5) * 160 / 256).astype(int), 159)
+    cols = np.minimum(((np.arange(512) + 0.5) * 320 / 512).astype(int), 319)
+    expected = expected_points(metres)[rows[:, None], cols]
+    xyz = read_points_numpy(cloud, field_names=['x', 'y', 'z']).reshape(256, 512, 3)
+    valid = np.isfinite(expected[..., 2])
+    assert np.isnan(xyz[~valid]).all()
+    assert np.abs(xyz[valid] - expected[valid]).max() < MM
+
+
 def diagnostics_once(probe: Probe) -> dict[str, str]:
     recorder = probe.record(DiagnosticArray, '/diagnostics')
     try:
