@@ -29,7 +29,7 @@ from collections import Counter
 from pathlib import Path
 import re
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from builtin_interfaces.msg import Time
 import cv2
@@ -58,6 +58,8 @@ TILE_M = 0.5
 GROUND_TOLERANCE_M = 0.05
 MIN_TILE_PIXELS = 5  # tiles this well seen have a clear majority class
 MM = 1e-3
+# Waits, not figures: safety nets for a heavily loaded machine.
+DIAGNOSTICS_TIMEOUT_S, SYNC_TIMEOUT_S, OUTPUTS_TIMEOUT_S = 60.0, 300.0, 300.0
 NODE_PARAMETERS = {'model': MODEL, 'input_width': 512, 'input_height': 256, 'device': 'cpu',
                    'precision': 'fp32', 'publish_points': True, 'publish_confidence': True,
                    'confidence_encoding': 'mono8', 'max_depth': MAX_DEPTH_M,
@@ -66,6 +68,11 @@ TOPICS = {'image': '/front/color/image_raw', 'camera_info': '/front/color/camera
           'depth/image': '/front/aligned_depth/image_raw',
           'depth/camera_info': '/front/aligned_depth/camera_info'}
 K = pinhole_k(CAMERA_SIZE, horizontal_fov_deg=90.0)
+
+
+def send_frames(*args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """Send frames until outputs come (ros_helpers.send_until_answered), waiting long."""
+    return send_until_answered(*args, timeout_s=OUTPUTS_TIMEOUT_S, **kwargs)
 
 
 def scene_metres() -> np.ndarray:
@@ -103,8 +110,8 @@ def segmenter(probe: Probe, weights_dir: Path,
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
                        remaps=tuple(TOPICS.items()), log_dir=tmp_path_factory.mktemp('points'))
     with serving(probe, node, TOPICS['image']):
-        probe.spin_until(lambda: probe.node.count_subscribers(TOPICS['depth/image']), 60.0,
-                         'the depth subscription')
+        probe.spin_until(lambda: probe.node.count_subscribers(TOPICS['depth/image']),
+                         DIAGNOSTICS_TIMEOUT_S, 'the depth subscription')
         yield node
 
 
@@ -145,7 +152,7 @@ def test_no_depth_camera_info_yet_names_the_topic(
     points = probe.record(PointCloud2, '/segmentation/points')
     labels = {'labels': probe.record(Image, '/segmentation/labels')}
     metres = scene_metres()
-    stamp, _ = send_until_answered(probe, sender(
+    stamp, _ = send_frames(probe, sender(
         publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header), info=False),
         labels)
     probe.spin_for(1.0)
@@ -164,7 +171,7 @@ def test_cloud_sits_where_back_projection_puts_it(probe: Probe, segmenter: NodeP
     recorders = {'labels': probe.record(Image, '/segmentation/labels'),
                  'confidence': probe.record(Image, '/segmentation/confidence'),
                  'points': probe.record(PointCloud2, '/segmentation/points')}
-    stamp, out = send_until_answered(probe, sender(
+    stamp, out = send_frames(probe, sender(
         publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header)), recorders)
     probe.forget(recorders.values())
     cloud, labels, confidence = out['points'], out['labels'], out['confidence']
@@ -203,7 +210,7 @@ def test_consumed_like_the_nav2_semantic_layer(probe: Probe, segmenter: NodeProc
     TimeSynchronizer(subscribers, 50).registerCallback(lambda *msgs: synced.append(msgs))
     metres = scene_metres()
     publish = sender(publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header))
-    deadline = time.monotonic() + 90.0
+    deadline = time.monotonic() + SYNC_TIMEOUT_S
     while not synced and time.monotonic() < deadline:
         publish(time.time_ns())
         probe.spin_for(2.0)
@@ -265,7 +272,7 @@ def test_nan_inf_and_negative_metres_give_nan_points(probe: Probe, segmenter: No
     before = diagnostics_once(probe)
     recorders = {'labels': probe.record(Image, '/segmentation/labels'),
                  'points': probe.record(PointCloud2, '/segmentation/points')}
-    _, out = send_until_answered(probe, sender(
+    _, out = send_frames(probe, sender(
         publishers, street_rgb, depth=lambda header: depth_32fc1(metres, header)), recorders)
     probe.forget(recorders.values())
     xyz = read_points_numpy(out['points'], field_names=['x', 'y', 'z']).reshape(
@@ -287,7 +294,7 @@ def test_labels_at_the_network_size_take_the_nearest_depth_pixel(
         metres = scene_metres()
         recorders = {'labels': probe.record(Image, '/segmentation/labels'),
                      'points': probe.record(PointCloud2, '/segmentation/points')}
-        _, out = send_until_answered(probe, sender(
+        _, out = send_frames(probe, sender(
             publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header)), recorders)
         probe.forget(recorders.values())
     finally:
@@ -306,9 +313,10 @@ def test_labels_at_the_network_size_take_the_nearest_depth_pixel(
 def diagnostics_once(probe: Probe) -> dict[str, str]:
     recorder = probe.record(DiagnosticArray, '/diagnostics')
     try:
-        return probe.spin_until(lambda: next((values for _, message in recorder.messages
-                                              for values in [diagnostic_values(message, NODE)]
-                                              if values), None), 10.0, 'diagnostics')
+        def ours() -> Optional[dict[str, str]]:
+            return next((values for _, message in recorder.messages
+                         for values in [diagnostic_values(message, NODE)] if values), None)
+        return probe.spin_until(ours, DIAGNOSTICS_TIMEOUT_S, 'diagnostics')
     finally:
         probe.forget([recorder])
 
@@ -327,7 +335,7 @@ def test_bad_depth_gives_a_reason_and_the_labels_go_on(
     before = diagnostics_once(probe)
     points = probe.record(PointCloud2, '/segmentation/points')
     labels = {'labels': probe.record(Image, '/segmentation/labels')}
-    stamp, _ = send_until_answered(probe, sender(publishers, street_rgb, depth=depth), labels)
+    stamp, _ = send_frames(probe, sender(publishers, street_rgb, depth=depth), labels)
     probe.spin_for(1.0)
     probe.forget([points, *labels.values()])
     assert not points.with_stamp(stamp), f'{case}: a cloud was published'
@@ -352,8 +360,7 @@ def test_unpaired_frames_are_counted_with_slop_0(probe: Probe, segmenter: NodePr
         # Clouds are made only for subscribers, so the pairing runs only with one.
         points = probe.record(PointCloud2, '/segmentation/points')
         labels = {'labels': probe.record(Image, '/segmentation/labels')}
-        stamp, _ = send_until_answered(probe, sender(publishers, street_rgb, depth=shifted),
-                                       labels)
+        stamp, _ = send_frames(probe, sender(publishers, street_rgb, depth=shifted), labels)
         probe.spin_for(1.0)
         probe.forget([points, *labels.values()])
         assert not points.with_stamp(stamp)
