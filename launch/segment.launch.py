@@ -18,6 +18,13 @@ Launch the segmenter on a camera topic, optionally with rviz2.
 
     ros2 launch espnet_ros segment.launch.py image:=/front/image_raw model:=espnet_p2q8_camvid
 
+With a registered depth image, for the labelled cloud (README, "3D: labelled point clouds"):
+
+    ros2 launch espnet_ros segment.launch.py image:=/camera/color/image_raw \
+        depth_image:=/camera/aligned_depth_to_color/image_raw \
+        depth_camera_info:=/camera/aligned_depth_to_color/camera_info \
+        publish_points:=true publish_confidence:=true confidence_encoding:=mono8
+
 Parameters come from ``params_file`` (default: the package's config/segment.yaml); every node
 parameter is also a launch argument, which overrides its parameter when given. ``camera_info``
 defaults to the CameraInfo beside the image topic (image_transport's convention). Every
@@ -48,7 +55,9 @@ def launch_setup(context: LaunchContext) -> list[Action]:
         package='espnet_ros', executable='segmenter', name='segmenter', namespace=namespace,
         output='screen', parameters=[params_file, overrides],
         remappings=[('image', image), ('image/compressed', image + '/compressed'),
-                    ('camera_info', camera_info)])
+                    ('camera_info', camera_info),
+                    ('depth/image', LaunchConfiguration('depth_image')),
+                    ('depth/camera_info', LaunchConfiguration('depth_camera_info'))])
     actions = [*end_launch_on_failure(segmenter), segmenter]
     if use_rviz:
         # The display topics in segment.rviz are relative: the namespace places them.
@@ -67,6 +76,11 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument('camera_info', default_value='',
                               description='CameraInfo topic of that camera; empty: the '
                               'camera_info beside the image topic'),
+        DeclareLaunchArgument('depth_image', default_value='depth/image',
+                              description='depth image registered to the camera (16UC1 mm '
+                              'or 32FC1 m), read when publish_points is true'),
+        DeclareLaunchArgument('depth_camera_info', default_value='depth/camera_info',
+                              description='CameraInfo topic of that depth image'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node, its outputs and rviz2'),
         DeclareLaunchArgument('params_file',

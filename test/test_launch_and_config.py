@@ -29,12 +29,13 @@ import yaml
 
 from espnet_ros.ros.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS
+from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO_ROOT / 'launch'
 LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
 # The node's camera inputs (relative names, what users remap) and its other outputs.
-INPUT_TOPICS = {'image', 'image/compressed', 'camera_info'}
+INPUT_TOPICS = {'image', 'image/compressed', 'camera_info', 'depth/image', 'depth/camera_info'}
 OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics'}
 TYPE_WORDS = {str: ('str', 'string'), int: ('int', 'integer'), float: ('float', 'double'),
               bool: ('bool', 'boolean')}
@@ -198,3 +199,17 @@ def test_rviz_config_topics_are_the_node_outputs_relative() -> None:
     topics = [display['Topic']['Value']
               for display in config['Visualization Manager']['Displays'] if 'Topic' in display]
     assert topics and set(topics) <= set(OUTPUT_TOPICS.values()), topics
+
+
+def test_nav2_semantic_layer_example_names_every_class_once() -> None:
+    """config/nav2_semantic_segmentation.yaml covers our LabelInfo's classes, each once."""
+    config = yaml.safe_load((REPO_ROOT / 'config' / 'nav2_semantic_segmentation.yaml')
+                            .read_text())
+    layer = config['local_costmap']['local_costmap']['ros__parameters'][
+        'semantic_segmentation_layer']
+    camera = layer[layer['observation_sources']]
+    listed = [name for kind in camera['class_types'] for name in camera[kind]['classes']]
+    assert sorted(listed) == sorted(get_spec(DEFAULT_MODEL).dataset.classes)
+    assert camera['pointcloud_topic'].endswith(OUTPUT_TOPICS['points'])
+    assert camera['confidence_topic'].endswith(OUTPUT_TOPICS['confidence'])
+    assert camera['segmentation_topic'].endswith(OUTPUT_TOPICS['labels'])

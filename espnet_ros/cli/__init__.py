@@ -21,14 +21,15 @@ from pathlib import Path
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import bench, evaluate, export, registry_tools, segment, train
+from espnet_ros.cli import (bench, cloud_bench, evaluate, export, registry_tools, segment,
+                            train)
 from espnet_ros.runtime.engine import EngineConfigError
 from espnet_ros.training.loop import TrainingError
 from espnet_ros.training.model_folder import WriteError
 from espnet_ros.zoo.checkpoints import CheckpointError, MODELS_ENV
 from espnet_ros.zoo.registry import ManifestError, UnknownModelError
 
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, train)
+SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, train, cloud_bench)
 # Errors a user can fix from the message alone: no traceback for these.
 USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
                ValueError, TrainingError, WriteError, ManifestError)

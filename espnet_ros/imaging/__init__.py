@@ -12,4 +12,9 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ROS-free image work: codec, rendering, camera model, the per-frame pipeline, metrics."""
+"""
+ROS-free image work: codec, rendering, camera model, the per-frame pipeline, metrics.
+
+Depth images (REP 118) and the labelled cloud built from them live here too: they are images
+of the same camera and share its codec rules and camera model.
+"""

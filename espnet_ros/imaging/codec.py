@@ -56,8 +56,9 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
-__all__ = ['DecodedImage', 'EncodedImage', 'ImageFormatError', 'SUPPORTED_ENCODINGS',
-           'decode_compressed', 'decode_image', 'encode_32fc1', 'encode_mono8', 'encode_rgb8']
+__all__ = ['CONFIDENCE_ENCODINGS', 'DecodedImage', 'EncodedImage', 'ImageFormatError',
+           'SUPPORTED_ENCODINGS', 'decode_compressed', 'decode_image', 'encode_32fc1',
+           'encode_confidence', 'encode_mono8', 'encode_rgb8']
 
 BytesLike = Union[bytes, bytearray, memoryview, array.array, np.ndarray]
 
@@ -82,6 +83,11 @@ _YUV422 = {'uyvy': cv2.COLOR_YUV2RGB_UYVY, 'yuv422': cv2.COLOR_YUV2RGB_UYVY,
 _YUV420 = {'nv12': cv2.COLOR_YUV2RGB_NV12, 'nv21': cv2.COLOR_YUV2RGB_NV21}
 
 SUPPORTED_ENCODINGS = tuple(sorted([*_PACKED, *_BAYER, *_YUV422, *_YUV420]))
+
+# Encodings of the confidence image: the probability itself, or 0..255 as Nav2's semantic
+# segmentation layer reads it.
+CONFIDENCE_ENCODINGS = ('32FC1', 'mono8')
+_MONO8_FULL_SCALE = 255
 
 _CV_TYPE = re.compile(r'(8|16|32|64)([USF])C(\d*)')
 
@@ -294,3 +300,23 @@ def encode_32fc1(values: np.ndarray) -> EncodedImage:
         raise ValueError(f'values must be an H x W float array, got {values.shape} '
                          f'{values.dtype}')
     return _pack('32FC1', values.astype('<f4', copy=False))
+
+
+def encode_confidence(probability: np.ndarray, encoding: str) -> EncodedImage:
+    """
+    Pack an H x W map of probabilities in [0, 1] as ``32FC1`` or as ``mono8``.
+
+    ``mono8`` rounds ``probability * 255`` to the nearest integer (1.0 -> 255, 0.5 -> 128),
+    the 0-255 confidence of Nav2's semantic segmentation layer; its rows are unpadded, so
+    ``step`` equals the width and pixel (u, v) is byte ``v * width + u``.
+    """
+    if encoding == '32FC1':
+        return encode_32fc1(probability)
+    if encoding != 'mono8':
+        raise ValueError(f'confidence encoding must be one of {", ".join(CONFIDENCE_ENCODINGS)}'
+                         f'; got {encoding!r}')
+    if probability.ndim != 2 or probability.dtype.kind != 'f':
+        raise ValueError(f'probability must be an H x W float array, got {probability.shape} '
+                         f'{probability.dtype}')
+    scaled = np.rint(np.clip(probability, 0.0, 1.0) * _MONO8_FULL_SCALE).astype(np.uint8)
+    return _pack('mono8', scaled)

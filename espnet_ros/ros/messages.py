@@ -22,11 +22,14 @@ ROS messages, each output stamped with its camera frame's header.
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
-from sensor_msgs.msg import CameraInfo, Image
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.camera_model import scale_intrinsics
-from espnet_ros.imaging.codec import encode_32fc1, encode_mono8, encode_rgb8, EncodedImage
+from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.codec import (encode_confidence, encode_mono8, encode_rgb8,
+                                      EncodedImage)
 from espnet_ros.imaging.pipeline import FrameOutputs
 from espnet_ros.streaming.diagnostics import Summary
 from espnet_ros.zoo.registry import ModelSpec
@@ -40,15 +43,15 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
     return message
 
 
-def output_images(header: Header, outputs: FrameOutputs, *,
-                  labels: bool = True) -> dict[str, Image]:
+def output_images(header: Header, outputs: FrameOutputs, *, labels: bool = True,
+                  confidence_encoding: str = '32FC1') -> dict[str, Image]:
     """Return the frame's outputs as Image messages by output name (labels when asked)."""
     height, width = outputs.labels.shape
     encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
                'color': outputs.color is not None and encode_rgb8(outputs.color),
                'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
-               'confidence': outputs.confidence is not None and encode_32fc1(
-                   outputs.confidence)}
+               'confidence': outputs.confidence is not None and encode_confidence(
+                   outputs.confidence, confidence_encoding)}
     return {output: image_message(header, packed, height, width)
             for output, packed in encoded.items() if packed}
 
@@ -88,3 +91,28 @@ def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
     return LabelInfo(header=header, threshold=0.0, class_map=[
         VisionClass(class_id=index, class_name=name)
         for index, name in enumerate(spec.dataset.classes)])
+
+
+# numpy sample type: PointField datatype, for the types our clouds use.
+_POINT_FIELD_TYPES = {'<f4': PointField.FLOAT32, '<u4': PointField.UINT32,
+                      '|u1': PointField.UINT8, '<f8': PointField.FLOAT64}
+
+
+def point_fields(dtype: np.dtype) -> list[PointField]:
+    """Return the PointFields describing a structured numpy point type, in offset order."""
+    fields = []
+    for name in dtype.names:
+        sample, offset = dtype.fields[name][:2]
+        fields.append(PointField(name=name, offset=offset,
+                                 datatype=_POINT_FIELD_TYPES[sample.str], count=1))
+    return fields
+
+
+def point_cloud_message(header: Header, cloud: OrganizedCloud) -> PointCloud2:
+    """Return a sensor_msgs/PointCloud2 holding ``cloud``'s buffer as is (no repacking)."""
+    message = PointCloud2(header=header, height=cloud.height, width=cloud.width,
+                          fields=point_fields(cloud.dtype), is_bigendian=False,
+                          point_step=cloud.point_step, row_step=cloud.row_step,
+                          is_dense=cloud.is_dense)
+    message.data = cloud.data
+    return message

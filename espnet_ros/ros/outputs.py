@@ -17,50 +17,98 @@ The segmenter's per-frame publishers, as the inference worker's output sink.
 
 The worker asks whether anyone takes an output before rendering it, and hands each frame's
 outputs over with the camera header; the messages are built in :mod:`espnet_ros.ros.messages`.
+With a depth input, each frame's labelled cloud goes out too, stamped like its labels, in the
+depth image's frame.
 """
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.pipeline import FrameOutputs
-from espnet_ros.ros.messages import camera_info_for_labels, output_images
+from espnet_ros.ros.depth_input import DepthInput
+from espnet_ros.ros.messages import camera_info_for_labels, output_images, point_cloud_message
 from espnet_ros.ros.qos import OUTPUT_QOS
+from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
 
 OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
                  'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
-                 'camera_info': 'segmentation/camera_info'}
+                 'camera_info': 'segmentation/camera_info', 'points': 'segmentation/points'}
+_MESSAGE_TYPES = {'camera_info': CameraInfo, 'points': PointCloud2}
 
 
 class PublisherSink:
     """Publishes a worker's outputs on the node's topics (an OutputSink)."""
 
-    def __init__(self, node: Node, *, closed: Callable[[], bool]) -> None:
-        """Create the output publishers on ``node``; ``closed`` says ROS has shut down."""
+    def __init__(self, node: Node, *, closed: Callable[[], bool],
+                 warn: Callable[[str], None]) -> None:
+        """
+        Create the output publishers on ``node``.
+
+        ``closed`` says ROS has shut down; ``warn`` gets throttled reasons for missing clouds.
+        """
         self._node = node
         self._closed = closed
         self.publishers = {
-            output: node.create_publisher(CameraInfo if output == 'camera_info' else Image,
-                                          topic, OUTPUT_QOS)
+            output: node.create_publisher(_MESSAGE_TYPES.get(output, Image), topic, OUTPUT_QOS)
             for output, topic in OUTPUT_TOPICS.items()}
         self.camera_info: Optional[CameraInfo] = None
+        self.depth: Optional[DepthInput] = None  # set while publish_points subscribes depth
+        self.clouds = CloudMaker(warn, info_topic=node.resolve_topic_name('depth/camera_info'))
+        self.label_rgb = label_colours([])
+        self.confidence_encoding = '32FC1'
+        self.cloud_settings = CloudSettings()
+        self.slop_s = 0.0
+
+    def apply(self, values: dict[str, Any]) -> None:
+        """Take the run-time parameters of the outputs (confidence encoding, clouds)."""
+        self.confidence_encoding = values['confidence_encoding']
+        self.slop_s = values['depth_sync_slop']
+        self.cloud_settings = CloudSettings(min_depth=values['min_depth'],
+                                            max_depth=values['max_depth'],
+                                            stride=values['points_stride'])
+
+    def set_palette(self, palette: Any) -> None:
+        """Colour the cloud's points with these class colours (the serving model's)."""
+        self.label_rgb = label_colours(palette)
+
+    def _listened(self, output: str) -> bool:
+        return self.publishers[output].get_subscription_count() > 0
 
     def wants(self, output: str) -> bool:
-        """Return True if ``output`` has a subscriber now."""
-        return self.publishers[output].get_subscription_count() > 0
+        """Return True if ``output`` has a subscriber now (confidence: or the cloud does)."""
+        if output == 'confidence' and self.depth is not None and self._listened('points'):
+            return True
+        return self._listened(output)
 
     def publish(self, header: Header, outputs: FrameOutputs,
                 camera_size: tuple[int, int]) -> None:
-        """Publish the frame's outputs (labels only when listened to) and its CameraInfo."""
-        for output, message in output_images(header, outputs,
-                                             labels=self.wants('labels')).items():
+        """Publish the frame's outputs (labels only when listened to), CameraInfo and cloud."""
+        images = output_images(header, outputs, labels=self._listened('labels'),
+                               confidence_encoding=self.confidence_encoding)
+        if not self._listened('confidence'):
+            images.pop('confidence', None)  # computed for the cloud alone
+        for output, message in images.items():
             self.publishers[output].publish(message)
         if self.camera_info is not None:
             height, width = outputs.labels.shape
             self.publishers['camera_info'].publish(camera_info_for_labels(
                 self.camera_info, header, camera_size, (width, height)))
+        depth = self.depth
+        if depth is not None and self._listened('points'):
+            partner = depth.partner(header.stamp, self.slop_s)
+            cloud = self.clouds.make(header, outputs, camera_size, partner, depth.info,
+                                     slop_s=self.slop_s, label_rgb=self.label_rgb,
+                                     settings=self.cloud_settings)
+            if cloud is not None:
+                self.publishers['points'].publish(point_cloud_message(
+                    Header(stamp=header.stamp, frame_id=partner.header.frame_id), cloud))
+
+    def cloud_stats(self) -> Optional[CloudStats]:
+        """Return the cloud counts while the depth input is on, else None."""
+        return self.clouds.snapshot() if self.depth is not None else None
 
     def closed(self) -> bool:
         """Return True once ROS has shut down."""

@@ -23,6 +23,7 @@ The node turns this table into ROS parameter descriptors; the README's parameter
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS
 from espnet_ros.runtime.options import (Backend, Choice, DEFAULT_BACKEND, DEFAULT_DEVICE,
                                         DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
                                         DEFAULT_THREADS, device_error, MAX_THREADS,
@@ -46,6 +47,9 @@ class Reliability(Choice):
 
 MAX_NETWORK_SIDE = 4096
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+MAX_DEPTH_LIMIT_M = 1000.0
+MAX_SYNC_SLOP_S = 10.0
+MAX_POINTS_STRIDE = 64
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,24 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('publish_confidence', False,
                   'Publish segmentation/confidence (32FC1, the winning class probability).',
                   LIVE),
+    ParameterSpec('confidence_encoding', CONFIDENCE_ENCODINGS[0],
+                  'Encoding of segmentation/confidence: 32FC1 (the probability) or mono8 '
+                  '(0-255, as the Nav2 semantic segmentation layer reads it).', LIVE,
+                  choices=CONFIDENCE_ENCODINGS),
+    ParameterSpec('publish_points', False,
+                  'Publish segmentation/points, the labelled organized cloud; subscribes '
+                  'depth/image and depth/camera_info.', RESUBSCRIBE),
+    ParameterSpec('depth_sync_slop', 0.02,
+                  'Most seconds between a colour frame and the depth frame paired with it '
+                  '(nearest stamp); 0 pairs equal stamps only.', LIVE,
+                  limits=(0.0, MAX_SYNC_SLOP_S)),
+    ParameterSpec('min_depth', 0.0, 'Nearer depths (metres) give NaN points.', LIVE,
+                  limits=(0.0, MAX_DEPTH_LIMIT_M)),
+    ParameterSpec('max_depth', 10.0, 'Farther depths (metres) give NaN points; above '
+                  'min_depth.', LIVE, limits=(0.0, MAX_DEPTH_LIMIT_M)),
+    ParameterSpec('points_stride', 1, 'Keep every n-th row and column of the cloud (still '
+                  'organized); 1 keeps it pixel-aligned with the labels.', LIVE,
+                  limits=(1, MAX_POINTS_STRIDE)),
     ParameterSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS,
                   'Frames with more pixels are dropped as malformed.', LIVE,
                   limits=(1, 1 << 30)),
@@ -140,3 +162,11 @@ def check_parameter(name: str, value: Any) -> Optional[str]:
     if spec is None:
         return f'{name} is not a parameter of this node'
     return spec.check(value) or (_EXTRA_CHECKS[name](value) if name in _EXTRA_CHECKS else None)
+
+
+def check_together(values: dict[str, Any]) -> Optional[str]:
+    """Return why a whole set of values is refused although each is valid, or None."""
+    if values['min_depth'] >= values['max_depth']:
+        return (f'min_depth ({values["min_depth"]}) must be below max_depth '
+                f'({values["max_depth"]})')
+    return None

@@ -24,7 +24,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from espnet_ros.ros.parameter_table import check_parameter, PARAMETERS, ParameterSpec, STARTUP
+from espnet_ros.ros.parameter_table import (check_parameter, check_together, PARAMETERS,
+                                            ParameterSpec, STARTUP)
 from espnet_ros.runtime.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
 from espnet_ros.runtime.process import run_on_passing_thread
 
@@ -66,6 +67,9 @@ def declare_all(node: Node) -> dict[str, Any]:
         reason = check_parameter(spec.name, values[spec.name])
         if reason:
             raise ParameterStartupError(f'parameter {spec.name}: {reason}')
+    reason = check_together(values)
+    if reason:
+        raise ParameterStartupError(reason)
     return values
 
 

@@ -14,7 +14,7 @@
 
 
 """
-The ``segmenter`` lifecycle node: camera images in; labels, colour and overlay out.
+The ``segmenter`` lifecycle node: camera images in; labels, colour, overlay and clouds out.
 
 configure loads the model and creates the publishers, activate subscribes to the camera
 and starts the inference thread, deactivate stops both and frees the GPU, cleanup drops
@@ -39,14 +39,17 @@ from std_msgs.msg import Header, String
 
 from espnet_ros.compat import finish_rcl_logging
 from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status, label_info_message
 from espnet_ros.ros.outputs import PublisherSink
-from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
+from espnet_ros.ros.parameter_table import (check_parameter, check_together, LIVE, PARAMETERS,
+                                            RELOAD, RESUBSCRIBE)
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
 from espnet_ros.runtime.process import tune_for_streaming, use_threads
+from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 from espnet_ros.zoo.registry import class_table
@@ -75,6 +78,7 @@ class SegmenterNode(LifecycleNode):
         self.label_info_pub = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
+        self._last_clouds: Optional[CloudStats] = None
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self.create_timer(QOS_RECHECK_PERIOD_S, self._recheck_camera_qos)
         self._reload_lock = threading.Lock()
@@ -95,7 +99,9 @@ class SegmenterNode(LifecycleNode):
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        self.sink = PublisherSink(self, closed=lambda: not self.context.ok())
+        self.sink = PublisherSink(self, closed=lambda: not self.context.ok(),
+                                  warn=self.get_logger().warning)
+        self.sink.apply(self.values)
         self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
                                   warn=self.get_logger().warning,
                                   settings=live_settings(self.values))
@@ -160,6 +166,8 @@ class SegmenterNode(LifecycleNode):
             self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
                                      callback_group=self.camera_group),
         ]
+        if self.values['publish_points']:
+            self.sink.depth = DepthInput(self, qos, self.camera_group)
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
             f'{describe_qos(qos)}; reliability {self.values["reliability"]})')
@@ -181,6 +189,9 @@ class SegmenterNode(LifecycleNode):
         for subscription in self.subscriptions_active:
             self.destroy_subscription(subscription)
         self.subscriptions_active = []
+        if self.sink is not None and self.sink.depth is not None:
+            depth, self.sink.depth = self.sink.depth, None
+            depth.destroy()
 
     def _on_camera_info(self, message: CameraInfo) -> None:
         self.sink.camera_info = message
@@ -194,6 +205,9 @@ class SegmenterNode(LifecycleNode):
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         proposed = {**self.values, **changes}
+        reason = check_together(proposed)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         effects = {spec.effect for spec in PARAMETERS if spec.name in changes}
         if self.worker is not None and RELOAD in effects:
             reason = self._reload(proposed)
@@ -202,6 +216,7 @@ class SegmenterNode(LifecycleNode):
         self.values = proposed
         if self.worker is not None and LIVE in effects:
             self.worker.apply(live_settings(proposed))
+            self.sink.apply(proposed)
         if self.subscriptions_active and RESUBSCRIBE in effects:
             self._unsubscribe()
             self._subscribe()
@@ -225,6 +240,7 @@ class SegmenterNode(LifecycleNode):
 
     def _announce_classes(self) -> None:
         spec = self.worker.engine.spec
+        self.sink.set_palette(spec.dataset.palette)
         self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
         label_info = label_info_message(spec, self.worker.last_header or Header())
         if label_info is not None:
@@ -235,8 +251,10 @@ class SegmenterNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         stats = self.worker.snapshot() if self.worker is not None else None
-        summary = summarize(self._last_stats, stats)
-        self._last_stats = stats
+        clouds = self.sink.cloud_stats() if self.sink is not None else None
+        summary = summarize(self._last_stats, stats, previous_clouds=self._last_clouds,
+                            clouds=clouds)
+        self._last_stats, self._last_clouds = stats, clouds
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [diagnostic_status(summary, self.get_fully_qualified_name())]

@@ -12,4 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Live frame streams without ROS: the newest-frame mailbox, the inference worker, statistics."""
+"""
+Live frame streams without ROS: the newest-frame mailbox, the inference worker, statistics.
+
+Also each frame's labelled cloud from its depth partner, with its counts (clouds.py).
+"""

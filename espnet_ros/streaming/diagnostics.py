@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import enum
 from typing import Optional
 
+from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.worker import WorkerStats
 
 MS_PER_S = 1000.0
@@ -50,11 +51,24 @@ class Summary:
     values: tuple[tuple[str, str], ...] = ()
 
 
-def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -> Summary:
+def cloud_values(clouds: CloudStats) -> tuple[tuple[str, str], ...]:
+    """Return the labelled cloud's figures: clouds out, frames without one and why."""
+    return (('clouds published', str(clouds.published)),
+            ('frames unpaired (no depth within depth_sync_slop)', str(clouds.unpaired)),
+            ('depth frames rejected', str(clouds.rejected)),
+            ('depth frames with negative depths', str(clouds.negative)),
+            ('last depth problem', clouds.last_problem))
+
+
+def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *,
+              previous_clouds: Optional[CloudStats] = None,
+              clouds: Optional[CloudStats] = None) -> Summary:
     """
     Return the status for ``current``; frames rejected since ``previous`` make it WARN.
 
-    Without a snapshot (no model configured) the status is WARN, saying so.
+    Without a snapshot (no model configured) the status is WARN, saying so. With ``clouds``
+    (the depth input is on), frames that went without a cloud since ``previous_clouds`` make
+    it WARN too.
     """
     if current is None:
         return Summary(Level.WARN, NOT_CONFIGURED)
@@ -79,7 +93,14 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -
         ('last problem', current.last_problem),
     )
     recent = current.problems - (previous.problems if previous is not None else 0)
+    if clouds is not None:
+        values += cloud_values(clouds)
     if recent > 0:
         return Summary(Level.WARN, f'{recent} frames rejected since the last report; last: '
                                    f'{current.last_problem}', values)
+    cloudless = clouds.problems - (previous_clouds.problems if previous_clouds else 0) if (
+        clouds is not None) else 0
+    if cloudless > 0:
+        return Summary(Level.WARN, f'{cloudless} frames without a cloud since the last '
+                                   f'report; last: {clouds.last_problem}', values)
     return Summary(Level.OK, HEALTHY, values)

@@ -12,4 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Harnesses that measure the package: the benchmark, the live run and the soak test."""
+"""
+Harnesses that measure the package: the benchmark, the live run and the soak test.
+
+Also the cloud benchmark against sensor_msgs_py and the depth scenes of known geometry.
+"""
