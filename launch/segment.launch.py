@@ -33,8 +33,8 @@ from launch_ros.substitutions import FindPackageShare
 # Launch argument -> (parameter type, description); the argument has the parameter's name.
 PARAMETER_ARGUMENTS = {
     'model': (str, 'registry name of the network (espnet-ros models)'),
-    'input_width': (int, 'network input width in pixels; 0 = training width'),
-    'input_height': (int, 'network input height in pixels; 0 = training height'),
+    'input_width': (int, 'network input width in pixels; 0 = from the height, training aspect'),
+    'input_height': (int, 'network input height in pixels; 0 = from the width, training aspect'),
     'max_rate': (float, 'most frames per second to process; 0 = no limit'),
     'device': (str, 'auto, cpu, cuda or cuda:N'),
     'precision': (str, 'auto, fp32, fp16, bf16 or mixed'),
