@@ -33,6 +33,7 @@ REQ="${ROOT}/scripts/requirements.txt"
 REQ_ROS="${ROOT}/scripts/requirements-ros.txt"
 LOCK="${ROOT}/scripts/constraints.txt"
 STAMP="${VENV}/.espnet_ros_setup.sha256"
+EDITABLE_MODE=compat
 
 say() { echo "[setup_env] $*"; }
 
@@ -69,6 +70,7 @@ fi
 stamp="$(
   {
     echo "system_ros=${system_ros}"
+    echo "editable_mode=${EDITABLE_MODE}"
     python3 --version
     cat "${REQ}" "${REQ_ROS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
   } | sha256sum | cut -d' ' -f1
@@ -112,7 +114,12 @@ fi
 
 say "installing espnet_ros (editable)"
 # No build isolation: setuptools is pinned in the venv, and isolation would fetch it again.
-"${pip_install[@]}" --no-build-isolation --no-deps -e "${ROOT}"
+# editable_mode=compat puts the repository root on sys.path (a .pth entry) instead of
+# setuptools' import hook, which Python consults only after sys.path: with the hook, a folder
+# named espnet_ros beside a script or in the current folder (a checkout of this repository)
+# was taken for the package, as an empty namespace package.
+"${pip_install[@]}" --no-build-isolation --no-deps -e "${ROOT}" \
+  --config-settings editable_mode="${EDITABLE_MODE}"
 
 "${PY}" -c 'import rclpy, torch, cv2, numpy' \
   || { say "the new .venv cannot import rclpy/torch/cv2/numpy"; exit 1; }
