@@ -16,36 +16,52 @@
 """The ``espnet-ros`` command: offline tools around the registry and the engine."""
 
 import argparse
+import importlib
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import bench, evaluate, export, registry_tools, segment
-from espnet_ros.runtime.engine import EngineConfigError
-from espnet_ros.zoo.checkpoints import CheckpointError
-from espnet_ros.zoo.registry import UnknownModelError
-
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
-# Errors a user can fix from the message alone: no traceback for these.
-USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-               ValueError)
+from espnet_ros.cli.commands import COMMANDS
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every subcommand registered."""
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """
+    Return the parser; only ``command``'s module is imported (none for None).
+
+    The other subcommands are listed with their help alone, so that ``espnet-ros --help``
+    and a mistyped command answer at once instead of after importing PyTorch.
+    """
     parser = argparse.ArgumentParser(
         prog='espnet-ros', description='ESPNet-family semantic segmentation tools.')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in SUBCOMMANDS:
-        module.register(subparsers)
+    modules = {COMMANDS[command][0]} if command in COMMANDS else set()
+    # In the table's order, which is the order --help lists them in.
+    for name, (module, help_text) in COMMANDS.items():
+        if name in subparsers.choices:
+            continue  # registered with another command of its module
+        if module in modules:
+            importlib.import_module(f'espnet_ros.cli.{module}').register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def user_errors() -> tuple[type, ...]:
+    """Return the errors a user can fix from the message alone: no traceback for these."""
+    from espnet_ros.runtime.engine import EngineConfigError
+    from espnet_ros.zoo.checkpoints import CheckpointError
+    from espnet_ros.zoo.registry import UnknownModelError
+    return (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
+            ValueError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one subcommand; user errors print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith('-')), None)
+    args = build_parser(command).parse_args(argv)
     try:
         return args.run(args) or 0
-    except USER_ERRORS as error:
+    except user_errors() as error:
         print(f'espnet-ros {args.command}: error: {error}', file=sys.stderr)
         return 2
 
