@@ -15,7 +15,7 @@
 
 """Message construction shared by the nodes: images, QoS profiles, the class table."""
 
-from typing import Optional
+from typing import Optional, TYPE_CHECKING
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
                        ReliabilityPolicy)
@@ -23,11 +23,17 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.codec import EncodedImage
-from espnet_ros.zoo.registry import ModelSpec
 
-# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
+if TYPE_CHECKING:  # the registry imports PyTorch, which the image player does not need
+    from espnet_ros.zoo.registry import ModelSpec
+
 # The segmenter's diagnostics key for the median decode-to-publish time of its frames.
 PROCESSING_MEDIAN_KEY = 'processing median (ms)'
+# Its counts of camera frames taken, and of frames replaced unprocessed by a newer one.
+RECEIVED_KEY = 'frames received'
+PROCESSED_KEY = 'frames processed'
+DROPPED_KEY = 'frames dropped (newer frame arrived)'
+# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         history=HistoryPolicy.KEEP_LAST)
 # Transient local keeps the last class table for subscribers that start later.
@@ -62,7 +68,7 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
     return message
 
 
-def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
+def label_info_message(spec: 'ModelSpec', header: Header) -> Optional[object]:
     """Return vision_msgs/LabelInfo for ``spec`` where vision_msgs is installed, else None."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass
