@@ -41,12 +41,14 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from espnet_ros.ros.messages import OUTPUT_QOS, PROCESSING_MEDIAN_KEY, stamp_ns
+from espnet_ros.ros.messages import (DROPPED_KEY, OUTPUT_QOS, PROCESSED_KEY,
+                                     PROCESSING_MEDIAN_KEY, RECEIVED_KEY, stamp_ns)
 from espnet_ros.runtime.options import parse_size
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 5.0
+COUNT_KEYS = (RECEIVED_KEY, PROCESSED_KEY, DROPPED_KEY)
 
 
 class Probe(Node):
@@ -58,6 +60,7 @@ class Probe(Node):
         self.arrivals: list[float] = []
         self.overlays: list[np.ndarray] = []
         self.node_processing_ms = float('nan')  # as the segmenter's diagnostics last said
+        self.node_counts: dict[str, int] = {}  # frames received, processed, dropped: likewise
         self.keep_overlays = keep_overlays
         self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
         self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
@@ -76,6 +79,8 @@ class Probe(Node):
                 values = {pair.key: pair.value for pair in status.values}
                 if PROCESSING_MEDIAN_KEY in values:
                     self.node_processing_ms = float(values[PROCESSING_MEDIAN_KEY])
+                self.node_counts.update({key: int(values[key]) for key in COUNT_KEYS
+                                         if key in values})
 
     def _on_overlay(self, message: Image) -> None:
         if len(self.overlays) < self.keep_overlays:
@@ -134,7 +139,20 @@ def summary(probe: Probe, warmup: int) -> dict:
         'latency_p99_ms': float(np.percentile(latencies, 99)),
         'latency_max_ms': max(latencies),
         'node_processing_median_ms': probe.node_processing_ms,
+        'node_frames_received': probe.node_counts.get(RECEIVED_KEY),
+        'node_frames_processed': probe.node_counts.get(PROCESSED_KEY),
+        'node_frames_dropped': probe.node_counts.get(DROPPED_KEY),
     }
+
+
+def drop_line(results: dict) -> str:
+    """Return what the node did with the camera's frames, as its last diagnostics said."""
+    if results['node_frames_received'] is None:
+        return 'no diagnostics from the segmenter arrived: its frame counts are unknown'
+    dropped, received = results['node_frames_dropped'], results['node_frames_received']
+    return (f'the node took {received} camera frames, processed '
+            f'{results["node_frames_processed"]} and dropped {dropped} '
+            f'({dropped / max(received, 1):.0%}) because a newer frame arrived first')
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -240,6 +258,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f'{results["latency_over_processing"]:.2f}x that')
     else:
         print('no diagnostics from the segmenter arrived: its own per-frame time is unknown')
+    print(drop_line(results))
     if args.compare_engine:
         engine_ms = engine_frame_ms(args, max(10, args.frames // 2))
         results['engine_frame_median_ms'] = engine_ms['paced']
