@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import add_engine_arguments, engine_from_args, OUTPUT_DIR
+from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
 from espnet_ros.runtime.engine import SegmentationEngine
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``eval`` subcommand."""
     parser = subparsers.add_parser(
         'eval', help=help_of('eval'),

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Optional
 
 from espnet_ros.cli.commands import help_of
+from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo.registry import class_table, get_spec, registry, sample_images
 
 SAMPLES_DIR = 'samples'
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``models`` and ``fetch`` subcommands."""
     models = subparsers.add_parser(
         'models', help=help_of('models'),

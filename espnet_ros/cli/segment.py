@@ -23,13 +23,14 @@ from tqdm import tqdm
 
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import add_engine_arguments, engine_from_args, OUTPUT_DIR
+from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.render import colorize, overlay
 
 DEFAULT_ALPHA = 0.5
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``segment`` subcommand."""
     parser = subparsers.add_parser(
         'segment', help=help_of('segment'),

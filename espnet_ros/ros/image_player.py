@@ -39,7 +39,8 @@ from std_msgs.msg import Header
 
 from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
-from espnet_ros.ros.messages import camera_qos, image_message
+from espnet_ros.ros.messages import image_message
+from espnet_ros.ros.qos import camera_qos
 from espnet_ros.ros.topics import camera_topic
 
 JPEG_QUALITY = 90
