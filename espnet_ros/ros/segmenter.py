@@ -44,6 +44,7 @@ from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import camera_qos, describe_qos, incompatible_qos_callbacks, LATCHED_QOS
+from espnet_ros.ros.topics import camera_topic
 from espnet_ros.runtime.process import tune_for_streaming
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
@@ -139,8 +140,8 @@ class SegmenterNode(LifecycleNode):
     def _subscribe(self) -> None:
         qos = camera_qos(self.values['reliability'])
         compressed = self.values['input_transport'] == 'compressed'
-        topic, message_type = ('image/compressed', CompressedImage) if compressed else (
-            'image', Image)
+        topic = camera_topic(self, compressed)  # image/compressed follows a remapped image
+        message_type = CompressedImage if compressed else Image
         events = incompatible_qos_callbacks(self, topic, qos)
         self.subscriptions_active = [
             self.create_subscription(message_type, topic, self.worker.offer, qos,
