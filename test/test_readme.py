@@ -116,3 +116,18 @@ def test_block_runs_as_written(block: Block, weights_dir: Path) -> None:
         # The demo reports what the node did with the camera's frames.
         assert re.search(r'the node took \d+ camera frames, processed \d+ and dropped \d+',
                          done.stdout), done.stdout[-3000:]
+
+
+def test_image_player_table_matches_its_declarations() -> None:
+    """The README's image player table lists every parameter the node declares, with defaults."""
+    source = (REPO_ROOT / 'espnet_ros' / 'ros' / 'image_player.py').read_text()
+    declared = dict(re.findall(r"declare_parameter\('(\w+)', ([^)]+)\)", source))
+    section = README.read_text().split('### The image player', 1)[1].split('\n## ', 1)[0]
+    documented = {}
+    for row in re.findall(r'^\| `([^|]+)` \| \w+ \| `([^`]*)` \|', section, re.MULTILINE):
+        names, default = row
+        for name in names.replace('`', '').split(', '):
+            documented[name] = default
+    assert set(documented) == set(declared), (documented, declared)
+    for name, default in declared.items():
+        assert documented[name].lower() == default.lower(), name
