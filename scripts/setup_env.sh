@@ -37,6 +37,7 @@ REQ_WHEELS="${ROOT}/scripts/requirements-ros-wheels.txt"
 WHEELS="$(dirname "${ROOT}")/shared/wheels"
 LOCK="${ROOT}/scripts/constraints.txt"
 STAMP="${VENV}/.espnet_ros_setup.sha256"
+EDITABLE_MODE=compat
 
 say() { echo "[setup_env] $*"; }
 
@@ -78,6 +79,7 @@ fi
 stamp="$(
   {
     echo "system_ros=${system_ros} shared_wheels=${shared_wheels}"
+    echo "editable_mode=${EDITABLE_MODE}"
     python3 --version
     cat "${REQ}" "${REQ_ROS}" "${REQ_WHEELS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
     if [ "${shared_wheels}" = 1 ] && [ -f "${WHEELS}/SHA256SUMS" ]; then
@@ -133,7 +135,12 @@ fi
 
 say "installing espnet_ros (editable)"
 # No build isolation: setuptools is pinned in the venv, and isolation would fetch it again.
-"${pip_install[@]}" --no-build-isolation --no-deps -e "${ROOT}"
+# editable_mode=compat puts the repository root on sys.path (a .pth entry) instead of
+# setuptools' import hook, which Python consults only after sys.path: with the hook, a folder
+# named espnet_ros beside a script or in the current folder (a checkout of this repository)
+# was taken for the package, as an empty namespace package.
+"${pip_install[@]}" --no-build-isolation --no-deps -e "${ROOT}" \
+  --config-settings editable_mode="${EDITABLE_MODE}"
 
 "${PY}" -c 'import rclpy, torch, cv2, numpy' \
   || { say "the new .venv cannot import rclpy/torch/cv2/numpy"; exit 1; }

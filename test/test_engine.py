@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_ros.runtime.engine import EngineConfigError, SegmentationEngine
+from espnet_ros.runtime.engine import check_input_size, EngineConfigError, SegmentationEngine
+from espnet_ros.zoo.registry import get_spec
 
 STREET_MODELS = ('espnet_p2q8_cityscapes', 'espnetv2_s2.0_cityscapes_1024x512')
 ROAD, BUILDING, SKY = 0, 2, 10
@@ -109,6 +110,42 @@ def test_normalisation_matches_the_authors_recipe(small_engine: SegmentationEngi
     ours = small_engine.preprocess([street_bgr], 'bgr')[0].permute(1, 2, 0).numpy()
     # We resize uint8 before normalising, so values differ by at most one grey level.
     assert np.abs(ours - reference).max() < 1.0 / min(norm.std) / 255 + 1e-6
+
+
+@pytest.mark.parametrize('name,asked,runs', [
+    ('espnet_p2q3_cityscapes', None, (1024, 512)),
+    ('espnet_p2q3_cityscapes', (0, 0), (1024, 512)),
+    ('espnet_p2q3_cityscapes', (640, 360), (640, 360)),
+    ('espnet_p2q3_cityscapes', (192, 0), (192, 96)),
+    ('espnet_p2q3_cityscapes', (0, 200), (400, 200)),
+    # CamVid trained at 480x360 (4:3): 200 wide is 150 high, rounded to the stride of 8.
+    ('espnet_p2q8_camvid', (200, 0), (200, 152)),
+    ('espnet_p2q8_camvid', (0, 64), (88, 64)),  # 85.3 wide: 88 is the nearest multiple
+    ('espnetv2_s0.5_cityscapes_512x256', (0, 96), (192, 96)),
+    ('espnetv2_s0.5_cityscapes_512x256', (32, 0), (32, 32)),  # never below one stride
+])
+def test_input_size_follows_the_training_aspect(name: str, asked: tuple, runs: tuple) -> None:
+    """A side given as 0 follows the other at the training aspect ratio, on the stride."""
+    assert check_input_size(get_spec(name), asked) == runs
+
+
+@pytest.mark.parametrize('asked,message', [
+    ((250, 0), 'input width 250 .* multiples of 8.*nearest: 248 or 256'),
+    ((256, 4), 'input height 4 .* multiples of 8.*nearest: 8;'),
+    ((-8, 0), 'input width -8 '),
+])
+def test_input_size_off_the_stride_is_refused(asked: tuple, message: str) -> None:
+    """A side that is not a positive multiple of the stride is refused with the nearest ones."""
+    with pytest.raises(EngineConfigError, match=message):
+        check_input_size(get_spec('espnet_p2q3_cityscapes'), asked)
+
+
+def test_lone_size_runs_in_the_engine(weights_dir: Path, street_bgr: np.ndarray) -> None:
+    """The engine (and so every --size of the CLI) runs at the size the rule gives."""
+    engine = SegmentationEngine.from_pretrained(
+        'espnet_c_p2q3_cityscapes', weights_dir=weights_dir, input_size=(0, 64), device='cpu')
+    assert engine.input_size == (128, 64)
+    assert engine.preprocess([street_bgr], 'bgr').shape[-2:] == (64, 128)
 
 
 def test_bad_configurations_are_refused_with_reasons(weights_dir: Path) -> None:

@@ -22,6 +22,8 @@ file it came from and the play order can be checked.
 import math
 from pathlib import Path
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Iterator
 
@@ -179,3 +181,27 @@ def test_max_frames_loop_and_transports(probe: Probe, frames: tuple, start_playe
         # Paced, not sent in a burst: a stalled timer may fire late, never early.
         assert np.all(np.diff(stamps) > 0.5 / rate), np.diff(stamps)
         check_infos(received, infos, 60.0)
+
+
+def test_waits_for_a_subscriber(probe: Probe, frames: tuple, start_player: Any) -> None:
+    """Nothing is played while nobody listens; the first subscriber gets the first file."""
+    folder, images = frames
+    player = start_player('/waiting', {'source': str(folder), 'rate': 2.0, 'loop': False})
+    probe.spin_until(lambda: 'once something subscribes' in player.log(), START_TIMEOUT_S,
+                     'the player to start')
+    probe.spin_for(2.0)  # four frame periods with nobody subscribed
+    assert 'has a subscriber' not in player.log(), player.describe()
+    received = probe.record(Image, '/waiting/image', qos_profile_sensor_data)
+    wait_until_stopped(probe, [received])
+    order = [which_file(image_array(m), images, exact=True) for _, m in received.messages]
+    assert order == list(range(FILES)), order
+    assert 'has a subscriber: playing' in player.log(), player.describe()
+
+
+def test_player_does_not_load_pytorch() -> None:
+    """The camera stand-in starts and stops quickly: it never imports PyTorch."""
+    code = ('import sys\nimport espnet_ros.ros.image_player\n'
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == 'False', done.stdout + done.stderr

@@ -37,6 +37,7 @@ from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, heade
                          serving, stamp_ns, START_TIMEOUT_S, WaitTimeout)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
+import torch
 
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY, THREADS_KEY
@@ -54,9 +55,9 @@ OUTPUTS = {'labels': ('mono8', 1), 'color': ('rgb8', 3), 'overlay': ('rgb8', 3),
 NODE_PARAMETERS = {'model': MODEL, 'input_width': NETWORK_SIZE[0],
                    'input_height': NETWORK_SIZE[1], 'device': 'cpu', 'precision': 'fp32',
                    'publish_confidence': True, 'threads': 1}
-# What the README tells users, and what segment.launch.py does for the compressed topic.
-REMAPS = (('image', IMAGE_TOPIC), ('image/compressed', IMAGE_TOPIC + '/compressed'),
-          ('camera_info', INFO_TOPIC))
+# What the README tells users: remapping image alone also moves image/compressed, as with
+# image_transport (test_compressed_input subscribes to IMAGE_TOPIC + '/compressed').
+REMAPS = (('image', IMAGE_TOPIC), ('camera_info', INFO_TOPIC))
 K = [300.0, 0.0, 161.5, 0.0, 310.0, 119.5, 0.0, 0.0, 1.0]
 P = [300.0, 0.0, 161.5, -15.0, 0.0, 310.0, 119.5, 0.0, 0.0, 0.0, 1.0, 0.0]
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -415,6 +416,41 @@ def test_invalid_parameters_are_refused(probe: Probe, publishers: dict, camera: 
     assert probe.get_parameters(NODE, names) == before
     stamp, got = exchange(probe, frame_sender(publishers, camera), ('labels',))
     check_outputs(got, stamp, CAMERA_SIZE)
+
+
+def test_lone_input_width_keeps_the_training_aspect(
+        probe: Probe, publishers: dict, camera: np.ndarray, parameters: ParameterChanges,
+        segmenter: NodeProcess) -> None:
+    """input_width alone runs at the training aspect ratio; a width off the stride is refused."""
+    assert parameters({'output_resolution': 'network'})[0].successful
+    result = parameters({'input_width': 192, 'input_height': 0})[0]
+    assert result.successful, result.reason
+    stamp, got = exchange(probe, frame_sender(publishers, camera), ('labels',))
+    # 1024x512 training size: 192 wide is 96 high, and that is what the network ran at.
+    check_outputs(got, stamp, (192, 96))
+    assert probe.get_parameters(NODE, ['input_width', 'input_height']) == {
+        'input_width': 192, 'input_height': 0}
+    assert (f'model {MODEL} at 192x96 (height from the training aspect ratio 1024x512, '
+            'rounded to a multiple of 8)') in segmenter.log(), segmenter.describe()
+    result = parameters({'input_width': 250}, atomically=False)[0]
+    assert not result.successful
+    assert 'input width 250' in result.reason and 'nearest: 248 or 256' in result.reason, (
+        result.reason)
+    assert probe.get_parameters(NODE, ['input_width']) == {'input_width': 192}
+    stamp, got = exchange(probe, frame_sender(publishers, camera), ('labels',))
+    check_outputs(got, stamp, (192, 96))
+
+
+def test_device_auto_warns_once(probe: Probe, parameters: ParameterChanges,
+                                segmenter: NodeProcess) -> None:
+    """Without CUDA, device auto warns at its first load, not again at every reload."""
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available: device auto does not warn')
+    warning = 'device auto: CUDA is not available, running on the CPU'
+    for values in ({'device': 'auto'}, {'input_width': 192}, {'input_width': 128}):
+        result = parameters(values)[0]
+        assert result.successful, result.reason
+    assert segmenter.log().count(warning) == 1, segmenter.describe()
 
 
 def test_reload_keeps_serving_then_switches(probe: Probe, publishers: dict, camera: np.ndarray,

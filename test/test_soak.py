@@ -24,7 +24,7 @@ import sys
 import pytest
 from ros_helpers import child_env, REPO_ROOT
 
-from espnet_ros.tools.soak import parse_args, Sample, verdict
+from espnet_ros.tools.soak import parse_args, Sample, verdict, verdict_line
 
 FRAMES, EVERY = 300, 30
 # A safety net against a hung run, not a speed figure.
@@ -77,14 +77,20 @@ def test_verdict_passes_a_flat_run() -> None:
     assert result['passed'] and result['rss_growth_mb'] == 0 and result['threads_growth'] == 0
 
 
-@pytest.mark.parametrize('rss,threads,latencies,failed', [
-    ([400.0 + 8 * i for i in range(10)], [23] * 10, [10.0] * 1000, 'memory_ok'),
-    ([400.0] * 10, [23 + i for i in range(10)], [10.0] * 1000, 'threads_ok'),
-    ([400.0] * 10, [23] * 10, [10.0 + i / 20 for i in range(1000)], 'latency_ok'),
-    ([400.0] * 10, [23] * 10, [10.0] * 980 + [float('nan')] * 20, 'frames_ok'),
+@pytest.mark.parametrize('rss,threads,latencies,failed,line', [
+    ([400.0 + 8 * i for i in range(10)], [23] * 10, [10.0] * 1000, 'memory_ok',
+     'memory grew 64.0 MB after the warm-up, 14.0 MB over the limit of 50 MB'),
+    ([400.0] * 10, [23 + i for i in range(10)], [10.0] * 1000, 'threads_ok',
+     'threads grew by 8, 6 over the 2 allowed'),
+    ([400.0] * 10, [23] * 10, [10.0 + i / 20 for i in range(1000)], 'latency_ok',
+     'median latency went from 17.48 to 57.48 ms, 26.26 ms over the limit of 31.22 ms '
+     '(1.5x + 5 ms)'),
+    ([400.0] * 10, [23] * 10, [10.0] * 980 + [float('nan')] * 20, 'frames_ok',
+     '20 of 1000 frames lost, 10 more than the 10 (1%) allowed'),
 ])
 def test_verdict_catches_leaks_drift_and_losses(rss: list[float], threads: list[int],
-                                                latencies: list[float], failed: str) -> None:
+                                                latencies: list[float], failed: str,
+                                                line: str) -> None:
     """Growing memory, a thread per block, latency creeping up or lost frames fail."""
     samples = samples_with(rss, threads)
     lost = sum(value != value for value in latencies)
@@ -93,3 +99,14 @@ def test_verdict_catches_leaks_drift_and_losses(rss: list[float], threads: list[
     assert not result['passed'] and not result[failed], result
     assert sum(not result[key] for key in ('memory_ok', 'threads_ok', 'latency_ok',
                                            'frames_ok')) == 1, result
+    # The verdict line names the one check that failed, and by how much.
+    assert verdict_line(result, arguments()) == f'soak FAILED: {line}'
+
+
+def test_verdict_line_names_a_bad_exit() -> None:
+    """A node that did not exit with 0 fails the soak, and the line says so."""
+    result = verdict(samples_with([400.0] * 10, [23] * 10), [10.0] * 1000, arguments())
+    assert verdict_line(result, arguments()).startswith('soak PASSED: memory growth')
+    result.update(exit_ok=False, node_exit_status=-9)
+    assert verdict_line(result, arguments()) == (
+        'soak FAILED: the node exited with status -9, not 0')

@@ -12,45 +12,71 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-
 """The ``espnet-ros`` command: offline tools around the registry and the engine."""
 
 import argparse
+import importlib
 import os
 from pathlib import Path
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import (bench, cloud_bench, evaluate, export, registry_tools, segment,
-                            train)
-from espnet_ros.runtime.engine import EngineConfigError
-from espnet_ros.training.loop import TrainingError
-from espnet_ros.training.model_folder import WriteError
-from espnet_ros.zoo.checkpoints import CheckpointError, MODELS_ENV
-from espnet_ros.zoo.registry import ManifestError, UnknownModelError
+from espnet_ros.cli.commands import COMMANDS
 
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, train, cloud_bench)
-# Errors a user can fix from the message alone: no traceback for these.
-USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-               ValueError, TrainingError, WriteError, ManifestError)
+MODELS_ENV = 'ESPNET_ROS_MODELS'  # as espnet_ros.zoo.checkpoints names it (checked by a test)
+# The shell's status for a command ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_STATUS = 130
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
-        prog='espnet-ros', description='ESPNet-family semantic segmentation tools.')
+def global_options() -> argparse.ArgumentParser:
+    """Return the parser of the options that come before the subcommand."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('--registry', type=Path, action='append', default=[], metavar='DIR',
                         help=f'model folder searched before ${MODELS_ENV} (repeatable): its '
                              'manifest.json adds your trained models by name')
-    subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    for module in SUBCOMMANDS:
-        module.register(subparsers)
     return parser
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """
+    Return the parser; only ``command``'s module is imported (none for None).
+
+    The other subcommands are listed with their help alone, so that ``espnet-ros --help``
+    and a mistyped command answer at once instead of after importing PyTorch.
+    """
+    parser = argparse.ArgumentParser(
+        prog='espnet-ros', description='ESPNet-family semantic segmentation tools.',
+        parents=[global_options()])
+    subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    modules = {COMMANDS[command][0]} if command in COMMANDS else set()
+    # In the table's order, which is the order --help lists them in.
+    for name, (module, help_text) in COMMANDS.items():
+        if name in subparsers.choices:
+            continue  # registered with another command of its module
+        if module in modules:
+            importlib.import_module(f'espnet_ros.cli.{module}').register(subparsers)
+        else:
+            subparsers.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def user_errors() -> tuple[type, ...]:
+    """Return the errors a user can fix from the message alone: no traceback for these."""
+    from espnet_ros.runtime.engine import EngineConfigError
+    from espnet_ros.training.loop import TrainingError
+    from espnet_ros.training.model_folder import WriteError
+    from espnet_ros.zoo.checkpoints import CheckpointError
+    from espnet_ros.zoo.registry import ManifestError, UnknownModelError
+    return (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
+            ValueError, TrainingError, WriteError, ManifestError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one subcommand; user errors print one line and exit with status 2."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _, rest = global_options().parse_known_args(argv)
+    command = next((word for word in rest if not word.startswith('-')), None)
+    args = build_parser(command).parse_args(argv)
     if args.registry:
         # Through the environment, so that the benchmark's worker processes see them too.
         os.environ[MODELS_ENV] = os.pathsep.join(
@@ -58,9 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             + [part for part in os.environ.get(MODELS_ENV, '').split(os.pathsep) if part])
     try:
         return args.run(args) or 0
-    except USER_ERRORS as error:
+    except user_errors() as error:
         print(f'espnet-ros {args.command}: error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'espnet-ros {args.command}: interrupted', file=sys.stderr)
+        return INTERRUPTED_STATUS
 
 
 if __name__ == '__main__':

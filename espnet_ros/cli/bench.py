@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
@@ -59,7 +60,7 @@ example: espnet-ros bench --model espnet_p2q8_cityscapes --size 512x256 --device
 def register(subparsers: SubParsers) -> None:
     """Add the ``bench`` subcommand."""
     parser = subparsers.add_parser(
-        'bench', help='speed of every fast path against eager fp32 PyTorch',
+        'bench', help=help_of('bench'),
         description='Measure models x sizes x devices x precisions x backends: median and p99 '
                     'latency, frames per second, speed-up and label agreement against the '
                     'eager fp32 baseline, peak memory, FLOPs.',
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
             spec = get_spec(name)
             network = load(name, args.weights_dir)
             for size in args.size or [spec.input_size]:
-                check_input_size(spec, size)
+                size = check_input_size(spec, size)
                 for device in devices:
                     rows += benchmark.run(spec, network, size, select_variants(device, args),
                                           images=images, camera_size=args.camera,

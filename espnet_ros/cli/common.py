@@ -32,6 +32,12 @@ from espnet_ros.zoo.registry import DEFAULT_MODEL
 CALIBRATION_FRAMES = 32
 
 
+# Where commands write what they make unless told otherwise; git-ignored in the source tree.
+OUTPUT_DIR = Path('out')
+SIZE_HELP = ('network input WxH, multiples of the network stride; a 0 side (640x0) follows the '
+             'other at the training aspect ratio (default: the training resolution)')
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """Parse 'WxH' into (width, height), as an argparse type."""
     try:
@@ -65,7 +71,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                         help='folder laid out like the official release (espnet/encoder, ...)')
     parser.add_argument('--checkpoint', type=Path, help='explicit checkpoint file')
     parser.add_argument('--size', type=parse_size,
-                        help=size_help or 'network input WxH (default: training resolution)')
+                        help=size_help or SIZE_HELP)
     parser.add_argument('--device', default=DEFAULT_DEVICE, help='auto, cpu, cuda or cuda:N')
     parser.add_argument('--precision', default=DEFAULT_PRECISION.value,
                         choices=Precision.values(),

@@ -24,7 +24,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.cli.commands import help_of
+from espnet_ros.cli.common import add_engine_arguments, engine_from_args, OUTPUT_DIR
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
@@ -34,7 +35,7 @@ from espnet_ros.runtime.engine import SegmentationEngine
 def register(subparsers: SubParsers) -> None:
     """Add the ``eval`` subcommand."""
     parser = subparsers.add_parser(
-        'eval', help='mean IoU on a labelled image folder',
+        'eval', help=help_of('eval'),
         description='Score a model on images whose label PNGs (class ids) share their names.')
     add_engine_arguments(parser)
     parser.add_argument('--images', type=Path, required=True, help='folder of images')
@@ -45,8 +46,8 @@ def register(subparsers: SubParsers) -> None:
                         help='how void pixels count (see espnet_ros.imaging.metrics)')
     parser.add_argument('--json', type=Path, help='write the scores here')
     parser.add_argument('--plot', type=Path,
-                        help='confusion-matrix PNG (default: beside --json, else ./<model>_'
-                             'confusion.png)')
+                        help=f'confusion-matrix PNG (default: beside --json, else '
+                             f'{OUTPUT_DIR}/<model>_confusion.png)')
     parser.set_defaults(run=run)
 
 
@@ -139,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(scores, indent=2) + '\n')
     plot = args.plot or (args.json.with_name(args.json.stem + '_confusion.png') if args.json
-                         else Path(f'{engine.spec.name}_confusion.png'))
+                         else OUTPUT_DIR / f'{engine.spec.name}_confusion.png')
+    plot.parent.mkdir(parents=True, exist_ok=True)
     plot_confusion(matrix, engine.spec.dataset.classes, plot)
     print(f'confusion matrix plot: {plot}')
     return 0

@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from espnet_ros.cli.bench import agreement_images
-from espnet_ros.cli.common import parse_size
+from espnet_ros.cli.commands import help_of
+from espnet_ros.cli.common import OUTPUT_DIR, parse_size, SIZE_HELP
 from espnet_ros.compat import SubParsers
 from espnet_ros.runtime.engine import check_input_size, SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, ONNX_OPSET, onnx_session
@@ -50,7 +51,7 @@ TensorRT on a Jetson (JetPack's trtexec), fp16 engine for batch 1:
 def register(subparsers: SubParsers) -> None:
     """Add the ``export`` subcommand."""
     parser = subparsers.add_parser(
-        'export', help='export models to ONNX (ONNX Runtime, TensorRT)',
+        'export', help=help_of('export'),
         description='Export a registry model to ONNX, optionally checked in ONNX Runtime '
                     'against PyTorch.', epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,10 +59,10 @@ def register(subparsers: SubParsers) -> None:
     chosen.add_argument('--model', help=f'registry name (default {DEFAULT_MODEL})')
     chosen.add_argument('--all', action='store_true', help='every registry model')
     parser.add_argument('--size', type=parse_size,
-                        help="network input WxH (default: each model's training resolution)")
+                        help=SIZE_HELP)
     parser.add_argument('--out', type=Path, help='output file (default MODEL_WxH.onnx)')
-    parser.add_argument('--out-dir', type=Path, default=Path('.'),
-                        help='folder for default-named files (default: current folder)')
+    parser.add_argument('--out-dir', type=Path, default=OUTPUT_DIR,
+                        help=f'folder for default-named files (default {OUTPUT_DIR})')
     parser.add_argument('--check', action='store_true',
                         help='run the file in ONNX Runtime and compare with PyTorch')
     parser.add_argument('--weights-dir', type=Path, help='folder of the official checkpoints')
@@ -106,6 +107,13 @@ def export_one(name: str, size: Optional[tuple[int, int]], out: Path,
     return passed
 
 
+def default_file_name(spec: ModelSpec, size: Optional[tuple[int, int]]) -> str:
+    """Return MODEL_WxH.onnx, without repeating a size the model's name already ends with."""
+    width, height = check_input_size(spec, size)
+    suffix = f'_{width}x{height}'
+    return f'{spec.name if spec.name.endswith(suffix) else spec.name + suffix}.onnx'
+
+
 def run(args: argparse.Namespace) -> int:
     """Export the chosen models; exit 1 if a check failed."""
     names = list(registry()) if args.all else [args.model or DEFAULT_MODEL]
@@ -119,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
             images = [np.random.default_rng(0).integers(0, 256, (512, 1024, 3), np.uint8)]
     failed = []
     for name in names:
-        size = args.size or get_spec(name).input_size
-        out = args.out or args.out_dir / f'{name}_{size[0]}x{size[1]}.onnx'
+        out = args.out or args.out_dir / default_file_name(get_spec(name), args.size)
         if not export_one(name, args.size, out, args.weights_dir, images):
             failed.append(name)
     if failed:

@@ -20,9 +20,11 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from espnet_ros.cli.commands import help_of
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
-from espnet_ros.zoo.registry import get_spec, official, registry, sample_images, USER
+from espnet_ros.zoo.registry import (class_table, get_spec, official, registry, sample_images,
+                                     USER)
 
 SAMPLES_DIR = 'samples'
 
@@ -30,14 +32,20 @@ SAMPLES_DIR = 'samples'
 def register(subparsers: SubParsers) -> None:
     """Add the ``models`` and ``fetch`` subcommands."""
     models = subparsers.add_parser(
-        'models', help='list the registry and checkpoint status',
-        description=f'Official models, then the user models of the folders in '
-                    f'${checkpoints.MODELS_ENV} that hold a manifest (source "user").')
-    models.add_argument('--weights-dir', type=Path, help='also search this folder first')
+        'models', help=help_of('models'),
+        description='Without NAME: every registry model (official ones, then the user models '
+                    f'of the folders in ${checkpoints.MODELS_ENV} that hold a manifest), its '
+                    'training size and where its checkpoint was found. With NAME: that model '
+                    'and its class table (id, name, palette colour), as the node latches it on '
+                    'segmentation/classes.')
+    models.add_argument('name', nargs='?', metavar='NAME', help="show this model's classes")
+    models.add_argument('--weights-dir', type=Path,
+                        help='also search this folder first (laid out like the official '
+                             'release: espnet/encoder, espnet/decoder, espnetv2)')
     models.set_defaults(run=run_models)
 
     fetch = subparsers.add_parser(
-        'fetch', help='fetch official checkpoints (and sample frames), verifying sha256',
+        'fetch', help=help_of('fetch'),
         description="Download from the authors' repositories, or copy with --from DIR from a "
                     'local folder laid out like the official release. Existing verified files '
                     'are kept.')
@@ -65,17 +73,30 @@ def checkpoint_status(relative: str, sha256: str, weights_dir: Optional[Path]) -
     return f'verified {found.parents[len(Path(relative).parts) - 1]}'
 
 
-def run_models(args: argparse.Namespace) -> int:
-    """Print one line per registered model, official ones first, then the user's."""
-    rows = [(spec.name, spec.source, spec.dataset.name, str(spec.num_classes),
-             '{}x{}'.format(*spec.input_size),
-             checkpoint_status(spec.checkpoint, spec.sha256,
-                               spec.folder if spec.folder is not None else args.weights_dir))
-            for spec in registry().values()]
-    header = ('model', 'source', 'dataset', 'classes', 'input', 'checkpoint')
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Print rows in left-aligned columns; the last column is not padded."""
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header) - 1)]
     for row in [header] + rows:
         print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[-1])
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Print one line per registered model, or one model's class table."""
+    specs = [get_spec(args.name)] if args.name else list(registry().values())
+    print_table(('model', 'source', 'dataset', 'classes', 'input', 'checkpoint'), [
+        (spec.name, spec.source, spec.dataset.name, str(spec.num_classes),
+         '{}x{}'.format(*spec.input_size),
+         checkpoint_status(spec.checkpoint, spec.sha256,
+                           spec.folder if spec.folder is not None else args.weights_dir))
+        for spec in specs])
+    if args.name:
+        table = class_table(specs[0])
+        print()
+        print_table(('id', 'class', 'colour (RGB)'), [
+            (str(entry['id']), entry['name'] + (' (void)' if entry['id'] == table['void_class']
+                                                else ''),
+             ' '.join(str(channel) for channel in entry['color']))
+            for entry in table['classes']])
     return 0
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.cli.commands import help_of
+from espnet_ros.cli.common import add_engine_arguments, engine_from_args, OUTPUT_DIR
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.render import colorize, overlay
@@ -32,12 +33,13 @@ DEFAULT_ALPHA = 0.5
 def register(subparsers: SubParsers) -> None:
     """Add the ``segment`` subcommand."""
     parser = subparsers.add_parser(
-        'segment', help='segment image files or folders',
+        'segment', help=help_of('segment'),
         description='Write <name>_labels.png (class ids), <name>_color.png and '
                     '<name>_overlay.png for every image.')
     add_engine_arguments(parser)
     parser.add_argument('inputs', nargs='+', type=Path, metavar='IMAGE_OR_DIR')
-    parser.add_argument('--out', type=Path, required=True, help='output folder')
+    parser.add_argument('--out', type=Path, default=OUTPUT_DIR / 'segment',
+                        help=f'output folder (default {OUTPUT_DIR / "segment"})')
     parser.add_argument('--alpha', type=float, default=DEFAULT_ALPHA,
                         help=f'overlay opacity of the colours (default {DEFAULT_ALPHA})')
     parser.set_defaults(run=run)

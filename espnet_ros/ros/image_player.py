@@ -19,7 +19,9 @@ The ``image_player`` node: a folder of images or a video file as a looping camer
 Publishes ``image`` (sensor_msgs/Image, or ``image/compressed`` as JPEG) and
 ``camera_info`` at ``rate`` Hz, stamped with the current time, optionally resized to
 ``width`` x ``height``. Frames are read and packed
-once, so the player keeps up with fast rates; a video is decoded as it plays.
+once, so the player keeps up with fast rates; a video is decoded as it plays. With
+``wait_for_subscriber`` (the default) nothing is published until something subscribes to the
+image topic, so that a node started next to it sees the first frame of the file.
 """
 
 import math
@@ -39,6 +41,7 @@ from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
 from espnet_ros.ros.messages import image_message
 from espnet_ros.ros.qos import camera_qos
+from espnet_ros.ros.topics import camera_topic
 
 JPEG_QUALITY = 90
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm')
@@ -85,13 +88,13 @@ class ImagePlayerNode(Node):
         self.size = (self.declare_parameter('width', 0).value,
                      self.declare_parameter('height', 0).value)
         reliability = self.declare_parameter('reliability', 'best_effort').value
+        self.waiting = self.declare_parameter('wait_for_subscriber', True).value
         if rate <= 0 or self.transport not in ('raw', 'compressed'):
             raise ValueError('rate must be > 0 and transport raw or compressed')
         qos = camera_qos(reliability)
         compressed = self.transport == 'compressed'
         self.image_pub = self.create_publisher(
-            CompressedImage if compressed else Image,
-            'image/compressed' if compressed else 'image', qos)
+            CompressedImage if compressed else Image, camera_topic(self, compressed), qos)
         self.info_pub = self.create_publisher(CameraInfo, 'camera_info', qos)
         self.frames = self._load()
         self.video = read_frames(self.source) if not self.frames else iter(())
@@ -100,8 +103,10 @@ class ImagePlayerNode(Node):
         self.published = 0
         self.index = 0
         self.create_timer(1.0 / rate, self._tick)
-        self.get_logger().info(f'playing {self.source} at {rate} Hz on '
-                               f'{self.image_pub.topic_name}')
+        self.get_logger().info(
+            f'playing {self.source} at {rate} Hz on {self.image_pub.topic_name}'
+            + (', once something subscribes to it (wait_for_subscriber)' if self.waiting
+               else ', subscribed or not (wait_for_subscriber false)'))
 
     def _load(self) -> list:
         """Return the frames packed as messages (images) or a lazy video iterator."""
@@ -139,6 +144,11 @@ class ImagePlayerNode(Node):
     def _tick(self) -> None:
         if self.max_frames and self.published >= self.max_frames:
             return
+        if self.waiting:
+            if not self.image_pub.get_subscription_count():
+                return
+            self.waiting = False
+            self.get_logger().info(f'{self.image_pub.topic_name} has a subscriber: playing')
         frame = self._next()
         if frame is None:
             return

@@ -19,7 +19,7 @@ The rest of the package works on numpy arrays and plain data; these functions tu
 ROS messages, each output stamped with its camera frame's header.
 """
 
-from typing import Optional
+from typing import Optional, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
@@ -30,9 +30,11 @@ from espnet_ros.imaging.camera_model import scale_intrinsics
 from espnet_ros.imaging.cloud import OrganizedCloud
 from espnet_ros.imaging.codec import (encode_confidence, encode_mono8, encode_rgb8,
                                       EncodedImage)
-from espnet_ros.imaging.pipeline import FrameOutputs
-from espnet_ros.streaming.diagnostics import Summary
-from espnet_ros.zoo.registry import ModelSpec
+
+if TYPE_CHECKING:  # these import PyTorch, which the image player does not need
+    from espnet_ros.imaging.pipeline import FrameOutputs
+    from espnet_ros.streaming.diagnostics import Summary
+    from espnet_ros.zoo.registry import ModelSpec
 
 
 def image_message(header: Header, encoded: EncodedImage, height: int, width: int) -> Image:
@@ -43,7 +45,7 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
     return message
 
 
-def output_images(header: Header, outputs: FrameOutputs, *, labels: bool = True,
+def output_images(header: Header, outputs: 'FrameOutputs', *, labels: bool = True,
                   confidence_encoding: str = '32FC1') -> dict[str, Image]:
     """Return the frame's outputs as Image messages by output name (labels when asked)."""
     height, width = outputs.labels.shape
@@ -74,7 +76,7 @@ def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tupl
     return info
 
 
-def diagnostic_status(summary: Summary, name: str) -> DiagnosticStatus:
+def diagnostic_status(summary: 'Summary', name: str) -> DiagnosticStatus:
     """Return the node's DiagnosticStatus for a diagnostics summary."""
     return DiagnosticStatus(name=f'{name}: segmentation', hardware_id=name,
                             level=bytes([int(summary.level)]), message=summary.message,
@@ -82,7 +84,7 @@ def diagnostic_status(summary: Summary, name: str) -> DiagnosticStatus:
                                     for key, value in summary.values])
 
 
-def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:
+def label_info_message(spec: 'ModelSpec', header: Header) -> Optional[object]:
     """Return vision_msgs/LabelInfo for ``spec`` where vision_msgs is installed, else None."""
     try:
         from vision_msgs.msg import LabelInfo, VisionClass

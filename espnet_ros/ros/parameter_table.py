@@ -28,7 +28,7 @@ from espnet_ros.runtime.options import (Backend, Choice, DEFAULT_BACKEND, DEFAUL
                                         DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
                                         DEFAULT_THREADS, device_error, MAX_THREADS,
                                         OutputResolution, Precision)
-from espnet_ros.zoo.registry import DEFAULT_MODEL, registry
+from espnet_ros.zoo import DEFAULT_MODEL
 
 # What changing a parameter at run time does.
 LIVE = 'live'            # applied to the next frame
@@ -76,6 +76,7 @@ class ParameterSpec:
 
 
 def _model_error(value: str) -> Optional[str]:
+    from espnet_ros.zoo.registry import registry  # PyTorch: only when a model is named
     if value in registry():
         return None
     return f'unknown model {value!r}; known models: {", ".join(registry())}'
@@ -89,10 +90,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('allow_unverified_weights', False,
                   "Accept an explicit checkpoint whose sha256 is not the manifest's "
                   '(still read weights-only).', RELOAD),
-    ParameterSpec('input_width', 0, 'Network input width in pixels; 0 = training width.',
+    ParameterSpec('input_width', 0, "Network input width in pixels, a multiple of the network's "
+                  'stride (8 for ESPNet, 32 for ESPNetv2); 0 = from input_height at the training '
+                  'aspect ratio (both 0: the training size).',
                   RELOAD, limits=(0, MAX_NETWORK_SIDE)),
-    ParameterSpec('input_height', 0, 'Network input height in pixels; 0 = training height.',
-                  RELOAD, limits=(0, MAX_NETWORK_SIDE)),
+    ParameterSpec('input_height', 0, "Network input height in pixels, a multiple of the network's "
+                  'stride; 0 = from input_width at the training aspect ratio (both 0: the '
+                  'training size).', RELOAD, limits=(0, MAX_NETWORK_SIDE)),
     ParameterSpec('device', DEFAULT_DEVICE,
                   'auto (CUDA if present, else CPU), cpu, cuda or cuda:N.', RELOAD),
     ParameterSpec('precision', DEFAULT_PRECISION.value,

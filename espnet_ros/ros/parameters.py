@@ -26,7 +26,8 @@ from rclpy.node import Node
 
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, PARAMETERS,
                                             ParameterSpec, STARTUP)
-from espnet_ros.runtime.engine import free_cached_gpu_memory, resolve_device, SegmentationEngine
+from espnet_ros.runtime.engine import (describe_input_size, free_cached_gpu_memory, resolve_device,
+                                       SegmentationEngine)
 from espnet_ros.runtime.process import run_on_passing_thread
 
 WARM_UP_FRAMES = 2
@@ -87,11 +88,11 @@ class EngineSettings:
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> 'EngineSettings':
-        """Read the settings from parameter values (0 sizes mean the training size)."""
+        """Read the settings from parameter values (a 0 side follows the other, see engine)."""
         width, height = values['input_width'], values['input_height']
         return cls(model=values['model'], weights=values['weights'] or None,
                    allow_unverified=values['allow_unverified_weights'],
-                   input_size=(width, height) if width and height else None,
+                   input_size=(width, height) if width or height else None,
                    device=values['device'], precision=values['precision'],
                    backend=values['backend'])
 
@@ -107,7 +108,8 @@ class EngineSettings:
 
     def _load_and_warm_up(self, logger: Any) -> SegmentationEngine:
         if self.device == 'auto' and resolve_device('auto').type == 'cpu':
-            logger.warning('device auto: CUDA is not available, running on the CPU')
+            # Once per process: a reload on the same machine has nothing new to say.
+            logger.warning('device auto: CUDA is not available, running on the CPU', once=True)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('default')
             engine = SegmentationEngine.from_pretrained(
@@ -122,7 +124,6 @@ class EngineSettings:
                 warnings.showwarning(warning.message, warning.category, warning.filename,
                                      warning.lineno)
         engine.warm_up(WARM_UP_FRAMES)
-        width, height = engine.input_size
-        logger.info(f'model {self.model} at {width}x{height} on {engine.device} '
-                    f'({engine.precision}, {engine.backend})')
+        logger.info(f'model {self.model} at {describe_input_size(engine.spec, self.input_size)}'
+                    f' on {engine.device} ({engine.precision}, {engine.backend})')
         return engine

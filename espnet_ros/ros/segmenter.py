@@ -48,6 +48,7 @@ from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStar
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
+from espnet_ros.ros.topics import camera_topic
 from espnet_ros.runtime.process import tune_for_streaming, use_threads
 from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.diagnostics import summarize
@@ -150,9 +151,9 @@ class SegmenterNode(LifecycleNode):
     # Camera input ------------------------------------------------------------------------
 
     def _camera_topic(self) -> tuple[str, Any]:
-        if self.values['input_transport'] == 'compressed':
-            return 'image/compressed', CompressedImage
-        return 'image', Image
+        compressed = self.values['input_transport'] == 'compressed'
+        # image/compressed follows a remapped image topic, as image_transport names it.
+        return camera_topic(self, compressed), CompressedImage if compressed else Image
 
     def _subscribe(self) -> None:
         topic, message_type = self._camera_topic()

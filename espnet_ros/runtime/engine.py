@@ -23,6 +23,7 @@ BGR camera feeding a BGR-trained ESPNet is never converted).
 """
 
 from dataclasses import dataclass
+import math
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
 
@@ -115,14 +116,52 @@ def resolve_precision(precision: str, device: torch.device, *, backend: str = 't
     return Precision(precision).value
 
 
-def check_input_size(spec: ModelSpec, size: tuple[int, int]) -> tuple[int, int]:
-    """Return ``size`` (width, height) if the network can run at it, else raise."""
+def check_input_size(spec: ModelSpec, size: Optional[Sequence[int]]) -> tuple[int, int]:
+    """
+    Return the network input (width, height) that ``size`` asks for, or raise with the reason.
+
+    None or 0x0 is the training size. A side given as 0 follows the other at the training
+    aspect ratio, rounded to the nearest multiple of the network's stride
+    (``spec.size_multiple``); a side given must be a positive multiple of it.
+    """
     multiple = spec.size_multiple
-    width, height = size
-    if width <= 0 or height <= 0 or width % multiple or height % multiple:
-        raise EngineConfigError(f'network input {width}x{height} for {spec.name}: width and '
-                                f'height must be positive multiples of {multiple}')
+    width, height = tuple(size) if size else (0, 0)
+    for side, value in (('width', width), ('height', height)):
+        if value < 0 or value % multiple:
+            lower = value // multiple * multiple
+            nearest = f'{lower} or {lower + multiple}' if lower > 0 else str(multiple)
+            raise EngineConfigError(
+                f'network input {side} {value} for {spec.name}: width and height must be '
+                f"positive multiples of {multiple}, the network's stride (nearest: {nearest}; "
+                '0 follows the other side at the training aspect ratio)')
+    train_width, train_height = spec.input_size
+    if not width and not height:
+        return train_width, train_height
+    if not height:
+        height = nearest_multiple(width * train_height / train_width, multiple)
+    elif not width:
+        width = nearest_multiple(height * train_width / train_height, multiple)
     return width, height
+
+
+def nearest_multiple(value: float, multiple: int) -> int:
+    """Return the positive multiple of ``multiple`` nearest to ``value`` (halves round up)."""
+    return max(math.floor(value / multiple + 0.5), 1) * multiple
+
+
+def describe_input_size(spec: ModelSpec, size: Optional[Sequence[int]]) -> str:
+    """Return 'WxH' as run for ``size``, saying where a side given as 0 came from."""
+    width, height = check_input_size(spec, size)
+    asked = tuple(size) if size else (0, 0)
+    text = f'{width}x{height}'
+    if asked == (0, 0):
+        return f'{text} (the training size)'
+    if 0 in asked:
+        derived = 'height' if asked[1] == 0 else 'width'
+        return (f'{text} ({derived} from the training aspect ratio '
+                f'{spec.input_size[0]}x{spec.input_size[1]}, rounded to a multiple of '
+                f'{spec.size_multiple})')
+    return text
 
 
 class SegmentationEngine:
@@ -146,7 +185,7 @@ class SegmentationEngine:
         """
         self.spec = spec
         self.preprocess_on_device = preprocess_on_device
-        self.input_size = check_input_size(spec, tuple(input_size or spec.input_size))
+        self.input_size = check_input_size(spec, input_size)
         self.device = resolve_device(device)
         try:
             self.backend = resolve_backend(backend, self.device)
@@ -184,7 +223,7 @@ class SegmentationEngine:
         """Load registry model ``name`` (see :func:`~espnet_ros.zoo.registry.load`)."""
         spec = get_spec(name)
         # Check what is cheap before the checkpoint is read.
-        check_input_size(spec, tuple(input_size or spec.input_size))
+        check_input_size(spec, input_size)
         resolve_precision(precision, resolve_device(device), backend=backend)
         network = load(name, weights_dir, checkpoint=checkpoint,
                        allow_unverified=allow_unverified)

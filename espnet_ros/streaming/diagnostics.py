@@ -30,6 +30,10 @@ MS_PER_S = 1000.0
 # The key of the median decode-to-publish time; the live tool reads it back.
 PROCESSING_MEDIAN_KEY = 'processing median (ms)'
 THREADS_KEY = 'CPU threads'
+# The counts of camera frames taken, processed, and replaced unprocessed by a newer one.
+RECEIVED_KEY = 'frames received'
+PROCESSED_KEY = 'frames processed'
+DROPPED_KEY = 'frames dropped (newer frame arrived)'
 NOT_CONFIGURED = 'not configured: no model loaded'
 HEALTHY = 'segmenting'
 
@@ -84,9 +88,9 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *
         ('latency median (ms)', f'{MS_PER_S * current.latency_median_s:.1f}'),
         ('latency p95 (ms)', f'{MS_PER_S * current.latency_p95_s:.1f}'),
         (PROCESSING_MEDIAN_KEY, f'{MS_PER_S * current.processing_median_s:.1f}'),
-        ('frames received', str(current.received)),
-        ('frames processed', str(current.processed)),
-        ('frames dropped (newer frame arrived)', str(current.dropped)),
+        (RECEIVED_KEY, str(current.received)),
+        (PROCESSED_KEY, str(current.processed)),
+        (DROPPED_KEY, str(current.dropped)),
         ('frames malformed', str(current.malformed)),
         ('frames with stamp going backwards', str(current.stamp_backwards)),
         ('frames failed', str(current.failed)),

@@ -45,7 +45,8 @@ from sensor_msgs.msg import Image
 
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.options import DEFAULT_THREADS, parse_size, threads_error
-from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
+from espnet_ros.streaming.diagnostics import (DROPPED_KEY, PROCESSED_KEY, PROCESSING_MEDIAN_KEY,
+                                              RECEIVED_KEY)
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
@@ -56,6 +57,7 @@ STARTUP_TIMEOUT_S = 120.0
 NODE_MODULES = {'segmenter': 'espnet_ros.ros.segmenter_main',
                 'image_player': 'espnet_ros.ros.image_player'}
 STOP_TIMEOUT_S = 5.0
+COUNT_KEYS = (RECEIVED_KEY, PROCESSED_KEY, DROPPED_KEY)
 
 
 class Probe(Node):
@@ -67,6 +69,7 @@ class Probe(Node):
         self.arrivals: list[float] = []
         self.overlays: list[np.ndarray] = []
         self.node_processing_ms = float('nan')  # as the segmenter's diagnostics last said
+        self.node_counts: dict[str, int] = {}  # frames received, processed, dropped: likewise
         self.keep_overlays = keep_overlays
         self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
         self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
@@ -85,6 +88,8 @@ class Probe(Node):
                 values = {pair.key: pair.value for pair in status.values}
                 if PROCESSING_MEDIAN_KEY in values:
                     self.node_processing_ms = float(values[PROCESSING_MEDIAN_KEY])
+                self.node_counts.update({key: int(values[key]) for key in COUNT_KEYS
+                                         if key in values})
 
     def _on_overlay(self, message: Image) -> None:
         if len(self.overlays) < self.keep_overlays:
@@ -143,7 +148,20 @@ def summary(probe: Probe, start: int, end: Optional[int] = None) -> dict:
         'latency_p99_ms': percentile(latencies, 99),
         'latency_max_ms': max(latencies),
         'node_processing_median_ms': probe.node_processing_ms,
+        'node_frames_received': probe.node_counts.get(RECEIVED_KEY),
+        'node_frames_processed': probe.node_counts.get(PROCESSED_KEY),
+        'node_frames_dropped': probe.node_counts.get(DROPPED_KEY),
     }
+
+
+def drop_line(results: dict) -> str:
+    """Return what the node did with the camera's frames, as its last diagnostics said."""
+    if results['node_frames_received'] is None:
+        return 'no diagnostics from the segmenter arrived: its frame counts are unknown'
+    dropped, received = results['node_frames_dropped'], results['node_frames_received']
+    return (f'the node took {received} camera frames, processed '
+            f'{results["node_frames_processed"]} and dropped {dropped} '
+            f'({dropped / max(received, 1):.0%}) because a newer frame arrived first')
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -308,6 +326,7 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
               f'{results["latency_over_processing"]:.2f}x that')
     else:
         print('no diagnostics from the segmenter arrived: its own per-frame time is unknown')
+    print(drop_line(results))
     if args.compare_engine:
         engine_ms = engine_frame_ms(args, max(10, args.frames // 2))
         results['engine_frame_median_ms'] = engine_ms['paced']

@@ -54,6 +54,7 @@ from espnet_ros.tools.live_run import node_command, stop
 
 STARTUP_TIMEOUT_S = 180.0
 SPIN_STEP_S = 0.01
+MAX_LOST_FRACTION = 0.01  # of the frames fed
 THREAD_SLACK = 2   # an executor may start a worker thread late; a leak adds one per frame
 
 
@@ -143,11 +144,49 @@ def verdict(samples: list[Sample], latencies: list[float], args: argparse.Namesp
         'memory_ok': growth < args.max_growth_mb,
         'threads_ok': thread_growth <= THREAD_SLACK,
         'latency_ok': late <= early * args.max_drift + args.drift_slack_ms,
-        'frames_ok': lost <= 0.01 * len(latencies),
+        'frames_ok': lost <= MAX_LOST_FRACTION * len(latencies),
     }
     checks = ('memory_ok', 'threads_ok', 'latency_ok', 'frames_ok')
     result['passed'] = all(result[key] for key in checks)
     return result
+
+
+def failures(result: dict, args: argparse.Namespace) -> list[str]:
+    """Return one phrase per failed check of ``result``: what it measured and by how much."""
+    found = []
+    if not result['memory_ok']:
+        found.append(f'memory grew {result["rss_growth_mb"]} MB after the warm-up, '
+                     f'{result["rss_growth_mb"] - args.max_growth_mb:.1f} MB over the limit '
+                     f'of {args.max_growth_mb:g} MB')
+    if not result['threads_ok']:
+        over = result['threads_growth'] - THREAD_SLACK
+        found.append(f'threads grew by {result["threads_growth"]}, {over} over the '
+                     f'{THREAD_SLACK} allowed')
+    if not result['latency_ok']:
+        limit = result['latency_early_median_ms'] * args.max_drift + args.drift_slack_ms
+        found.append(f'median latency went from {result["latency_early_median_ms"]} to '
+                     f'{result["latency_late_median_ms"]} ms, '
+                     f'{result["latency_late_median_ms"] - limit:.2f} ms over the limit of '
+                     f'{limit:.2f} ms ({args.max_drift:g}x + {args.drift_slack_ms:g} ms)')
+    if not result['frames_ok']:
+        allowed = MAX_LOST_FRACTION * result['frames']
+        found.append(f'{result["lost_frames"]} of {result["frames"]} frames lost, '
+                     f'{result["lost_frames"] - allowed:.0f} more than the {allowed:.0f} '
+                     f'({MAX_LOST_FRACTION:.0%}) allowed')
+    if not result.get('exit_ok', True):
+        found.append(f'the node exited with status {result["node_exit_status"]}, not 0')
+    return found
+
+
+def verdict_line(result: dict, args: argparse.Namespace) -> str:
+    """Return the last line of a soak: PASSED with the figures, or FAILED naming each check."""
+    failed = failures(result, args)
+    if failed:
+        return 'soak FAILED: ' + '; '.join(failed)
+    return (f'soak PASSED: memory growth after warm-up {result["rss_growth_mb"]} MB (limit '
+            f'{args.max_growth_mb:g}), threads +{result["threads_growth"]}, latency median '
+            f'{result["latency_early_median_ms"]} -> {result["latency_late_median_ms"]} ms, '
+            f'{result["lost_frames"]} frames lost')
 
 
 def print_row(sample: Sample) -> None:
@@ -287,11 +326,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     result['passed'] = result['passed'] and result['exit_ok']
     print(json.dumps(result, indent=2))
     if samples:
-        print('soak ' + ('PASSED' if result['passed'] else 'FAILED') + ': memory growth after '
-              f'warm-up {result["rss_growth_mb"]} MB (limit {args.max_growth_mb:g}), threads '
-              f'+{result["threads_growth"]}, latency median '
-              f'{result["latency_early_median_ms"]} -> {result["latency_late_median_ms"]} ms, '
-              f'{result["lost_frames"]} frames lost')
+        print(verdict_line(result, args))
     if args.json:
         settings = {key: value for key, value in vars(args).items()
                     if key not in ('json', 'log')}

@@ -13,3 +13,7 @@
 # limitations under the License.
 
 """The model zoo: the registry of pretrained models and their checkpoint files; no ROS."""
+
+# The model the node, the launch files and every command use when none is named. Here, not in
+# the registry module, so that naming it does not import PyTorch.
+DEFAULT_MODEL = 'espnet_p2q8_cityscapes'

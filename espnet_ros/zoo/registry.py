@@ -40,10 +40,9 @@ from torch import nn, Tensor
 from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
                                  espnetv2_checkpoint_filter, ESPNetv2Segmentation)
 from espnet_ros.zoo import checkpoints
+from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
 
 MANIFEST = 'manifest.json'
-# The model the node, the launch files and every command use when none is named.
-DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
 MANIFEST_FORMAT = 1
 OFFICIAL = 'official'  # ModelSpec.source of the package's own manifest
 USER = 'user'          # ModelSpec.source of a model folder's manifest

@@ -1,0 +1,41 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""
+The ``espnet-ros`` subcommands by name: the module that implements each, and its one-line help.
+
+Light on purpose: ``espnet-ros --help`` lists the commands from this table alone, without
+importing PyTorch, OpenCV or the registry; only the command that runs imports its module.
+"""
+
+# name: (module in espnet_ros.cli, help)
+COMMANDS = {
+    'models': ('registry_tools', "list the registry and checkpoint status, or one model's "
+                                 'classes'),
+    'fetch': ('registry_tools', 'fetch official checkpoints (and sample frames), verifying '
+                                'sha256'),
+    'segment': ('segment', 'segment image files or folders'),
+    'eval': ('evaluate', 'mean IoU on a labelled image folder'),
+    'bench': ('bench', 'speed of every fast path against eager fp32 PyTorch'),
+    'export': ('export', 'export models to ONNX (ONNX Runtime, TensorRT)'),
+    'train': ('train', 'fine-tune an official model on your own labelled frames'),
+    'bench-cloud': ('cloud_bench', 'labelled point cloud build against '
+                                   'sensor_msgs_py.create_cloud'),
+}
+
+
+def help_of(name: str) -> str:
+    """Return the one-line help of subcommand ``name``."""
+    return COMMANDS[name][1]

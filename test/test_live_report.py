@@ -1,0 +1,33 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""``espnet-ros-live`` says what the node did with the camera's frames."""
+
+from espnet_ros.tools.live_run import drop_line
+
+
+def test_drop_line_reports_the_node_counts() -> None:
+    """Frames taken, processed and dropped for a newer one, from the node's diagnostics."""
+    results = {'node_frames_received': 80, 'node_frames_processed': 60,
+               'node_frames_dropped': 20}
+    assert drop_line(results) == ('the node took 80 camera frames, processed 60 and dropped '
+                                  '20 (25%) because a newer frame arrived first')
+
+
+def test_drop_line_without_diagnostics() -> None:
+    """No diagnostics: the counts are unknown, and the line says so instead of zeros."""
+    results = {'node_frames_received': None, 'node_frames_processed': None,
+               'node_frames_dropped': None}
+    assert 'unknown' in drop_line(results)
