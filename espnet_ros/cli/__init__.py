@@ -19,12 +19,12 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import bench, evaluate, export, registry_tools, segment
+from espnet_ros.cli import bag, bench, evaluate, export, registry_tools, segment, video
 from espnet_ros.runtime.engine import EngineConfigError
 from espnet_ros.zoo.checkpoints import CheckpointError
 from espnet_ros.zoo.registry import UnknownModelError
 
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
+SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, bag, video)
 # Errors a user can fix from the message alone: no traceback for these.
 USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
                ValueError)
