@@ -39,7 +39,9 @@ from rosbags.typesys import get_typestore, Stores
 
 from espnet_ros.cli import main as cli_main
 from espnet_ros.imaging.codec import decode_message
+from espnet_ros.offline.bag import BagJob, BagSegmentation
 from espnet_ros.offline.messages import typestore
+from espnet_ros.offline.stream import OfflineError
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.options import Backend, DEFAULT_PRECISION
 from espnet_ros.zoo.registry import class_table, get_spec
@@ -322,3 +324,19 @@ def test_points_is_refused_until_depth_lands(tmp_path: Path, frames: list[np.nda
                      str(tmp_path / 'out'), '--outputs', 'labels,points']) == 2
     assert "output 'points' needs the depth" in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_full_disk_stops_with_a_valid_bag(tmp_path: Path, frames: list[np.ndarray],
+                                            engine: SegmentationEngine) -> None:
+    """Less free space than the run keeps for closing: a clear error and a readable bag."""
+    source = write_bag(tmp_path / 'in', [raw_image(i, bgr) for i, bgr in enumerate(frames)])
+    out = tmp_path / 'out'
+    job = BagJob(source=source, image_topic=TOPIC, out=out,
+                 min_free_bytes=shutil.disk_usage(tmp_path).free + (1 << 30))
+    segmentation = BagSegmentation(job)
+    with pytest.raises(OfflineError, match='not enough disk space .* stopped after 0 frames; '
+                                           'what was written before is a valid bag'):
+        segmentation.run(engine)
+    found = read_bag(out)
+    assert '/cam/segmentation/labels' not in found
+    assert [t for t, _ in found[TOPIC]] == [FIRST_RECEIVED_NS]

@@ -20,6 +20,7 @@ import sys
 from typing import Optional, Sequence
 
 from espnet_ros.cli import bag, bench, evaluate, export, registry_tools, segment, video
+from espnet_ros.cli.common import INTERRUPTED_STATUS
 from espnet_ros.runtime.engine import EngineConfigError
 from espnet_ros.zoo.checkpoints import CheckpointError
 from espnet_ros.zoo.registry import UnknownModelError
@@ -48,6 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except USER_ERRORS as error:
         print(f'espnet-ros {args.command}: error: {error}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f'espnet-ros {args.command}: interrupted', file=sys.stderr)
+        return INTERRUPTED_STATUS
 
 
 if __name__ == '__main__':

@@ -18,8 +18,8 @@
 import argparse
 from pathlib import Path
 
-from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, engine_from_args,
-                                   output_request, run_until_interrupted)
+from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
+                                   run_offline)
 from espnet_ros.offline.bag import BagJob, BagSegmentation, DEFAULT_OUTPUTS, OUTPUTS, STORAGES
 
 
@@ -62,11 +62,6 @@ def run(args: argparse.Namespace) -> int:
                  storage=args.storage, start=args.start, end=args.end, batch=args.batch,
                  namespace=args.namespace, force=args.force)
     segmentation = BagSegmentation(job)
-    try:
-        engine = engine_from_args(args)
-    except BaseException:
-        segmentation.close()
-        raise
-    print(f'{args.source}: {segmentation.frame_count} frames on {args.image_topic} -> '
-          f'{args.out} under {segmentation.namespace}/segmentation')
-    return run_until_interrupted(lambda stop: segmentation.run(engine, stop), args.out)
+    return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
+                       f'on {args.image_topic} -> {args.out} under '
+                       f'{segmentation.namespace}/segmentation')

@@ -20,7 +20,7 @@ from pathlib import Path
 import signal
 import sys
 import threading
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.offline.stream import Summary
@@ -98,12 +98,29 @@ def output_request(args: argparse.Namespace) -> OutputRequest:
     return OutputRequest(output_resolution=args.output_resolution, alpha=args.alpha)
 
 
-def run_until_interrupted(run: Callable[[Callable[[], bool]], Summary], out: Path) -> int:
-    """
-    Run an offline job; Ctrl-C asks it to stop after the batch in hand and close its output.
+class OfflineJob(Protocol):
+    """A checked offline job (a bag or a video) that runs on an engine and can be dropped."""
 
-    Prints the job's summary; returns 0, or 130 when it was interrupted.
+    def run(self, engine: SegmentationEngine, should_stop: Callable[[], bool]) -> Summary:
+        """Segment everything; stop early once ``should_stop()``."""
+
+    def close(self) -> None:
+        """Release the input without running."""
+
+
+def run_offline(job: OfflineJob, args: argparse.Namespace, announcement: str) -> int:
     """
+    Load the engine, run a checked offline job and print its summary.
+
+    Ctrl-C asks the job to stop after the batch in hand and close its output properly.
+    Returns 0, or 130 when it was interrupted.
+    """
+    try:
+        engine = engine_from_args(args)
+    except BaseException:
+        job.close()
+        raise
+    print(announcement)
     interrupted = threading.Event()
 
     def on_sigint(signum: int, frame: object) -> None:
@@ -115,13 +132,14 @@ def run_until_interrupted(run: Callable[[Callable[[], bool]], Summary], out: Pat
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        summary = run(interrupted.is_set)
+        summary = job.run(engine, interrupted.is_set)
     finally:
         signal.signal(signal.SIGINT, previous)
     for line in summary.lines():
         print(line)
     if interrupted.is_set():
-        print(f'interrupted after {summary.frames} frames; {out} holds them and is complete')
+        print(f'interrupted after {summary.frames} frames; {args.out} holds them and is '
+              'complete')
         return INTERRUPTED_STATUS
-    print(f'wrote {out}')
+    print(f'wrote {args.out}')
     return 0

@@ -18,8 +18,8 @@
 import argparse
 from pathlib import Path
 
-from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, engine_from_args,
-                                   output_request, run_until_interrupted)
+from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
+                                   run_offline)
 from espnet_ros.offline.video import VideoJob, VideoSegmentation
 
 
@@ -44,11 +44,5 @@ def run(args: argparse.Namespace) -> int:
     job = VideoJob(source=args.source, out=args.out, labels_dir=args.labels_dir,
                    request=output_request(args), batch=args.batch, force=args.force)
     segmentation = VideoSegmentation(job)
-    try:
-        engine = engine_from_args(args)
-    except BaseException:
-        segmentation.close()
-        raise
-    print(f'{args.source}: {segmentation.frame_count or "?"} frames at '
-          f'{segmentation.fps:g} frames/s -> {args.out}')
-    return run_until_interrupted(lambda stop: segmentation.run(engine, stop), args.out)
+    return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count or "?"} '
+                       f'frames at {segmentation.fps:g} frames/s -> {args.out}')

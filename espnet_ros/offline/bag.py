@@ -21,7 +21,8 @@ the camera's namespace as the node publishes them (``<ns>/segmentation/labels``,
 with the camera frame's header and written at the frame's receive time in the input bag;
 the class table and LabelInfo are latched at the first frame. The input's topics are copied
 beside them unless ``only_outputs``. Closing always writes the index and metadata, so an
-interrupted, failed or stopped run leaves a valid bag of what was done.
+interrupted, failed or stopped run leaves a valid bag of what was done. The run stops
+before the output's disk is full (``min_free_bytes``), as a bag cannot be closed on a full disk.
 
 Extension point: depth and point-cloud outputs (the ``points`` output of the depth issue)
 join :data:`PLANNED_OUTPUTS` -> :data:`OUTPUTS`, with their input topics read like the image
@@ -51,6 +52,10 @@ PLANNED_OUTPUTS = {'points': 'needs the depth input of the point-cloud work, not
 # rosbag2 metadata version 8, as Jazzy writes it; Humble and newer read it.
 WRITER_VERSION = 8
 NS_PER_S = 1_000_000_000
+MIB = 1 << 20
+# Free space the run keeps on the output's disk, so that a bag stopped for want of space can
+# still be closed (index, metadata): a few full-HD frames with all their outputs.
+DEFAULT_MIN_FREE_BYTES = 128 * MIB
 _ENCODERS = {'labels': encode_mono8, 'color': encode_rgb8, 'overlay': encode_rgb8,
              'confidence': encode_32fc1}
 
@@ -72,6 +77,11 @@ class BagJob:
     namespace: Optional[str] = None
     force: bool = False
     max_pixels: Optional[int] = None
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+
+
+class _DiskLow(Exception):
+    """The output's disk has less free space than the run keeps for closing the bag."""
 
 
 @dataclass
@@ -170,7 +180,8 @@ class BagSegmentation:
             self.reader.close()
             raise
         self.store = messages.typestore()
-        self.namespace = job.namespace or camera_namespace(job.image_topic, self.msgtype)
+        self.namespace = ('/' + job.namespace.strip('/') if job.namespace
+                          else camera_namespace(job.image_topic, self.msgtype))
         self.topics = {output: output_topic(self.namespace, output)
                        for output in (*job.outputs, 'classes', 'label_info')}
 
@@ -217,6 +228,7 @@ class BagSegmentation:
         self.engine = engine
         self.copies: dict[int, Connection] = {}
         self.read_error = ''
+        self.written = 0
         self._add_connections()
         summary = Summary()
         try:
@@ -224,13 +236,18 @@ class BagSegmentation:
                 self._items(), engine=engine, request=self._request(), decode=self._decode,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
                 desc=f'bag ({engine.spec.name})', should_stop=should_stop)
+        except _DiskLow as low:
+            raise OfflineError(self._closed_after(
+                f'not enough disk space for {job.out} ({low}); stopped after {self.written} '
+                'frames')) from None
         except OSError as error:
-            raise OfflineError(self._closed_after(f'writing {job.out} failed: '
-                                                  f'{error.strerror or error}')) from None
+            raise OfflineError(self._closed_after(
+                f'writing {job.out} failed after {self.written} frames: '
+                f'{error.strerror or error}')) from None
         except Exception as error:  # noqa: B902 - apsw's disk-full error is no OSError
             if type(error).__module__.split('.')[0] in ('apsw', 'rosbags'):
-                raise OfflineError(self._closed_after(f'writing {job.out} failed: '
-                                                      f'{error}')) from None
+                raise OfflineError(self._closed_after(
+                    f'writing {job.out} failed after {self.written} frames: {error}')) from None
             raise
         finally:
             closing_error = self._close()
@@ -302,6 +319,10 @@ class BagSegmentation:
             self._write_outputs(item, outputs)
 
     def _write_outputs(self, item: _Item, outputs: FrameOutputs) -> None:
+        free = shutil.disk_usage(self.job.out).free
+        if free < self.job.min_free_bytes:
+            raise _DiskLow(f'{free / MIB:.0f} MiB free, under the '
+                           f'{self.job.min_free_bytes / MIB:.0f} MiB kept for closing the bag')
         header = item.message.header
         if not self.announced:
             self._write(self.latched['classes'], item.timestamp,
@@ -314,6 +335,7 @@ class BagSegmentation:
             encoded = _ENCODERS[output](getattr(outputs, output))
             self._write(connection, item.timestamp,
                         messages.image_message(self.store, header, encoded, height, width))
+        self.written += 1
 
     def _write(self, connection: Connection, timestamp: int, message: Any) -> None:
         self.writer.write(connection, timestamp,
