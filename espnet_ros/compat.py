@@ -13,20 +13,21 @@
 # limitations under the License.
 
 """
-The private APIs of our dependencies, in one place, each behind a version guard.
+The private APIs of our dependencies, in one place, each behind a guard.
 
 Every use of an underscore name of torch, rclpy or argparse goes through this module, so a
-release that moves one breaks one function here, not the package.
+release that moves or drops one changes one function here, not the package. torch is
+imported inside the functions that need it, so the command line starts without it.
 """
 
-from typing import Callable
+import argparse
+from typing import Any, Callable
 
-import torch
-from torch._inductor import config as inductor_config
+# argparse has no public name for the object add_subparsers() returns.
+SubParsers = getattr(argparse, '_SubParsersAction', Any)
 
 
-def with_frozen_weights(compiled: Callable[[torch.Tensor], torch.Tensor]
-                        ) -> Callable[[torch.Tensor], torch.Tensor]:
+def with_frozen_weights(compiled: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """
     Return ``compiled`` called with inductor's global ``freezing`` flag set.
 
@@ -34,7 +35,30 @@ def with_frozen_weights(compiled: Callable[[torch.Tensor], torch.Tensor]
     on any recompilation) to decide whether the weights become constants of the graph.
     Without it nothing was frozen: no prepacked oneDNN weights and no constant folding.
     """
-    def call(batch: torch.Tensor) -> torch.Tensor:
+    from torch._inductor import config as inductor_config
+
+    def call(batch: Any) -> Any:
         with inductor_config.patch(freezing=True):
             return compiled(batch)
     return call
+
+
+def onednn_has_bf16() -> bool:
+    """Return True if oneDNN has native bf16 kernels on this CPU; False where torch cannot say."""
+    import torch
+
+    probe = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
+    return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
+
+
+def finish_rcl_logging(context: Any) -> None:
+    """
+    Flush and close rcl's log file now, as rclpy does only at interpreter exit.
+
+    A signal shuts the context down in C, which leaves the log to the interpreter's exit; the
+    node's main skips that exit. rclpy has no public call for this; older releases (Humble)
+    lack this one too, and then the interpreter's exit does the work.
+    """
+    finish = getattr(context, '_logging_fini', None)
+    if finish is not None:
+        finish()

@@ -23,6 +23,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from espnet_ros.cli.common import parse_size
+from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime.engine import check_input_size, resolve_device
 from espnet_ros.tools import benchmark, variants
@@ -49,7 +50,7 @@ example: espnet-ros bench --model espnet_p2q8_cityscapes --size 512x256 --device
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``bench`` subcommand."""
     parser = subparsers.add_parser(
         'bench', help='speed of every fast path against eager fp32 PyTorch',

@@ -25,12 +25,13 @@ import numpy as np
 from tqdm import tqdm
 
 from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore, PROTOCOLS
 from espnet_ros.runtime.engine import SegmentationEngine
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``eval`` subcommand."""
     parser = subparsers.add_parser(
         'eval', help='mean IoU on a labelled image folder',

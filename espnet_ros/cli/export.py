@@ -25,6 +25,7 @@ from torch import nn
 
 from espnet_ros.cli.bench import agreement_images
 from espnet_ros.cli.common import parse_size
+from espnet_ros.compat import SubParsers
 from espnet_ros.runtime.engine import check_input_size, SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, ONNX_OPSET, onnx_session
 from espnet_ros.zoo.registry import DEFAULT_MODEL
@@ -46,7 +47,7 @@ TensorRT on a Jetson (JetPack's trtexec), fp16 engine for batch 1:
 """
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``export`` subcommand."""
     parser = subparsers.add_parser(
         'export', help='export models to ONNX (ONNX Runtime, TensorRT)',

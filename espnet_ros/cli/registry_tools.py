@@ -20,13 +20,14 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo.registry import get_spec, registry, sample_images
 
 SAMPLES_DIR = 'samples'
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``models`` and ``fetch`` subcommands."""
     models = subparsers.add_parser('models', help='list the registry and checkpoint status')
     models.add_argument('--weights-dir', type=Path, help='also search this folder first')

@@ -22,13 +22,14 @@ import cv2
 from tqdm import tqdm
 
 from espnet_ros.cli.common import add_engine_arguments, engine_from_args
+from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.render import colorize, overlay
 
 DEFAULT_ALPHA = 0.5
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``segment`` subcommand."""
     parser = subparsers.add_parser(
         'segment', help='segment image files or folders',

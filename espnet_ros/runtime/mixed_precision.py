@@ -27,10 +27,12 @@ the kernel before it, while eager PyTorch spends a pass over memory on each.
 import torch
 from torch import nn, Tensor
 
+from espnet_ros.compat import onednn_has_bf16
+
 
 def cpu_bf16_supported() -> bool:
     """Return True if oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return onednn_has_bf16()
 
 
 def supports_mixed_precision(network: nn.Module) -> bool:
