@@ -20,10 +20,11 @@ from pathlib import Path
 
 from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
                                    run_offline)
+from espnet_ros.compat import SubParsers
 from espnet_ros.offline.bag import BagJob, BagSegmentation, DEFAULT_OUTPUTS, OUTPUTS, STORAGES
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``bag`` subcommand."""
     parser = subparsers.add_parser(
         'bag', help='segment a rosbag2 bag (sqlite3 or MCAP) into a new bag',

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
                                    run_offline)
+from espnet_ros.compat import SubParsers
 from espnet_ros.offline.video import VideoJob, VideoSegmentation
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: SubParsers) -> None:
     """Add the ``video`` subcommand."""
     parser = subparsers.add_parser(
         'video', help='segment a video file into an overlay video',

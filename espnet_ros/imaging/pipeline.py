@@ -26,16 +26,19 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from espnet_ros.imaging.codec import DecodedImage
+from espnet_ros.imaging.codec import (DecodedImage, encode_32fc1, encode_mono8, encode_rgb8,
+                                      EncodedImage)
 from espnet_ros.imaging.render import colorize, overlay
 from espnet_ros.runtime.engine import SegmentationEngine
 
-# Where each output goes, relative to the camera's namespace: the node publishes these, the
-# offline bag command writes them. ``classes`` and ``label_info`` are latched.
+# Where each output goes, relative to the node's (the camera's) namespace: the node
+# publishes these and the offline bag command records them. Per frame:
 OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
                  'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
-                 'camera_info': 'segmentation/camera_info', 'classes': 'segmentation/classes',
-                 'label_info': 'segmentation/label_info'}
+                 'camera_info': 'segmentation/camera_info'}
+# Latched, once per model: the class table (JSON) and vision_msgs/LabelInfo.
+CLASSES_TOPIC = 'segmentation/classes'
+LABEL_INFO_TOPIC = 'segmentation/label_info'
 
 
 @dataclass(frozen=True)
@@ -96,3 +99,13 @@ def _render(engine: SegmentationEngine, image: DecodedImage, labels: np.ndarray,
             camera = cv2.resize(camera, (width, height), interpolation=cv2.INTER_AREA)
         blended = overlay(camera, color, request.alpha, image_order=image.order)
     return FrameOutputs(labels, color if request.color else None, blended, confidence)
+
+
+def encode_outputs(outputs: FrameOutputs, *, labels: bool = True) -> dict[str, EncodedImage]:
+    """Return a frame's outputs packed for sensor_msgs/Image, by output name (labels if asked)."""
+    encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
+               'color': outputs.color is not None and encode_rgb8(outputs.color),
+               'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
+               'confidence': outputs.confidence is not None and encode_32fc1(
+                   outputs.confidence)}
+    return {output: packed for output, packed in encoded.items() if packed}

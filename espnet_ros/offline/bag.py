@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterator, Optional
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from espnet_ros.imaging.codec import (decode_message, DecodedImage, encode_32fc1, encode_mono8,
-                                      encode_rgb8, ImageFormatError)
-from espnet_ros.imaging.pipeline import FrameOutputs, OUTPUT_TOPICS, OutputRequest
+from espnet_ros.imaging.codec import decode_message, DecodedImage, ImageFormatError
+from espnet_ros.imaging.pipeline import (CLASSES_TOPIC, encode_outputs, FrameOutputs,
+                                         LABEL_INFO_TOPIC, OUTPUT_TOPICS, OutputRequest)
 from espnet_ros.offline import messages
 from espnet_ros.offline.stream import OfflineError, segment_stream, Summary
 from espnet_ros.runtime.engine import SegmentationEngine
@@ -56,8 +56,7 @@ MIB = 1 << 20
 # Free space the run keeps on the output's disk, so that a bag stopped for want of space can
 # still be closed (index, metadata): a few full-HD frames with all their outputs.
 DEFAULT_MIN_FREE_BYTES = 128 * MIB
-_ENCODERS = {'labels': encode_mono8, 'color': encode_rgb8, 'overlay': encode_rgb8,
-             'confidence': encode_32fc1}
+_TOPICS = {**OUTPUT_TOPICS, 'classes': CLASSES_TOPIC, 'label_info': LABEL_INFO_TOPIC}
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def camera_namespace(topic: str, msgtype: str) -> str:
 
 def output_topic(namespace: str, output: str) -> str:
     """Return the absolute topic of ``output`` under ``namespace``."""
-    return f"{namespace.rstrip('/')}/{OUTPUT_TOPICS[output]}"
+    return f"{namespace.rstrip('/')}/{_TOPICS[output]}"
 
 
 def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
@@ -331,9 +330,9 @@ class BagSegmentation:
                         messages.label_info_message(self.store, self.engine.spec, header))
             self.announced = True
         height, width = outputs.labels.shape
-        for output, connection in self.outputs.items():
-            encoded = _ENCODERS[output](getattr(outputs, output))
-            self._write(connection, item.timestamp,
+        for output, encoded in encode_outputs(
+                outputs, labels='labels' in self.outputs).items():
+            self._write(self.outputs[output], item.timestamp,
                         messages.image_message(self.store, header, encoded, height, width))
         self.written += 1
 

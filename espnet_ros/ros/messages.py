@@ -26,8 +26,8 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.camera_model import scale_intrinsics
-from espnet_ros.imaging.codec import encode_32fc1, encode_mono8, encode_rgb8, EncodedImage
-from espnet_ros.imaging.pipeline import FrameOutputs
+from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.imaging.pipeline import encode_outputs, FrameOutputs
 from espnet_ros.streaming.diagnostics import Summary
 from espnet_ros.zoo.registry import ModelSpec
 
@@ -44,13 +44,8 @@ def output_images(header: Header, outputs: FrameOutputs, *,
                   labels: bool = True) -> dict[str, Image]:
     """Return the frame's outputs as Image messages by output name (labels when asked)."""
     height, width = outputs.labels.shape
-    encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
-               'color': outputs.color is not None and encode_rgb8(outputs.color),
-               'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
-               'confidence': outputs.confidence is not None and encode_32fc1(
-                   outputs.confidence)}
     return {output: image_message(header, packed, height, width)
-            for output, packed in encoded.items() if packed}
+            for output, packed in encode_outputs(outputs, labels=labels).items()}
 
 
 def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tuple[int, int],

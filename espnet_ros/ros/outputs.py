@@ -25,13 +25,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from espnet_ros.imaging.pipeline import FrameOutputs
+from espnet_ros.imaging.pipeline import FrameOutputs, OUTPUT_TOPICS
 from espnet_ros.ros.messages import camera_info_for_labels, output_images
 from espnet_ros.ros.qos import OUTPUT_QOS
-
-OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
-                 'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
-                 'camera_info': 'segmentation/camera_info'}
 
 
 class PublisherSink:

@@ -38,7 +38,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from espnet_ros.compat import finish_rcl_logging
-from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.imaging.pipeline import CLASSES_TOPIC, LABEL_INFO_TOPIC, OutputRequest
 from espnet_ros.ros.messages import diagnostic_status, label_info_message
 from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
@@ -65,7 +65,7 @@ class SegmenterNode(LifecycleNode):
         self.worker: Optional[FrameWorker] = None
         self.sink: Optional[PublisherSink] = None
         self.subscriptions_active: list[Any] = []
-        self.classes_pub = self.create_publisher(String, 'segmentation/classes', LATCHED_QOS)
+        self.classes_pub = self.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
         self.label_info_pub = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
@@ -205,7 +205,7 @@ class SegmenterNode(LifecycleNode):
         if label_info is not None:
             if self.label_info_pub is None:
                 self.label_info_pub = self.create_publisher(
-                    type(label_info), 'segmentation/label_info', LATCHED_QOS)
+                    type(label_info), LABEL_INFO_TOPIC, LATCHED_QOS)
             self.label_info_pub.publish(label_info)
 
     def _publish_diagnostics(self) -> None:
