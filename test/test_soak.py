@@ -27,6 +27,8 @@ from ros_helpers import child_env, REPO_ROOT
 from espnet_ros.tools.soak import parse_args, Sample, verdict
 
 FRAMES, EVERY = 300, 30
+# A safety net against a hung run, not a speed figure.
+SOAK_TIMEOUT_S = 1800
 
 
 def test_short_soak_levels_off(weights_dir: Path, tmp_path: Path) -> None:
@@ -38,7 +40,7 @@ def test_short_soak_levels_off(weights_dir: Path, tmp_path: Path) -> None:
                '--report-every', str(EVERY), '--namespace', '/soak_test',
                '--log', str(tmp_path / 'segmenter.log'), '--json', str(report)]
     done = subprocess.run(command, cwd=REPO_ROOT, env=child_env(weights_dir),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=SOAK_TIMEOUT_S)
     print(done.stdout)
     assert done.returncode in (0, 1), done.stdout + done.stderr
     content = json.loads(report.read_text())
