@@ -340,3 +340,40 @@ def test_a_full_disk_stops_with_a_valid_bag(tmp_path: Path, frames: list[np.ndar
     found = read_bag(out)
     assert '/cam/segmentation/labels' not in found
     assert [t for t, _ in found[TOPIC]] == [FIRST_RECEIVED_NS]
+
+
+def test_camera_info_is_rescaled_to_the_labels(tmp_path: Path, frames: list[np.ndarray]
+                                               ) -> None:
+    """The bag's /cam/camera_info comes out as the node's segmentation/camera_info."""
+    source = tmp_path / 'in'
+    info_type = 'sensor_msgs/msg/CameraInfo'
+    height, width = frames[0].shape[:2]
+    k = [400.0, 0.0, 240.0, 0.0, 400.0, 180.0, 0.0, 0.0, 1.0]
+    p = [400.0, 0.0, 240.0, 0.0, 0.0, 400.0, 180.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info = STORE.types[info_type](
+        header=header(0), height=height, width=width, distortion_model='plumb_bob',
+        d=np.zeros(5), k=np.array(k), r=np.eye(3).reshape(-1), p=np.array(p), binning_x=0,
+        binning_y=0, roi=STORE.types['sensor_msgs/msg/RegionOfInterest'](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    with Writer(source, version=8) as writer:
+        images = writer.add_connection(TOPIC, 'sensor_msgs/msg/Image', typestore=STORE)
+        infos = writer.add_connection('/cam/camera_info', info_type, typestore=STORE)
+        for index, bgr in enumerate(frames[:2]):
+            received = FIRST_RECEIVED_NS + index * 10 ** 9
+            writer.write(infos, received - 1, STORE.serialize_cdr(info, info_type))
+            writer.write(images, received, STORE.serialize_cdr(raw_image(index, bgr),
+                                                               'sensor_msgs/msg/Image'))
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out', str(tmp_path / 'out'),
+                     '--only-outputs', '--outputs', 'labels', '--output-resolution', 'network',
+                     *ENGINE_ARGS]) == 0
+    found = read_bag(tmp_path / 'out')
+    labels = found['/cam/segmentation/labels']
+    written = found['/cam/segmentation/camera_info']
+    assert [t for t, _ in written] == [t for t, _ in labels] and len(written) == 2
+    scale_x, scale_y = SIZE[0] / width, SIZE[1] / height
+    for (_, label), (_, camera_info) in zip(labels, written):
+        assert (camera_info.width, camera_info.height) == (label.width, label.height) == SIZE
+        assert camera_info.header.frame_id == label.header.frame_id
+        expected = [400 * scale_x, 240 * scale_x, 400 * scale_y, 180 * scale_y]
+        assert np.allclose(camera_info.k[[0, 2, 4, 5]], expected)
+    assert '/cam/camera_info' not in found and TOPIC not in found  # --only-outputs

@@ -47,6 +47,9 @@ def register(subparsers: SubParsers) -> None:
                         help="first second to segment, from the bag's start")
     parser.add_argument('--end', type=float, metavar='S',
                         help="second to stop at, from the bag's start")
+    parser.add_argument('--camera-info-topic',
+                        help='sensor_msgs/CameraInfo topic for segmentation/camera_info '
+                             "(default: the camera's camera_info, when the bag has it)")
     parser.add_argument('--namespace',
                         help="namespace of the outputs (default: the image topic's camera "
                              'namespace, /cam for /cam/image_raw)')
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                  outputs=tuple(name.strip() for name in args.outputs.split(',') if name.strip()),
                  request=output_request(args), only_outputs=args.only_outputs,
                  storage=args.storage, start=args.start, end=args.end, batch=args.batch,
-                 namespace=args.namespace, force=args.force)
+                 namespace=args.namespace, force=args.force,
+                 camera_info_topic=args.camera_info_topic)
     segmentation = BagSegmentation(job)
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
                        f'on {args.image_topic} -> {args.out} under '

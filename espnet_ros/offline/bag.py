@@ -19,10 +19,13 @@
 Read and written with ``rosbags`` (sqlite3 and MCAP, no ROS install). The outputs go under
 the camera's namespace as the node publishes them (``<ns>/segmentation/labels``, ...), each
 with the camera frame's header and written at the frame's receive time in the input bag;
-the class table and LabelInfo are latched at the first frame. The input's topics are copied
-beside them unless ``only_outputs``. Closing always writes the index and metadata, so an
-interrupted, failed or stopped run leaves a valid bag of what was done. The run stops
-before the output's disk is full (``min_free_bytes``), as a bag cannot be closed on a full disk.
+the class table and LabelInfo are latched at the first frame. Where the bag records the
+camera's CameraInfo (``<ns>/camera_info``, or ``camera_info_topic``), each frame also gets
+``segmentation/camera_info`` for the labels' grid, from the last one received before it.
+The input's topics are copied beside them unless ``only_outputs``. Closing always writes the
+index and metadata, so an interrupted, failed or stopped run leaves a valid bag of what was
+done. The run stops before the output's disk is full (``min_free_bytes``), as a bag cannot
+be closed on a full disk.
 
 Extension point: depth and point-cloud outputs (the ``points`` output of the depth issue)
 join :data:`PLANNED_OUTPUTS` -> :data:`OUTPUTS`, with their input topics read like the image
@@ -77,6 +80,7 @@ class BagJob:
     force: bool = False
     max_pixels: Optional[int] = None
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    camera_info_topic: Optional[str] = None
 
 
 class _DiskLow(Exception):
@@ -91,6 +95,8 @@ class _Item:
     timestamp: int
     raw: bytes
     message: Any = None
+    camera_info: Any = None
+    camera_size: tuple[int, int] = (0, 0)
 
 
 def camera_namespace(topic: str, msgtype: str) -> str:
@@ -183,6 +189,24 @@ class BagSegmentation:
                           else camera_namespace(job.image_topic, self.msgtype))
         self.topics = {output: output_topic(self.namespace, output)
                        for output in (*job.outputs, 'classes', 'label_info')}
+        self.camera_info_topic = self._find_camera_info()
+        if self.camera_info_topic:
+            self.topics['camera_info'] = output_topic(self.namespace, 'camera_info')
+        self.camera_info: Any = None
+
+    def _find_camera_info(self) -> Optional[str]:
+        """Return the CameraInfo topic: the one asked for, else the camera's if recorded."""
+        asked = self.job.camera_info_topic
+        topic = asked or camera_namespace(self.job.image_topic, self.msgtype).rstrip('/') + (
+            '/camera_info')
+        info = self.reader.topics.get(topic)
+        if info is not None and info.msgtype == messages.CAMERA_INFO:
+            return topic
+        if asked:
+            self.reader.close()
+            raise OfflineError(f'camera info topic {asked} is not a {messages.CAMERA_INFO} '
+                               f'topic of {self.job.source}')
+        return None
 
     def _check_input(self) -> None:
         job, reader = self.job, self.reader
@@ -282,6 +306,10 @@ class BagSegmentation:
                                           typestore=self.store,
                                           offered_qos_profiles=[messages.OUTPUT_QOS])
             for output in job.outputs}
+        if self.camera_info_topic:
+            self.outputs['camera_info'] = writer.add_connection(
+                self.topics['camera_info'], messages.CAMERA_INFO, typestore=self.store,
+                offered_qos_profiles=[messages.OUTPUT_QOS])
         self.latched = {
             'classes': writer.add_connection(self.topics['classes'], messages.STRING,
                                              typestore=self.store,
@@ -293,7 +321,9 @@ class BagSegmentation:
 
     def _items(self) -> Iterator[_Item]:
         """Yield the input's messages in the window, in time order; stop at a read error."""
-        wanted = () if not self.job.only_outputs else self.image_connections
+        wanted = () if not self.job.only_outputs else [
+            c for c in self.reader.connections
+            if c.topic in (self.job.image_topic, self.camera_info_topic)]
         try:
             for connection, timestamp, raw in self.reader.messages(wanted, *self.window):
                 yield _Item(connection, timestamp, raw)
@@ -301,14 +331,20 @@ class BagSegmentation:
             self.read_error = f'{type(error).__name__}: {error}'
 
     def _decode(self, item: _Item) -> Optional[DecodedImage]:
+        if self.camera_info_topic and item.connection.topic == self.camera_info_topic:
+            self.camera_info = self.store.deserialize_cdr(item.raw, messages.CAMERA_INFO)
+            return None
         if item.connection.topic != self.job.image_topic:
             return None
+        item.camera_info = self.camera_info
         try:
             item.message = self.store.deserialize_cdr(item.raw, item.connection.msgtype)
         except Exception as error:  # noqa: B902 - a message that does not parse is malformed
             raise ImageFormatError(f'message does not deserialize as {self.msgtype}: '
                                    f'{type(error).__name__}') from None
-        return decode_message(item.message, max_pixels=self.job.max_pixels)
+        image = decode_message(item.message, max_pixels=self.job.max_pixels)
+        item.camera_size = image.pixels.shape[:2]
+        return image
 
     def _emit(self, item: _Item, outputs: Optional[FrameOutputs]) -> None:
         copy = self.copies.get(item.connection.id)
@@ -334,6 +370,10 @@ class BagSegmentation:
                 outputs, labels='labels' in self.outputs).items():
             self._write(self.outputs[output], item.timestamp,
                         messages.image_message(self.store, header, encoded, height, width))
+        if item.camera_info is not None:
+            self._write(self.outputs['camera_info'], item.timestamp,
+                        messages.camera_info_message(self.store, item.camera_info, header,
+                                                     item.camera_size, (width, height)))
         self.written += 1
 
     def _write(self, connection: Connection, timestamp: int, message: Any) -> None:

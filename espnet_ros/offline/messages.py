@@ -30,10 +30,12 @@ from rosbags.interfaces import QosTime
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 from rosbags.typesys.store import Typestore
 
+from espnet_ros.imaging.camera_model import intrinsics_for_labels
 from espnet_ros.imaging.codec import EncodedImage
 from espnet_ros.zoo.registry import class_table, ModelSpec
 
 IMAGE = 'sensor_msgs/msg/Image'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 STRING = 'std_msgs/msg/String'
 LABEL_INFO = 'vision_msgs/msg/LabelInfo'
@@ -88,3 +90,15 @@ def label_info_message(store: Typestore, spec: ModelSpec, header: Any) -> Any:
     return store.types[LABEL_INFO](header=header, threshold=0.0, class_map=[
         vision_class(class_id=index, class_name=name)
         for index, name in enumerate(spec.dataset.classes)])
+
+
+def camera_info_message(store: Typestore, source: Any, header: Any,
+                        camera_size: tuple[int, int], label_size: tuple[int, int]) -> Any:
+    """Return the camera's CameraInfo for the labels' (width, height) grid, with ``header``."""
+    k, p = intrinsics_for_labels(source, camera_size, label_size)
+    return store.types[CAMERA_INFO](
+        header=header, height=label_size[1], width=label_size[0],
+        distortion_model=source.distortion_model, d=source.d, k=np.asarray(k, np.float64),
+        r=source.r, p=np.asarray(p, np.float64), binning_x=0, binning_y=0,
+        roi=store.types['sensor_msgs/msg/RegionOfInterest'](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))

@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from espnet_ros.imaging.camera_model import scale_intrinsics
+from espnet_ros.imaging.camera_model import intrinsics_for_labels
 from espnet_ros.imaging.codec import EncodedImage
 from espnet_ros.imaging.pipeline import encode_outputs, FrameOutputs
 from espnet_ros.streaming.diagnostics import Summary
@@ -56,14 +56,10 @@ def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tupl
     ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
     its size at 0; ``label_size`` is the labels' (width, height).
     """
-    info = CameraInfo(header=header, width=label_size[0], height=label_size[1],
+    k, p = intrinsics_for_labels(source, camera_size, label_size)
+    return CameraInfo(header=header, width=label_size[0], height=label_size[1],
                       distortion_model=source.distortion_model, d=source.d, r=source.r,
-                      k=source.k, p=source.p)
-    from_size = (source.width or camera_size[1], source.height or camera_size[0])
-    if from_size != label_size:
-        info.k, info.p = scale_intrinsics(source.k, source.p, from_size=from_size,
-                                          to_size=label_size)
-    return info
+                      k=k, p=p)
 
 
 def diagnostic_status(summary: Summary, name: str) -> DiagnosticStatus:
