@@ -14,40 +14,52 @@
 
 
 """
-The demo: the image player on sample frames feeding segment.launch.py, with rviz2.
+The demo: the image player on sample frames feeding segment.launch.py.
 
-    ros2 launch espnet_ros demo.launch.py source:=/path/to/frames
+    ros2 launch espnet_ros demo.launch.py source:=/path/to/frames [use_rviz:=true]
 
 ``source`` is a folder of images or a video file (``espnet-ros fetch --samples`` puts the
-sample frames in the package's models/samples/).
+XX
+(``-s`` lists them); ``namespace`` places the player and the segmenter together. rviz2 is not
+a dependency of the package, so it starts only with ``use_rviz:=true``.
 """
 
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch import LaunchContext, LaunchDescription
+from launch.action import Action
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from espnet_ros.ros.launching import end_launch_on_failure, existing_path, LaunchArgumentError
+
+
+def demo_setup(context: LaunchContext) -> list[Action]:
+    """Check the player's arguments, then return segment.launch.py and the player."""
+    source = existing_path('source', context)
+    rate_text = LaunchConfiguration('rate').perform(context)
+    try:
+        rate = float(rate_text)
+    except ValueError:
+        raise LaunchArgumentError(f'launch argument rate:={rate_text!r} is not a number') from None
+    if not rate > 0:
+        raise LaunchArgumentError(f'launch argument rate:={rate_text!r} must be above 0')
+    player = Node(package='espnet_ros', executable='image_player', name='image_player',
+                  namespace=LaunchConfiguration('namespace').perform(context), output='screen',
+                  parameters=[{'source': source, 'rate': rate}])
+    segment = IncludeLaunchDescription(PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare('espnet_ros'), 'launch', 'segment.launch.py'])))
+    # segment.launch.py checks its own arguments when visited, before the player starts.
+    return [segment, *end_launch_on_failure(player), player]
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Return the player, the segmenter and rviz2."""
-    share = FindPackageShare('espnet_ros')
-    player = Node(
-        package='espnet_ros', executable='image_player', name='image_player',
-        output='screen',
-        parameters=[{'source': LaunchConfiguration('source'),
-                     'rate': ParameterValue(LaunchConfiguration('rate'), value_type=float)}])
-    segment = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([share, 'launch',
-                                                            'segment.launch.py'])),
-        launch_arguments={'model': LaunchConfiguration('model'),
-                          'use_rviz': LaunchConfiguration('use_rviz')}.items())
+    """Return the demo's arguments and its checked set-up."""
     return LaunchDescription([
         DeclareLaunchArgument('source', description='folder of images or a video file'),
         DeclareLaunchArgument('rate', default_value='10.0', description='camera rate (Hz)'),
-        DeclareLaunchArgument('model', default_value='',
-                              description='registry name (default: the parameter file)'),
-        DeclareLaunchArgument('use_rviz', default_value='true', description='start rviz2'),
-        player, segment])
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the player, the segmenter and rviz2'),
+        OpaqueFunction(function=demo_setup),
+    ])

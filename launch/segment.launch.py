@@ -18,76 +18,63 @@ Launch the segmenter on a camera topic, optionally with rviz2.
 
     ros2 launch espnet_ros segment.launch.py image:=/front/image_raw model:=espnet_p2q8_camvid
 
-Parameters come from ``params_file`` (default: the package's config/segment.yaml); a launch
-argument given on the command line overrides its parameter. Values are converted with
-int()/float(), never evaluated as Python.
+Parameters come from ``params_file`` (default: the package's config/segment.yaml); every node
+parameter is also a launch argument, which overrides its parameter when given. ``camera_info``
+defaults to the CameraInfo beside the image topic (image_transport's convention). Every
+argument is checked before anything starts; a segmenter that exits with an error ends the
+launch with a non-zero status.
 """
 
 from launch import LaunchContext, LaunchDescription
+from launch.action import Action
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-# Launch argument -> (parameter type, description); the argument has the parameter's name.
-PARAMETER_ARGUMENTS = {
-    'model': (str, 'registry name of the network (espnet-ros models)'),
-    'input_width': (int, 'network input width in pixels; 0 = training width'),
-    'input_height': (int, 'network input height in pixels; 0 = training height'),
-    'max_rate': (float, 'most frames per second to process; 0 = no limit'),
-    'device': (str, 'auto, cpu, cuda or cuda:N'),
-    'precision': (str, 'auto, fp32, fp16, bf16 or mixed'),
-}
+from espnet_ros.ros.launching import (camera_info_topic, end_launch_on_failure, existing_file,
+                                      parameter_arguments, parameter_overrides, rviz_requested)
 
 
-def given_overrides(context: LaunchContext) -> dict:
-    """Return the parameters whose launch arguments were given, converted to their types."""
-    overrides = {}
-    for name, (value_type, _) in PARAMETER_ARGUMENTS.items():
-        text = LaunchConfiguration(name).perform(context)
-        if text != '':
-            try:
-                overrides[name] = value_type(text)
-            except ValueError:
-                raise ValueError(f'launch argument {name}:={text!r} is not a '
-                                 f'{value_type.__name__}') from None
-    return overrides
-
-
-def segmenter_node(context: LaunchContext) -> list:
-    """Return the segmenter with the parameter file, the overrides and the remappings."""
+def launch_setup(context: LaunchContext) -> list[Action]:
+    """Check every argument, then return the segmenter and (optionally) rviz2."""
+    overrides = parameter_overrides(context)
+    params_file = existing_file('params_file', context)
+    use_rviz = rviz_requested(context)
+    namespace = LaunchConfiguration('namespace').perform(context)
     image = LaunchConfiguration('image').perform(context)
-    return [Node(
-        package='espnet_ros', executable='segmenter', name='segmenter',
-        namespace=LaunchConfiguration('namespace'), output='screen',
-        parameters=[LaunchConfiguration('params_file'), given_overrides(context)],
+    camera_info = LaunchConfiguration('camera_info').perform(context) or camera_info_topic(image)
+    segmenter = Node(
+        package='espnet_ros', executable='segmenter', name='segmenter', namespace=namespace,
+        output='screen', parameters=[params_file, overrides],
         remappings=[('image', image), ('image/compressed', image + '/compressed'),
-                    ('camera_info', LaunchConfiguration('camera_info'))])]
+                    ('camera_info', camera_info)])
+    actions = [*end_launch_on_failure(segmenter), segmenter]
+    if use_rviz:
+        # The display topics in segment.rviz are relative: the namespace places them.
+        share = FindPackageShare('espnet_ros').perform(context)
+        actions.append(Node(package='rviz2', executable='rviz2', name='rviz2',
+                            namespace=namespace, output='screen',
+                            arguments=['-d', f'{share}/config/segment.rviz']))
+    return actions
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Return the launch arguments, the segmenter and (optionally) rviz2."""
-    share = FindPackageShare('espnet_ros')
-    arguments = [DeclareLaunchArgument(name, default_value='',
-                                       description=f'{description} (default: params_file)')
-                 for name, (_, description) in PARAMETER_ARGUMENTS.items()]
-    arguments += [
+    """Return the launch arguments and the checked set-up of the segmenter and rviz2."""
+    arguments = parameter_arguments() + [
         DeclareLaunchArgument('image', default_value='image',
                               description='camera image topic to segment'),
-        DeclareLaunchArgument('camera_info', default_value='camera_info',
-                              description='CameraInfo topic of that camera'),
+        DeclareLaunchArgument('camera_info', default_value='',
+                              description='CameraInfo topic of that camera; empty: the '
+                              'camera_info beside the image topic'),
         DeclareLaunchArgument('namespace', default_value='',
-                              description='namespace of the node and its outputs'),
+                              description='namespace of the node, its outputs and rviz2'),
         DeclareLaunchArgument('params_file',
-                              default_value=PathJoinSubstitution([share, 'config',
-                                                                  'segment.yaml']),
+                              default_value=PathJoinSubstitution([
+                                  FindPackageShare('espnet_ros'), 'config', 'segment.yaml']),
                               description='YAML file of segmenter parameters'),
         DeclareLaunchArgument('use_rviz', default_value='false',
-                              description='start rviz2 showing the overlay and colours'),
+                              description='start rviz2 (not a dependency: install it first) '
+                              'showing the overlay and the colours'),
     ]
-    rviz = Node(
-        package='rviz2', executable='rviz2', name='rviz2', output='screen',
-        arguments=['-d', PathJoinSubstitution([share, 'config', 'segment.rviz'])],
-        condition=IfCondition(LaunchConfiguration('use_rviz')))
-    return LaunchDescription(arguments + [OpaqueFunction(function=segmenter_node), rviz])
+    return LaunchDescription(arguments + [OpaqueFunction(function=launch_setup)])

@@ -23,6 +23,8 @@
 #
 # With a system ROS 2 sourced (ROS_DISTRO set and rclpy importable by python3) the venv sees
 # the system site-packages and the ROS wheels of requirements-ros.txt are not installed.
+# Without one, the ROS 2 packages PyPI lacks (launch, launch_ros, launch_testing, ros2launch,
+# vision_msgs, ...: requirements-ros-wheels.txt) come from ../shared/wheels when it is there.
 
 set -euo pipefail
 
@@ -31,6 +33,8 @@ VENV="${ROOT}/.venv"
 PY="${VENV}/bin/python"
 REQ="${ROOT}/scripts/requirements.txt"
 REQ_ROS="${ROOT}/scripts/requirements-ros.txt"
+REQ_WHEELS="${ROOT}/scripts/requirements-ros-wheels.txt"
+WHEELS="$(dirname "${ROOT}")/shared/wheels"
 LOCK="${ROOT}/scripts/constraints.txt"
 STAMP="${VENV}/.espnet_ros_setup.sha256"
 
@@ -66,11 +70,19 @@ if [ -n "${ROS_DISTRO:-}" ] && python3 -c 'import rclpy' >/dev/null 2>&1; then
   system_ros=1
 fi
 
+shared_wheels=0
+if [ "${system_ros}" = 0 ] && [ -d "${WHEELS}" ]; then
+  shared_wheels=1
+fi
+
 stamp="$(
   {
-    echo "system_ros=${system_ros}"
+    echo "system_ros=${system_ros} shared_wheels=${shared_wheels}"
     python3 --version
-    cat "${REQ}" "${REQ_ROS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
+    cat "${REQ}" "${REQ_ROS}" "${REQ_WHEELS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
+    if [ "${shared_wheels}" = 1 ] && [ -f "${WHEELS}/SHA256SUMS" ]; then
+      cat "${WHEELS}/SHA256SUMS"
+    fi
   } | sha256sum | cut -d' ' -f1
 )"
 
@@ -108,6 +120,15 @@ if [ "${system_ros}" = 1 ]; then
 else
   say "installing scripts/requirements.txt and requirements-ros.txt (a fresh .venv takes minutes)"
   "${pip_install[@]}" -r "${REQ}" -r "${REQ_ROS}" -c "${LOCK}" 2> >(quiet_index_warnings)
+  if [ "${shared_wheels}" = 1 ]; then
+    # Their declared dependencies name ROS packages as PyPI does not (ament_index_python is
+    # ros-jazzy-ament-index-python there): --no-deps, with the plain ones in
+    # requirements-ros.txt. --no-index keeps PyPI's unrelated 'launch' project out.
+    say "installing the ROS 2 packages PyPI lacks from ${WHEELS}"
+    "${pip_install[@]}" --no-deps --no-index --find-links "${WHEELS}" -r "${REQ_WHEELS}"
+  else
+    say "no ${WHEELS}: launch, launch_ros, vision_msgs, ... not installed; their tests skip"
+  fi
 fi
 
 say "installing espnet_ros (editable)"

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 import socket
 import subprocess
+import sys
 from typing import Callable, Iterator
 
 import cv2
@@ -37,6 +38,8 @@ from espnet_ros.zoo.registry import load
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / 'shared'
 CITYSCAPES_IMAGE = 'data/cityscapes/frankfurt_000000_000576_leftImg8bit.png'
+PACKAGE = 'espnet_ros'
+COLCON_TIMEOUT_S = 600
 
 # Domains 1..101 keep every participant port below the Linux ephemeral range (32768+).
 _DOMAIN_COUNT = 101
@@ -158,3 +161,24 @@ def probe(request: pytest.FixtureRequest) -> Iterator:
     node = Probe(request.module.__name__.rsplit('.', 1)[-1] + '_probe')
     yield node
     node.close()
+
+
+@pytest.fixture(scope='session')
+def colcon_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the package with colcon, as in a ROS 2 workspace; return its install prefix."""
+    work = tmp_path_factory.mktemp('colcon')
+    env = dict(os.environ)
+    # colcon must pick the package up from this tree alone, not from a sourced workspace.
+    for name in ('AMENT_PREFIX_PATH', 'CMAKE_PREFIX_PATH', 'COLCON_PREFIX_PATH'):
+        env.pop(name, None)
+    command = [
+        sys.executable, '-m', 'colcon', '--log-base', str(work / 'log'),
+        'build', '--base-paths', str(REPO_ROOT),
+        '--build-base', str(work / 'build'), '--install-base', str(work / 'install'),
+        '--event-handlers', 'console_direct-',
+    ]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
+                            timeout=COLCON_TIMEOUT_S)
+    assert result.returncode == 0, f'colcon build failed:\n{result.stdout}\n{result.stderr}'
+    assert f'Finished <<< {PACKAGE}' in result.stdout, result.stdout
+    return work / 'install' / PACKAGE

@@ -15,8 +15,9 @@
 """
 The package builds with colcon as in a ROS 2 workspace and installs what launch needs.
 
-The build runs colcon from this Python environment (colcon-core, colcon-ros,
-colcon-python-setup-py) into a temporary directory; no sourced ROS is needed.
+The build (conftest.py's colcon_install, shared with test_launch_files.py, which runs
+``ros2 launch`` from this install) runs colcon from this Python environment (colcon-core,
+colcon-ros, colcon-python-setup-py) into a temporary directory; no sourced ROS is needed.
 """
 
 import os
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
 
+from launch_helpers import require_launch, ros2_executable, sourced
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,24 +35,9 @@ EXECUTABLES = ('segmenter', 'image_player', 'espnet-ros')
 
 
 @pytest.fixture(scope='module')
-def install_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Build the package with colcon and return its install prefix."""
-    work = tmp_path_factory.mktemp('colcon')
-    env = dict(os.environ)
-    # colcon must pick the package up from this tree alone, not from a sourced workspace.
-    for name in ('AMENT_PREFIX_PATH', 'CMAKE_PREFIX_PATH', 'COLCON_PREFIX_PATH'):
-        env.pop(name, None)
-    command = [
-        sys.executable, '-m', 'colcon', '--log-base', str(work / 'log'),
-        'build', '--base-paths', str(REPO_ROOT),
-        '--build-base', str(work / 'build'), '--install-base', str(work / 'install'),
-        '--event-handlers', 'console_direct-',
-    ]
-    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, f'colcon build failed:\n{result.stdout}\n{result.stderr}'
-    assert f'Finished <<< {PACKAGE}' in result.stdout, result.stdout
-    return work / 'install' / PACKAGE
+def install_dir(colcon_install: Path) -> Path:
+    """Return the install prefix of the session's colcon build (conftest.py)."""
+    return colcon_install
 
 
 def test_package_manifest_installed(install_dir: Path) -> None:
@@ -90,3 +77,20 @@ def test_python_package_installed(install_dir: Path) -> None:
     """The Python package is installed into the site-packages of the install prefix."""
     site = install_dir / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}'
     assert (site / 'site-packages' / PACKAGE / '__init__.py').is_file()
+
+
+def test_sourced_install_is_what_ros2_finds(install_dir: Path) -> None:
+    """After sourcing the install, ros2 finds the package there and Python imports its copy."""
+    require_launch()
+    env = {name: value for name, value in os.environ.items()
+           if name not in ('AMENT_PREFIX_PATH', 'PYTHONPATH')}
+    script = ('import espnet_ros, subprocess, sys; print(espnet_ros.__file__); '
+              'sys.stdout.flush(); subprocess.run([sys.argv[1], "pkg", "prefix", "espnet_ros"])')
+    result = subprocess.run(sourced(install_dir, [sys.executable, '-c', script,
+                                                  ros2_executable()]),
+                            env=env, capture_output=True, text=True, timeout=120,
+                            cwd=install_dir.parents[1])  # the workspace, not this checkout
+    assert result.returncode == 0, result.stdout + result.stderr
+    module, prefix = result.stdout.split()
+    assert Path(module).is_relative_to(install_dir), module
+    assert Path(prefix) == install_dir

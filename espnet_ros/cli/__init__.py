@@ -16,25 +16,32 @@
 """The ``espnet-ros`` command: offline tools around the registry and the engine."""
 
 import argparse
+import os
+from pathlib import Path
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli import bag, bench, evaluate, export, registry_tools, segment, video
+from espnet_ros.cli import bag, bench, evaluate, export, registry_tools, segment, train, video
 from espnet_ros.cli.common import INTERRUPTED_STATUS
 from espnet_ros.runtime.engine import EngineConfigError
-from espnet_ros.zoo.checkpoints import CheckpointError
-from espnet_ros.zoo.registry import UnknownModelError
+from espnet_ros.training.loop import TrainingError
+from espnet_ros.training.model_folder import WriteError
+from espnet_ros.zoo.checkpoints import CheckpointError, MODELS_ENV
+from espnet_ros.zoo.registry import ManifestError, UnknownModelError
 
-SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, bag, video)
+SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export, train, bag, video)
 # Errors a user can fix from the message alone: no traceback for these.
 USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-               ValueError)
+               ValueError, TrainingError, WriteError, ManifestError)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog='espnet-ros', description='ESPNet-family semantic segmentation tools.')
+    parser.add_argument('--registry', type=Path, action='append', default=[], metavar='DIR',
+                        help=f'model folder searched before ${MODELS_ENV} (repeatable): its '
+                             'manifest.json adds your trained models by name')
     subparsers = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for module in SUBCOMMANDS:
         module.register(subparsers)
@@ -44,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one subcommand; user errors print one line and exit with status 2."""
     args = build_parser().parse_args(argv)
+    if args.registry:
+        # Through the environment, so that the benchmark's worker processes see them too.
+        os.environ[MODELS_ENV] = os.pathsep.join(
+            [str(folder) for folder in args.registry]
+            + [part for part in os.environ.get(MODELS_ENV, '').split(os.pathsep) if part])
     try:
         return args.run(args) or 0
     except USER_ERRORS as error:

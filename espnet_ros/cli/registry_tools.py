@@ -22,14 +22,17 @@ from typing import Optional
 
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
-from espnet_ros.zoo.registry import get_spec, registry, sample_images
+from espnet_ros.zoo.registry import get_spec, official, registry, sample_images, USER
 
 SAMPLES_DIR = 'samples'
 
 
 def register(subparsers: SubParsers) -> None:
     """Add the ``models`` and ``fetch`` subcommands."""
-    models = subparsers.add_parser('models', help='list the registry and checkpoint status')
+    models = subparsers.add_parser(
+        'models', help='list the registry and checkpoint status',
+        description=f'Official models, then the user models of the folders in '
+                    f'${checkpoints.MODELS_ENV} that hold a manifest (source "user").')
     models.add_argument('--weights-dir', type=Path, help='also search this folder first')
     models.set_defaults(run=run_models)
 
@@ -63,12 +66,13 @@ def checkpoint_status(relative: str, sha256: str, weights_dir: Optional[Path]) -
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """Print one line per registered model."""
-    rows = [(spec.name, spec.dataset.name, str(spec.num_classes),
+    """Print one line per registered model, official ones first, then the user's."""
+    rows = [(spec.name, spec.source, spec.dataset.name, str(spec.num_classes),
              '{}x{}'.format(*spec.input_size),
-             checkpoint_status(spec.checkpoint, spec.sha256, args.weights_dir))
+             checkpoint_status(spec.checkpoint, spec.sha256,
+                               spec.folder if spec.folder is not None else args.weights_dir))
             for spec in registry().values()]
-    header = ('model', 'dataset', 'classes', 'input', 'checkpoint')
+    header = ('model', 'source', 'dataset', 'classes', 'input', 'checkpoint')
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header) - 1)]
     for row in [header] + rows:
         print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[-1])
@@ -82,7 +86,11 @@ def default_destination() -> Path:
 
 def run_fetch(args: argparse.Namespace) -> int:
     """Fetch the chosen checkpoints (and samples) and verify them."""
-    specs = [get_spec(name) for name in args.models] if args.models else registry().values()
+    specs = [get_spec(name) for name in args.models] if args.models else official().values()
+    for spec in specs:
+        if spec.source == USER:
+            raise ValueError(f'{spec.name} is a user model of {spec.folder}: there is nothing '
+                             'to fetch, its checkpoint is in that folder')
     destination = args.dest or default_destination()
     items = {(spec.checkpoint, spec.url, spec.sha256) for spec in specs}
     fetched = checkpoints.fetch(sorted(items), destination, source_dir=args.source)

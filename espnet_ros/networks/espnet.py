@@ -23,7 +23,7 @@ pooled, concatenated in). ESPNet puts a light reduce-upsample-merge decoder on E
 """
 
 import re
-from typing import Callable, Literal, Mapping, NamedTuple, Sequence, Union
+from typing import Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn, Tensor
@@ -274,25 +274,32 @@ class ESPNet(nn.Module):
     convolution's output) is what the authors' test-time model uses and the Cityscapes
     checkpoints hold; ``'reinforced'`` (19 channels, after input reinforcement) is what
     their training-time model uses and the CamVid checkpoint holds.
+
+    The decoder is as wide as the class count, as in the paper; ``decoder_channels`` sets
+    another width (the last transposed convolution then maps it to ``num_classes``), for
+    class tables smaller than the ESP module's branch count, which the paper's decoder
+    cannot have.
     """
 
     def __init__(self, *, num_classes: int, p: int = 2, q: int = 3,
-                 decoder_skip: DecoderSkip = 'stem') -> None:
+                 decoder_skip: DecoderSkip = 'stem',
+                 decoder_channels: Optional[int] = None) -> None:
         """Build ESPNet around ESPNet-C(``num_classes``, ``p``, ``q``); see the class doc."""
         super().__init__()
         if decoder_skip not in ('stem', 'reinforced'):
             raise ValueError(f"decoder_skip must be 'stem' or 'reinforced', not {decoder_skip!r}")
-        self.encoder = ESPNetC(num_classes=num_classes, p=p, q=q)
+        width = decoder_channels or num_classes
+        self.encoder = ESPNetC(num_classes=width, p=p, q=q)
         self.skip_stem = decoder_skip == 'stem'
         skip_channels = LEVEL_CHANNELS[0] if self.skip_stem else self.encoder.level1_channels
-        self.level3_bn = nn.BatchNorm2d(num_classes, eps=ESPNET_BN_EPS)
-        self.level3_up = upsampling_conv(num_classes)
-        self.level2_proj = same_conv(self.encoder.level2_channels, num_classes, 1)
-        self.level2_merge_norm = BNPReLU(2 * num_classes)
-        self.level2_merge = ESP(2 * num_classes, num_classes, residual=False)
-        self.level2_up = UpConvBNPReLU(num_classes)
-        self.level1_merge = ConvBNPReLU(num_classes + skip_channels, num_classes, 3)
-        self.classifier = upsampling_conv(num_classes)
+        self.level3_bn = nn.BatchNorm2d(width, eps=ESPNET_BN_EPS)
+        self.level3_up = upsampling_conv(width)
+        self.level2_proj = same_conv(self.encoder.level2_channels, width, 1)
+        self.level2_merge_norm = BNPReLU(2 * width)
+        self.level2_merge = ESP(2 * width, width, residual=False)
+        self.level2_up = UpConvBNPReLU(width)
+        self.level1_merge = ConvBNPReLU(width + skip_channels, width, 3)
+        self.classifier = upsampling_conv(width, num_classes)
 
     def forward(self, image: Tensor) -> Tensor:
         """Return N x C x H x W logits for an N x 3 x H x W image."""

@@ -20,6 +20,8 @@ that :func:`espnet_ros.runtime.runners.fold_batch_norms` can find every convolut
 ones too) that is followed by a batch norm and fold the two together for inference.
 """
 
+from typing import Optional
+
 from torch import nn, Tensor
 
 # ESPNet (2018) trained its batch norms with eps=1e-3; ESPNetv2 kept PyTorch's 1e-5.
@@ -76,9 +78,9 @@ class ConvBNPReLU(ConvBN):
         return self.act(self.bn(self.conv(x)))
 
 
-def upsampling_conv(channels: int) -> nn.ConvTranspose2d:
-    """Bias-free 2x2 stride-2 transposed convolution: N x C x H x W -> N x C x 2H x 2W."""
-    return nn.ConvTranspose2d(channels, channels, 2, stride=2, bias=False)
+def upsampling_conv(channels: int, out_channels: Optional[int] = None) -> nn.ConvTranspose2d:
+    """Bias-free 2x2 stride-2 transposed convolution: N x C x H x W -> N x C' x 2H x 2W."""
+    return nn.ConvTranspose2d(channels, out_channels or channels, 2, stride=2, bias=False)
 
 
 class UpConvBNPReLU(nn.Module):

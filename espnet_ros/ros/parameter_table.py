@@ -23,7 +23,7 @@ The node turns this table into ROS parameter descriptors; the README's parameter
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from espnet_ros.runtime.options import (Backend, DEFAULT_BACKEND, DEFAULT_DEVICE,
+from espnet_ros.runtime.options import (Backend, Choice, DEFAULT_BACKEND, DEFAULT_DEVICE,
                                         DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION, device_error,
                                         OutputResolution, Precision)
 from espnet_ros.zoo.registry import DEFAULT_MODEL, registry
@@ -33,6 +33,15 @@ LIVE = 'live'            # applied to the next frame
 RELOAD = 'reload'        # a new engine is built; the old one serves until it is ready
 RESUBSCRIBE = 'resubscribe'  # the camera subscription is recreated
 STARTUP = 'startup'      # read once at start-up
+
+
+class Reliability(Choice):
+    """QoS reliability of the camera subscription."""
+
+    AUTO = 'auto'                # whatever matches every publisher of the camera topic
+    BEST_EFFORT = 'best_effort'  # sensor data: matches every publisher
+    RELIABLE = 'reliable'        # hears reliable publishers only
+
 
 MAX_NETWORK_SIDE = 4096
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
@@ -107,8 +116,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('input_transport', 'raw', 'raw (sensor_msgs/Image on image) or compressed '
                   '(sensor_msgs/CompressedImage on image/compressed).', RESUBSCRIBE,
                   choices=('raw', 'compressed')),
-    ParameterSpec('reliability', 'best_effort', 'QoS reliability of the camera subscription.',
-                  RESUBSCRIBE, choices=('best_effort', 'reliable')),
+    ParameterSpec('reliability', Reliability.AUTO.value,
+                  'QoS reliability of the camera subscription: auto (reliable where every '
+                  'camera publisher offers reliable, else best effort; looked at again as '
+                  'publishers come), best_effort or reliable.', RESUBSCRIBE,
+                  choices=Reliability.values()),
     ParameterSpec('autostart', True, 'Configure and activate the lifecycle node at start-up.',
                   STARTUP),
 )

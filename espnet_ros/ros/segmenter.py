@@ -43,7 +43,9 @@ from espnet_ros.ros.messages import diagnostic_status, label_info_message
 from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
-from espnet_ros.ros.qos import camera_qos, describe_qos, incompatible_qos_callbacks, LATCHED_QOS
+from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
+                                incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
+                                resolve_reliability)
 from espnet_ros.runtime.process import tune_for_streaming
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
@@ -53,6 +55,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
 # Wait sets rebuilt after an entity was destroyed under them, before the error is believed.
 MAX_WAIT_SET_RACES = 100
+# How often reliability auto looks again at the camera's publishers.
+QOS_RECHECK_PERIOD_S = 1.0
 
 
 class SegmenterNode(LifecycleNode):
@@ -65,11 +69,14 @@ class SegmenterNode(LifecycleNode):
         self.worker: Optional[FrameWorker] = None
         self.sink: Optional[PublisherSink] = None
         self.subscriptions_active: list[Any] = []
+        # The reliability the camera subscription was made with (auto resolved).
+        self.camera_reliability: Optional[str] = None
         self.classes_pub = self.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
         self.label_info_pub = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.create_timer(QOS_RECHECK_PERIOD_S, self._recheck_camera_qos)
         self._reload_lock = threading.Lock()
         # Camera callbacks get their own group so that, under the multi-threaded executor of
         # main(), frames keep coming while a parameter change loads a new model. Reentrant:
@@ -136,12 +143,17 @@ class SegmenterNode(LifecycleNode):
 
     # Camera input ------------------------------------------------------------------------
 
+    def _camera_topic(self) -> tuple[str, Any]:
+        if self.values['input_transport'] == 'compressed':
+            return 'image/compressed', CompressedImage
+        return 'image', Image
+
     def _subscribe(self) -> None:
-        qos = camera_qos(self.values['reliability'])
-        compressed = self.values['input_transport'] == 'compressed'
-        topic, message_type = ('image/compressed', CompressedImage) if compressed else (
-            'image', Image)
-        events = incompatible_qos_callbacks(self, topic, qos)
+        topic, message_type = self._camera_topic()
+        self.camera_reliability = resolve_reliability(self.values['reliability'],
+                                                      offered_qos(self, topic))
+        qos = camera_qos(self.camera_reliability)
+        events = incompatible_qos_callbacks(self, topic, qos, self.values['reliability'])
         self.subscriptions_active = [
             self.create_subscription(message_type, topic, self.worker.offer, qos,
                                      event_callbacks=events, callback_group=self.camera_group),
@@ -150,7 +162,20 @@ class SegmenterNode(LifecycleNode):
         ]
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
-            f'{describe_qos(qos)})')
+            f'{describe_qos(qos)}; reliability {self.values["reliability"]})')
+
+    def _recheck_camera_qos(self) -> None:
+        """With reliability auto, resubscribe when the camera's publishers call for it."""
+        if not self.subscriptions_active:
+            return
+        topic, _ = self._camera_topic()
+        chosen = changed_reliability(self.values['reliability'], self.camera_reliability,
+                                     offered_qos(self, topic))
+        if chosen is not None:
+            self.get_logger().info(f'the publishers of {self.resolve_topic_name(topic)} changed:'
+                                   f' subscribing {chosen} (reliability auto)')
+            self._unsubscribe()
+            self._subscribe()
 
     def _unsubscribe(self) -> None:
         for subscription in self.subscriptions_active:

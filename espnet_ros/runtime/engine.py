@@ -156,12 +156,9 @@ class SegmentationEngine:
                                    dtype=self.dtype, input_size=self.input_size,
                                    mixed=self.precision == Precision.MIXED,
                                    **(runner_options or {}))
-        norm = spec.normalization
-        # (x - mean) / std * post_scale folded into one multiply-add per channel.
-        scale = torch.tensor([norm.post_scale / s for s in norm.std], dtype=torch.float32)
-        shift = -torch.tensor(norm.mean, dtype=torch.float32) * scale
-        self._scale = scale.view(1, 3, 1, 1).to(self.device)
-        self._shift = shift.view(1, 3, 1, 1).to(self.device)
+        scale, shift = spec.normalization.scale_shift()
+        self._scale = torch.from_numpy(scale).view(1, 3, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
 
     @classmethod
     def from_pretrained(cls, name: str, *, weights_dir: Optional[Union[str, Path]] = None,

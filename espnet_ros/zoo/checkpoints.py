@@ -68,10 +68,14 @@ def installed_models_dir() -> Optional[Path]:
     return prefix_share if prefix_share.is_dir() else None
 
 
+def env_folders() -> list[Path]:
+    """Return the model folders named by ``$ESPNET_ROS_MODELS`` (``os.pathsep``-separated)."""
+    return [Path(part) for part in os.environ.get(MODELS_ENV, '').split(os.pathsep) if part]
+
+
 def search_dirs(weights_dir: Optional[Path] = None) -> list[Path]:
     """Return the folders searched for checkpoints, in order of precedence."""
-    candidates = [weights_dir, os.environ.get(MODELS_ENV) or None, installed_models_dir(),
-                  source_models_dir()]
+    candidates = [weights_dir, *env_folders(), installed_models_dir(), source_models_dir()]
     unique: list[Path] = []
     for candidate in candidates:
         if candidate is not None and Path(candidate) not in unique:

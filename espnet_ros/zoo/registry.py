@@ -20,6 +20,10 @@ The manifest (``models/manifest.json``, installed under ``share/espnet_ros/model
 single source of truth: architecture, checkpoint file and sha256, classes and palette, the
 exact input normalisation the authors trained with, and the training resolution.
 :func:`load` turns a name into a verified network in eval mode.
+
+User models (``espnet-ros train``) live in model folders named by ``$ESPNET_ROS_MODELS``;
+a folder that holds a ``manifest.json`` of the same format adds its models to the registry,
+marked ``source='user'``, with checkpoints relative to that folder and verified the same way.
 """
 
 from dataclasses import dataclass, field
@@ -40,6 +44,9 @@ from espnet_ros.zoo import checkpoints
 MANIFEST = 'manifest.json'
 # The model the node, the launch files and every command use when none is named.
 DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
+MANIFEST_FORMAT = 1
+OFFICIAL = 'official'  # ModelSpec.source of the package's own manifest
+USER = 'user'          # ModelSpec.source of a model folder's manifest
 _LOG = logging.getLogger(__name__)
 
 StateFilter = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
@@ -85,6 +92,11 @@ class Normalization:
     post_scale: float
     description: str = ''
 
+    def scale_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return per-channel ``(scale, shift)``: the normalisation as one multiply-add."""
+        scale = np.asarray([self.post_scale / s for s in self.std], dtype=np.float32)
+        return scale, (-np.asarray(self.mean, dtype=np.float32) * scale).astype(np.float32)
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -100,6 +112,10 @@ class ModelSpec:
     normalization: Normalization
     input_size: tuple[int, int]  # (width, height) the model was trained at
     published_miou: Optional[Mapping[str, Any]] = None
+    source: str = OFFICIAL
+    folder: Optional[Path] = None  # a user model's folder; its checkpoint is relative to it
+    base: Optional[str] = None  # the registry model a user model was fine-tuned from
+    val_miou: Optional[Mapping[str, Any]] = None  # what a user model reached, and on what
 
     @property
     def num_classes(self) -> int:
@@ -122,6 +138,10 @@ class ModelSpec:
                                                  **self.architecture)
 
 
+class ManifestError(ValueError):
+    """A user model folder's manifest that cannot be read or does not fit the registry."""
+
+
 class UnknownModelError(KeyError):
     """A model name that is not in the registry."""
 
@@ -139,7 +159,8 @@ def manifest_path() -> Path:
                             'share/espnet_ros/models: the package is not installed correctly')
 
 
-def _parse(manifest: Mapping[str, Any]) -> dict[str, ModelSpec]:
+def _parse(manifest: Mapping[str, Any], *, folder: Optional[Path] = None
+           ) -> dict[str, ModelSpec]:
     datasets = {
         name: Dataset(name, tuple(entry['classes']),
                       np.asarray(entry['palette'], dtype=np.uint8), entry['void_class'])
@@ -152,10 +173,12 @@ def _parse(manifest: Mapping[str, Any]) -> dict[str, ModelSpec]:
     for entry in manifest['models']:
         specs[entry['name']] = ModelSpec(
             name=entry['name'], family=entry['family'], architecture=entry['architecture'],
-            checkpoint=entry['checkpoint'], sha256=entry['sha256'], url=entry['url'],
+            checkpoint=entry['checkpoint'], sha256=entry['sha256'], url=entry.get('url', ''),
             dataset=datasets[entry['dataset']],
             normalization=normalizations[entry['normalization']],
-            input_size=tuple(entry['input_size']), published_miou=entry.get('published_miou'))
+            input_size=tuple(entry['input_size']), published_miou=entry.get('published_miou'),
+            source=OFFICIAL if folder is None else USER, folder=folder,
+            base=entry.get('base'), val_miou=entry.get('val_miou'))
     return specs
 
 
@@ -165,9 +188,57 @@ def _manifest() -> Mapping[str, Any]:
 
 
 @functools.lru_cache(maxsize=1)
-def registry() -> dict[str, ModelSpec]:
-    """Return every registered model by name, in manifest order."""
+def official() -> dict[str, ModelSpec]:
+    """Return the package's own models by name, in manifest order."""
     return _parse(_manifest())
+
+
+def user_manifest(folder: Path) -> dict[str, ModelSpec]:
+    """Return the models of a model folder's ``manifest.json``, or raise naming the file."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        if manifest.get('format') != MANIFEST_FORMAT:
+            raise ValueError(f'format is {manifest.get("format")!r}, expected {MANIFEST_FORMAT}')
+        specs = _parse(manifest, folder=folder)
+        for spec in specs.values():
+            if spec.family not in FAMILIES:
+                raise ValueError(f'model {spec.name}: unknown family {spec.family!r}')
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        detail = f'missing key {error}' if isinstance(error, KeyError) else str(error)
+        raise ManifestError(f'{path} is not a valid espnet_ros model manifest: '
+                            f'{detail}') from None
+    return specs
+
+
+@functools.lru_cache(maxsize=8)
+def _merged(folders: tuple[tuple[Path, int], ...]) -> dict[str, ModelSpec]:
+    merged = dict(official())
+    for folder, _ in folders:
+        for name, spec in user_manifest(folder).items():
+            if name in merged:
+                raise ManifestError(
+                    f'{folder / MANIFEST}: model {name!r} is already registered by '
+                    f'{merged[name].folder / MANIFEST if merged[name].folder else "the package"}'
+                    '; give the user model another name')
+            merged[name] = spec
+    return merged
+
+
+def user_model_folders() -> list[Path]:
+    """Return the folders of ``$ESPNET_ROS_MODELS`` that hold a user model manifest."""
+    package = {folder.resolve() for folder in (checkpoints.source_models_dir(),
+                                               checkpoints.installed_models_dir()) if folder}
+    # The package's own models/ folder may be on the variable too (fetch writes there).
+    return [folder for folder in checkpoints.env_folders()
+            if (folder / MANIFEST).is_file() and folder.resolve() not in package]
+
+
+def registry() -> dict[str, ModelSpec]:
+    """Return every model by name: the official ones, then those of the user's folders."""
+    # Keyed by each manifest's modification time: a model trained since is seen.
+    return _merged(tuple((folder, (folder / MANIFEST).stat().st_mtime_ns)
+                         for folder in user_model_folders()))
 
 
 def sample_images() -> list[Mapping[str, str]]:
@@ -198,6 +269,9 @@ def class_table(spec: ModelSpec) -> dict[str, Any]:
 
 def how_to_fetch(spec: ModelSpec) -> str:
     """Return the advice printed when a checkpoint is missing or wrong."""
+    if spec.folder is not None:
+        return (f'{spec.name} is a user model of {spec.folder / MANIFEST}: its checkpoint is '
+                'written by `espnet-ros train`; train it again or copy the whole model folder.')
     return (f'Fetch it with `espnet-ros fetch --model {spec.name}` (downloads {spec.url}), '
             'or `espnet-ros fetch --from DIR` from a local copy of the official files, or put '
             f'it at <dir>/{spec.checkpoint} under ${checkpoints.MODELS_ENV}.')
@@ -205,6 +279,10 @@ def how_to_fetch(spec: ModelSpec) -> str:
 
 def resolve_checkpoint(spec: ModelSpec, *, weights_dir: Optional[Path] = None) -> Path:
     """Return the verified checkpoint of ``spec`` found over the search folders."""
+    if spec.folder is not None:
+        found = spec.folder / spec.checkpoint
+        checkpoints.verify(found, spec.sha256, how_to_fetch=how_to_fetch(spec))
+        return found
     found = checkpoints.find_checkpoint(spec.checkpoint, weights_dir)
     if found is None:
         searched = ', '.join(str(d) for d in checkpoints.search_dirs(weights_dir))
