@@ -21,11 +21,9 @@ from pathlib import Path
 import sys
 from typing import Optional, Sequence
 
-from espnet_ros.cli.commands import COMMANDS
+from espnet_ros.cli.commands import COMMANDS, INTERRUPTED_STATUS
 
-MODELS_ENV = 'ESPNET_ROS_MODELS'  # as espnet_ros.zoo.checkpoints names it (checked by a test)
-# The shell's status for a command ended by Ctrl-C (128 + SIGINT).
-INTERRUPTED_STATUS = 130
+MODELS_ENV = 'ESPNET_ROS_MODELS'  # as espnet_ros.zoo.checkpoints names it; torch-free here
 
 
 def global_options() -> argparse.ArgumentParser:

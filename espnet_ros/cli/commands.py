@@ -33,7 +33,11 @@ COMMANDS = {
     'train': ('train', 'fine-tune an official model on your own labelled frames'),
     'bench-cloud': ('cloud_bench', 'labelled point cloud build against '
                                    'sensor_msgs_py.create_cloud'),
+    'bag': ('bag', 'segment a rosbag2 bag (sqlite3 or MCAP) into a new bag'),
+    'video': ('video', 'segment a video file into an overlay video'),
 }
+# The shell's exit status for a command ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_STATUS = 130
 
 
 def help_of(name: str) -> str:

@@ -17,21 +17,26 @@
 
 import argparse
 from pathlib import Path
-from typing import Optional
+import signal
+import sys
+import threading
+from typing import Callable, Optional, Protocol
 
 import cv2
 
+from espnet_ros.cli.commands import INTERRUPTED_STATUS
 from espnet_ros.imaging.files import list_images, read_bgr
+from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.offline.stream import Summary
 from espnet_ros.runtime import options
 from espnet_ros.runtime.engine import SegmentationEngine
-from espnet_ros.runtime.options import (Backend, DEFAULT_DEVICE, DEFAULT_PRECISION,
-                                        DEFAULT_THREADS, MAX_THREADS, Precision)
+from espnet_ros.runtime.options import (Backend, DEFAULT_DEVICE, DEFAULT_OUTPUT_RESOLUTION,
+                                        DEFAULT_PRECISION, DEFAULT_THREADS, MAX_THREADS,
+                                        OutputResolution, Precision)
 from espnet_ros.runtime.process import use_threads
-from espnet_ros.zoo.registry import DEFAULT_MODEL
+from espnet_ros.zoo import DEFAULT_MODEL
 
 CALIBRATION_FRAMES = 32
-
-
 # Where commands write what they make unless told otherwise; git-ignored in the source tree.
 OUTPUT_DIR = Path('out')
 SIZE_HELP = ('network input WxH, multiples of the network stride; a 0 side (640x0) follows the '
@@ -100,3 +105,80 @@ def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
         args.model, weights_dir=args.weights_dir, checkpoint=args.checkpoint,
         input_size=args.size, device=args.device, precision=args.precision,
         backend=args.backend, calibration=calibration_frames(args.calibration))
+
+
+def positive_int(text: str) -> int:
+    """Parse an integer of at least 1, as an argparse type."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
+def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --batch, --alpha, --output-resolution and --force for the offline commands."""
+    defaults = OutputRequest()
+    parser.add_argument('--batch', type=positive_int, default=1,
+                        help='frames per network call (default 1; more can pay on a GPU)')
+    parser.add_argument('--alpha', type=float, default=defaults.alpha,
+                        help=f'overlay opacity of the colours (default {defaults.alpha})')
+    parser.add_argument('--output-resolution', default=DEFAULT_OUTPUT_RESOLUTION.value,
+                        choices=OutputResolution.values(),
+                        help=f'outputs at the camera or the network resolution (default '
+                             f'{DEFAULT_OUTPUT_RESOLUTION})')
+    parser.add_argument('--force', action='store_true', help='replace an existing output')
+
+
+def output_request(args: argparse.Namespace) -> OutputRequest:
+    """Return the rendering options of the offline arguments (outputs are chosen later)."""
+    return OutputRequest(output_resolution=args.output_resolution, alpha=args.alpha)
+
+
+class OfflineJob(Protocol):
+    """A checked offline job (a bag or a video) that runs on an engine and can be dropped."""
+
+    def run(self, engine: SegmentationEngine, should_stop: Callable[[], bool]) -> Summary:
+        """Segment everything; stop early once ``should_stop()``."""
+
+    def close(self) -> None:
+        """Release the input without running."""
+
+
+def run_offline(job: OfflineJob, args: argparse.Namespace, announcement: str) -> int:
+    """
+    Load the engine, run a checked offline job and print its summary.
+
+    Ctrl-C asks the job to stop after the batch in hand and close its output properly.
+    Returns 0, or 130 when it was interrupted.
+    """
+    try:
+        engine = engine_from_args(args)
+    except BaseException:
+        job.close()
+        raise
+    print(announcement)
+    interrupted = threading.Event()
+
+    def on_sigint(signum: int, frame: object) -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, outputs still close
+        interrupted.set()
+        print('\ninterrupted: finishing the frames in hand and closing the output '
+              '(Ctrl-C again to stop at once)', file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        summary = job.run(engine, interrupted.is_set)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    for line in summary.lines():
+        print(line)
+    if interrupted.is_set():
+        print(f'interrupted after {summary.frames} frames; {args.out} holds them and is '
+              'complete')
+        return INTERRUPTED_STATUS
+    print(f'wrote {args.out}')
+    return 0

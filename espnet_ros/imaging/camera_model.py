@@ -22,7 +22,7 @@ P by sx and the second by sy, as image_proc's resize node does, so that our resc
 CameraInfo agrees with the rest of a ROS image pipeline.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -39,3 +39,17 @@ def scale_intrinsics(k: Sequence[float], p: Sequence[float], *, from_size: tuple
         matrix[0] *= sx
         matrix[1] *= sy
     return k_matrix.reshape(-1).tolist(), p_matrix.reshape(-1).tolist()
+
+
+def intrinsics_for_labels(info: Any, camera_size: tuple[int, int],
+                          label_size: tuple[int, int]) -> tuple[Sequence[float], Sequence[float]]:
+    """
+    Return (K, P) of a CameraInfo-like ``info`` for the labels' (width, height) grid.
+
+    ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
+    its size at 0. Unchanged when the labels are at the camera's resolution.
+    """
+    from_size = (info.width or camera_size[1], info.height or camera_size[0])
+    if from_size == label_size:
+        return info.k, info.p
+    return scale_intrinsics(info.k, info.p, from_size=from_size, to_size=label_size)

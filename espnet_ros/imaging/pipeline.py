@@ -21,7 +21,7 @@ measured is what is published. Outputs that are not requested are not rendered.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -55,17 +55,37 @@ class FrameOutputs:
 def run_frame(engine: SegmentationEngine, image: DecodedImage,
               request: OutputRequest) -> FrameOutputs:
     """Segment ``image`` and render the requested outputs at the requested resolution."""
-    result = engine.segment(image.pixels, order=image.order,
-                            output_resolution=request.output_resolution,
-                            with_confidence=request.confidence)
+    return run_batch(engine, [image], request)[0]
+
+
+def run_batch(engine: SegmentationEngine, images: Sequence[DecodedImage],
+              request: OutputRequest) -> list[FrameOutputs]:
+    """
+    Segment ``images`` in one network call and render each frame's requested outputs.
+
+    Offline runs batch frames for throughput; the node passes one. Frames in another channel
+    order than the first are swapped into it, so one batch may mix rgb8 and bgr8 cameras.
+    """
+    order = images[0].order
+    pixels = [image.pixels if image.order == order
+              else np.ascontiguousarray(image.to_order(order)) for image in images]
+    results = engine.segment_batch(pixels, order=order,
+                                   output_resolution=request.output_resolution,
+                                   with_confidence=request.confidence)
+    return [_render(engine, image, result.labels, result.confidence, request)
+            for image, result in zip(images, results)]
+
+
+def _render(engine: SegmentationEngine, image: DecodedImage, labels: np.ndarray,
+            confidence: Optional[np.ndarray], request: OutputRequest) -> FrameOutputs:
+    """Colour and blend one frame's labels as ``request`` asks."""
     color = blended = None
     if request.color or request.overlay:
-        color = colorize(result.labels, engine.spec.dataset.palette)
+        color = colorize(labels, engine.spec.dataset.palette)
     if request.overlay:
-        height, width = result.labels.shape
+        height, width = labels.shape
         camera = image.pixels
         if camera.shape[:2] != (height, width):
             camera = cv2.resize(camera, (width, height), interpolation=cv2.INTER_AREA)
         blended = overlay(camera, color, request.alpha, image_order=image.order)
-    return FrameOutputs(result.labels, color if request.color else None, blended,
-                        result.confidence)
+    return FrameOutputs(labels, color if request.color else None, blended, confidence)

@@ -26,10 +26,10 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from espnet_ros.imaging.camera_model import scale_intrinsics
+from espnet_ros.imaging.camera_model import intrinsics_for_labels
 from espnet_ros.imaging.cloud import OrganizedCloud
-from espnet_ros.imaging.codec import (encode_confidence, encode_mono8, encode_rgb8,
-                                      EncodedImage)
+from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.imaging.outputs import encode_outputs
 
 if TYPE_CHECKING:  # these import PyTorch, which the image player does not need
     from espnet_ros.imaging.pipeline import FrameOutputs
@@ -49,13 +49,9 @@ def output_images(header: Header, outputs: 'FrameOutputs', *, labels: bool = Tru
                   confidence_encoding: str = '32FC1') -> dict[str, Image]:
     """Return the frame's outputs as Image messages by output name (labels when asked)."""
     height, width = outputs.labels.shape
-    encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
-               'color': outputs.color is not None and encode_rgb8(outputs.color),
-               'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
-               'confidence': outputs.confidence is not None and encode_confidence(
-                   outputs.confidence, confidence_encoding)}
     return {output: image_message(header, packed, height, width)
-            for output, packed in encoded.items() if packed}
+            for output, packed in encode_outputs(
+                outputs, labels=labels, confidence_encoding=confidence_encoding).items()}
 
 
 def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tuple[int, int],
@@ -66,14 +62,10 @@ def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tupl
     ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
     its size at 0; ``label_size`` is the labels' (width, height).
     """
-    info = CameraInfo(header=header, width=label_size[0], height=label_size[1],
+    k, p = intrinsics_for_labels(source, camera_size, label_size)
+    return CameraInfo(header=header, width=label_size[0], height=label_size[1],
                       distortion_model=source.distortion_model, d=source.d, r=source.r,
-                      k=source.k, p=source.p)
-    from_size = (source.width or camera_size[1], source.height or camera_size[0])
-    if from_size != label_size:
-        info.k, info.p = scale_intrinsics(source.k, source.p, from_size=from_size,
-                                          to_size=label_size)
-    return info
+                      k=k, p=p)
 
 
 def diagnostic_status(summary: 'Summary', name: str) -> DiagnosticStatus:

@@ -27,15 +27,13 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from espnet_ros.imaging.outputs import OUTPUT_TOPICS
 from espnet_ros.imaging.pipeline import FrameOutputs
 from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import camera_info_for_labels, output_images, point_cloud_message
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
 
-OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
-                 'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
-                 'camera_info': 'segmentation/camera_info', 'points': 'segmentation/points'}
 _MESSAGE_TYPES = {'camera_info': CameraInfo, 'points': PointCloud2}
 
 

@@ -38,6 +38,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
 from espnet_ros.compat import finish_rcl_logging
+from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status, label_info_message
@@ -75,7 +76,7 @@ class SegmenterNode(LifecycleNode):
         self.subscriptions_active: list[Any] = []
         # The reliability the camera subscription was made with (auto resolved).
         self.camera_reliability: Optional[str] = None
-        self.classes_pub = self.create_publisher(String, 'segmentation/classes', LATCHED_QOS)
+        self.classes_pub = self.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
         self.label_info_pub = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
@@ -247,7 +248,7 @@ class SegmenterNode(LifecycleNode):
         if label_info is not None:
             if self.label_info_pub is None:
                 self.label_info_pub = self.create_publisher(
-                    type(label_info), 'segmentation/label_info', LATCHED_QOS)
+                    type(label_info), LABEL_INFO_TOPIC, LATCHED_QOS)
             self.label_info_pub.publish(label_info)
 
     def _publish_diagnostics(self) -> None:
