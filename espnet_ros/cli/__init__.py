@@ -26,8 +26,7 @@ from espnet_ros.zoo.registry import UnknownModelError
 
 SUBCOMMANDS = (segment, evaluate, registry_tools, bench, export)
 # Errors a user can fix from the message alone: no traceback for these.
-USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-               ValueError)
+USER_ERRORS = (CheckpointError, UnknownModelError, EngineConfigError, OSError, ValueError)
 
 
 def build_parser() -> argparse.ArgumentParser:
