@@ -35,6 +35,7 @@ RESUBSCRIBE = 'resubscribe'  # the camera subscription is recreated
 STARTUP = 'startup'      # read once at start-up
 
 MAX_NETWORK_SIDE = 4096
+MIN_RATE_HZ = 0.1  # a frame every 10 s; a max_rate below that is a typo, not a stream
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 
@@ -114,7 +115,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
-_EXTRA_CHECKS = {'device': device_error, 'model': _model_error}
+
+
+def _max_rate_error(value: float) -> Optional[str]:
+    """Refuse a rate so low that the next frame would be hours away."""
+    if 0.0 < value < MIN_RATE_HZ:
+        return (f'max_rate must be 0 (as many frames as the network keeps up with) or at '
+                f'least {MIN_RATE_HZ} Hz; got {value}')
+    return None
+
+
+_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error}
 
 
 def check_parameter(name: str, value: Any) -> Optional[str]:
