@@ -16,8 +16,12 @@
 """
 ESPNet-family semantic segmentation for ROS 2 cameras.
 
-Everything in this package but the ``*_node`` modules imports no ROS, so the networks, the
-engine, image conversion and rendering run and test on their own.
+One folder per concern, dependencies pointing one way (see the README's architecture):
+``networks`` (the ESPNet and ESPNetv2 modules), ``zoo`` (the model registry and checkpoint
+files), ``runtime`` (the engine and what it runs on), ``imaging`` (image codec, rendering,
+the per-frame pipeline, metrics), ``streaming`` (the live worker, its mailbox and
+statistics) form the core and import no ROS; ``ros`` (nodes and messages), ``tools``
+(benchmark, live run, soak) and ``cli`` (the espnet-ros command) build on it.
 """
 
 __version__ = '0.1.0'

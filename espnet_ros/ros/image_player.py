@@ -37,7 +37,8 @@ from std_msgs.msg import Header
 
 from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
-from espnet_ros.ros.messages import camera_qos, image_message
+from espnet_ros.ros.messages import image_message
+from espnet_ros.ros.qos import camera_qos
 
 JPEG_QUALITY = 90
 VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm')

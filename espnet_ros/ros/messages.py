@@ -12,46 +12,24 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
+"""
+Every message the package builds, in one place: images, camera info, class tables, diagnostics.
 
-"""Message construction shared by the nodes: images, QoS profiles, the class table."""
+The rest of the package works on numpy arrays and plain data; these functions turn that into
+ROS messages, each output stamped with its camera frame's header.
+"""
 
 from typing import Optional
 
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
-                       ReliabilityPolicy)
-from sensor_msgs.msg import Image
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.imaging.camera_model import scale_intrinsics
+from espnet_ros.imaging.codec import encode_32fc1, encode_mono8, encode_rgb8, EncodedImage
+from espnet_ros.imaging.pipeline import FrameOutputs
+from espnet_ros.streaming.diagnostics import Summary
 from espnet_ros.zoo.registry import ModelSpec
-
-# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
-# The segmenter's diagnostics key for the median decode-to-publish time of its frames.
-PROCESSING_MEDIAN_KEY = 'processing median (ms)'
-OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                        history=HistoryPolicy.KEEP_LAST)
-# Transient local keeps the last class table for subscribers that start later.
-LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                         history=HistoryPolicy.KEEP_LAST)
-
-
-def camera_qos(reliability: str) -> QoSProfile:
-    """Return the camera subscription QoS: sensor data (best effort, keep last 1) or reliable."""
-    if reliability == 'best_effort':
-        return qos_profile_sensor_data
-    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      history=HistoryPolicy.KEEP_LAST)
-
-
-def describe_qos(qos: QoSProfile) -> str:
-    """Return 'reliability/durability' in words, for warnings."""
-    return f'{qos.reliability.name.lower()}, {qos.durability.name.lower()}'
-
-
-def stamp_ns(header: Header) -> int:
-    """Return a header stamp in nanoseconds."""
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def image_message(header: Header, encoded: EncodedImage, height: int, width: int) -> Image:
@@ -60,6 +38,45 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
                     is_bigendian=False, step=encoded.step)
     message.data = encoded.data
     return message
+
+
+def output_images(header: Header, outputs: FrameOutputs, *,
+                  labels: bool = True) -> dict[str, Image]:
+    """Return the frame's outputs as Image messages by output name (labels when asked)."""
+    height, width = outputs.labels.shape
+    encoded = {'labels': encode_mono8(outputs.labels) if labels else None,
+               'color': outputs.color is not None and encode_rgb8(outputs.color),
+               'overlay': outputs.overlay is not None and encode_rgb8(outputs.overlay),
+               'confidence': outputs.confidence is not None and encode_32fc1(
+                   outputs.confidence)}
+    return {output: image_message(header, packed, height, width)
+            for output, packed in encoded.items() if packed}
+
+
+def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tuple[int, int],
+                           label_size: tuple[int, int]) -> CameraInfo:
+    """
+    Return the camera's CameraInfo for the labels' grid, stamped with ``header``.
+
+    ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
+    its size at 0; ``label_size`` is the labels' (width, height).
+    """
+    info = CameraInfo(header=header, width=label_size[0], height=label_size[1],
+                      distortion_model=source.distortion_model, d=source.d, r=source.r,
+                      k=source.k, p=source.p)
+    from_size = (source.width or camera_size[1], source.height or camera_size[0])
+    if from_size != label_size:
+        info.k, info.p = scale_intrinsics(source.k, source.p, from_size=from_size,
+                                          to_size=label_size)
+    return info
+
+
+def diagnostic_status(summary: Summary, name: str) -> DiagnosticStatus:
+    """Return the node's DiagnosticStatus for a diagnostics summary."""
+    return DiagnosticStatus(name=f'{name}: segmentation', hardware_id=name,
+                            level=bytes([int(summary.level)]), message=summary.message,
+                            values=[KeyValue(key=key, value=value)
+                                    for key, value in summary.values])
 
 
 def label_info_message(spec: ModelSpec, header: Header) -> Optional[object]:

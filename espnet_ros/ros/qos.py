@@ -12,9 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-
 """
-A clear warning when the camera's QoS cannot match the subscription's.
+The package's QoS profiles, said once, and a clear warning when the camera's cannot match.
 
 A best-effort camera and a reliable subscription never connect, and nothing else says so:
 it is the most common reason a segmentation node shows no output.
@@ -23,14 +22,34 @@ it is the most common reason a segmentation node shows no output.
 from typing import Any
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile
-
-from espnet_ros.ros.messages import describe_qos
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
 
 try:  # Iron and newer
     from rclpy.event_handler import SubscriptionEventCallbacks
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
+
+# Reliable outputs match both best-effort and reliable subscribers (rviz2, planners).
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                        history=HistoryPolicy.KEEP_LAST)
+# Transient local keeps the last class table for subscribers that start later.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                         history=HistoryPolicy.KEEP_LAST)
+
+
+def camera_qos(reliability: str) -> QoSProfile:
+    """Return the camera subscription QoS: sensor data (best effort, keep last 1) or reliable."""
+    if reliability == 'best_effort':
+        return qos_profile_sensor_data
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                      history=HistoryPolicy.KEEP_LAST)
+
+
+def describe_qos(qos: QoSProfile) -> str:
+    """Return 'reliability, durability' in words, for warnings."""
+    return f'{qos.reliability.name.lower()}, {qos.durability.name.lower()}'
 
 
 def incompatible_qos_callbacks(node: Node, topic: str,

@@ -25,7 +25,6 @@ import json
 import os
 import sys
 import threading
-import time
 from typing import Any, NoReturn, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -36,24 +35,23 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
-from espnet_ros.ros.frame_worker import diagnostic_status, Frame, FrameWorker, SHUTDOWN_WAIT_S
-from espnet_ros.ros.messages import (camera_qos, describe_qos, label_info_message, LATCHED_QOS,
-                                     OUTPUT_QOS)
+from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.ros.messages import diagnostic_status, label_info_message
+from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import check_parameter, LIVE, PARAMETERS, RELOAD, RESUBSCRIBE
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
-from espnet_ros.ros.qos import incompatible_qos_callbacks
+from espnet_ros.ros.qos import camera_qos, describe_qos, incompatible_qos_callbacks, LATCHED_QOS
 from espnet_ros.runtime.process import tune_for_streaming
-from espnet_ros.streaming.handoff import NewestWins
+from espnet_ros.streaming.diagnostics import summarize
+from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 from espnet_ros.zoo.registry import class_table
 
 DIAGNOSTICS_PERIOD_S = 1.0
+SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
 # Wait sets rebuilt after an entity was destroyed under them, before the error is believed.
 MAX_WAIT_SET_RACES = 100
-OUTPUT_TOPICS = {'labels': 'segmentation/labels', 'color': 'segmentation/color',
-                 'overlay': 'segmentation/overlay', 'confidence': 'segmentation/confidence',
-                 'camera_info': 'segmentation/camera_info'}
 
 
 class SegmenterNode(LifecycleNode):
@@ -63,22 +61,20 @@ class SegmenterNode(LifecycleNode):
         super().__init__('segmenter', **kwargs)
         self.values = declare_all(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.frames: NewestWins[Frame] = NewestWins()
         self.worker: Optional[FrameWorker] = None
-        self.publishers_by_output: dict[str, Any] = {}
+        self.sink: Optional[PublisherSink] = None
         self.subscriptions_active: list[Any] = []
         self.classes_pub = self.create_publisher(String, 'segmentation/classes', LATCHED_QOS)
         self.label_info_pub = None
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._last_stats: Optional[WorkerStats] = None
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._reload_lock = threading.Lock()
         # Camera callbacks get their own group so that, under the multi-threaded executor of
         # main(), frames keep coming while a parameter change loads a new model. Reentrant:
-        # with a mutually exclusive group, the executor spun on the busy group in Python and
-        # starved the inference thread of the GIL (1.9 s a frame instead of 0.3 s under a
-        # 60 Hz camera). The lock keeps the received count and the mailbox in step.
+        # with a mutually exclusive group the executor spun in Python on the busy group and
+        # starved the inference thread of the GIL (docs/performance.md).
         self.camera_group = ReentrantCallbackGroup()
-        self._camera_lock = threading.Lock()
         # Ctrl-C shuts the context down before destroy_node: stop publishing at once.
         self.context.on_shutdown(self._stop_worker)
 
@@ -91,17 +87,16 @@ class SegmenterNode(LifecycleNode):
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        self.worker = FrameWorker(self, engine, self.frames)
-        for output, topic in OUTPUT_TOPICS.items():
-            message_type = CameraInfo if output == 'camera_info' else Image
-            self.publishers_by_output[output] = self.create_publisher(
-                message_type, topic, OUTPUT_QOS)
+        self.sink = PublisherSink(self, closed=lambda: not self.context.ok())
+        self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
+                                  warn=self.get_logger().warning,
+                                  settings=live_settings(self.values))
         self._announce_classes()
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to the camera and start the inference thread."""
-        self.worker.engine_to_device()
+        self.worker.engine.to_device()
         self._subscribe()
         self.worker.start()
         return super().on_activate(state)
@@ -110,14 +105,13 @@ class SegmenterNode(LifecycleNode):
         """Stop taking frames and give the GPU memory back."""
         self._unsubscribe()
         self.worker.stop()
-        self.worker.engine_to_host()
+        self.worker.engine.release()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the model and the output publishers."""
-        for publisher in self.publishers_by_output.values():
-            self.destroy_publisher(publisher)
-        self.publishers_by_output.clear()
+        self.sink.destroy()
+        self.sink = None
         self.worker = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -133,9 +127,11 @@ class SegmenterNode(LifecycleNode):
         super().destroy_node()
 
     def _stop_worker(self) -> None:
-        self.frames.close()
         if self.worker is not None:
             self.worker.stop(SHUTDOWN_WAIT_S)
+
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
     # Camera input ------------------------------------------------------------------------
 
@@ -146,7 +142,7 @@ class SegmenterNode(LifecycleNode):
             'image', Image)
         events = incompatible_qos_callbacks(self, topic, qos)
         self.subscriptions_active = [
-            self.create_subscription(message_type, topic, self._on_image, qos,
+            self.create_subscription(message_type, topic, self.worker.offer, qos,
                                      event_callbacks=events, callback_group=self.camera_group),
             self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
                                      callback_group=self.camera_group),
@@ -160,13 +156,8 @@ class SegmenterNode(LifecycleNode):
             self.destroy_subscription(subscription)
         self.subscriptions_active = []
 
-    def _on_image(self, message: Any) -> None:
-        with self._camera_lock:
-            self.worker.count_received()
-            self.frames.put(Frame(message, time.monotonic_ns()))
-
     def _on_camera_info(self, message: CameraInfo) -> None:
-        self.worker.camera_info = message
+        self.sink.camera_info = message
 
     # Parameters ----------------------------------------------------------------------------
 
@@ -184,7 +175,7 @@ class SegmenterNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
         self.values = proposed
         if self.worker is not None and LIVE in effects:
-            self.worker.apply_live(proposed)
+            self.worker.apply(live_settings(proposed))
         if self.subscriptions_active and RESUBSCRIBE in effects:
             self._unsubscribe()
             self._subscribe()
@@ -193,11 +184,12 @@ class SegmenterNode(LifecycleNode):
     def _reload(self, proposed: dict[str, Any]) -> Optional[str]:
         """Build the engine for ``proposed`` beside the running one; swap only if it works."""
         with self._reload_lock:
+            serving = self.worker.engine
             try:
                 engine = EngineSettings.from_values(proposed).build(self.get_logger())
             except Exception as error:  # noqa: B902 - refused with the reason, old engine kept
-                self.get_logger().error(f'reload refused, keeping {self.worker.engine.spec.name}'
-                                        f' on {self.worker.engine.device}: {error}')
+                self.get_logger().error(f'reload refused, keeping {serving.spec.name} on '
+                                        f'{serving.device}: {error}')
                 return f'cannot load with the new settings ({error}); kept the old ones'
             self.worker.swap_engine(engine)
             self._announce_classes()
@@ -208,7 +200,7 @@ class SegmenterNode(LifecycleNode):
     def _announce_classes(self) -> None:
         spec = self.worker.engine.spec
         self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
-        label_info = label_info_message(spec, self.worker.last_header_or_empty())
+        label_info = label_info_message(spec, self.worker.last_header or Header())
         if label_info is not None:
             if self.label_info_pub is None:
                 self.label_info_pub = self.create_publisher(
@@ -216,10 +208,23 @@ class SegmenterNode(LifecycleNode):
             self.label_info_pub.publish(label_info)
 
     def _publish_diagnostics(self) -> None:
+        stats = self.worker.snapshot() if self.worker is not None else None
+        summary = summarize(self._last_stats, stats)
+        self._last_stats = stats
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status = [diagnostic_status(self.worker, self.get_fully_qualified_name())]
+        array.status = [diagnostic_status(summary, self.get_fully_qualified_name())]
         self.diagnostics_pub.publish(array)
+
+
+def live_settings(values: dict[str, Any]) -> LiveSettings:
+    """Return the worker's run-time settings from the node's parameter values."""
+    return LiveSettings(
+        max_rate=values['max_rate'], max_pixels=values['max_input_pixels'],
+        request=OutputRequest(color=values['publish_color'], overlay=values['publish_overlay'],
+                              confidence=values['publish_confidence'],
+                              output_resolution=values['output_resolution'],
+                              alpha=values['overlay_alpha']))
 
 
 def spin_through_destruction_races(executor: MultiThreadedExecutor) -> None:

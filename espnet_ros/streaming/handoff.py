@@ -53,6 +53,11 @@ class NewestWins(Generic[Item]):
             item, self._item = self._item, None
             return item
 
+    def reopen(self) -> None:
+        """Make ``take`` wait again after :meth:`close` (a worker started anew)."""
+        with self._ready:
+            self._closed = False
+
     def close(self) -> None:
         """Wake any waiting ``take`` for good; later puts are still accepted but never waited."""
         with self._ready:

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from espnet_ros.streaming.stats import percentile
 from espnet_ros.tools.benchmark_worker import prepare_in_worker
-from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here,
-                                       Prepared, unavailable, Variant)
+from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here, Prepared,
+                                       unavailable, Variant)
 from espnet_ros.zoo.registry import ModelSpec
 
 
@@ -73,7 +74,7 @@ def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, kind: str,
     return {
         'model': spec.name, 'size': f'{size[0]}x{size[1]}', 'device': variant.device,
         'precision': variant.precision, 'backend': variant.backend, 'variant': variant.label,
-        'kind': kind, 'median_ms': median, 'p99_ms': float(np.percentile(times, 99)),
+        'kind': kind, 'median_ms': median, 'p99_ms': percentile(times, 99),
         'mean_ms': float(times.mean()), 'fps': 1e3 / median, 'speedup': baseline_ms / median,
         'host_peak_mb': item.host_peak_mb, 'gpu_peak_mb': item.gpu_peak_mb,
         'fold': variant.fold, 'channels_last': variant.channels_last,

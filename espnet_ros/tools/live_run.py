@@ -41,8 +41,11 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
-from espnet_ros.ros.messages import OUTPUT_QOS, PROCESSING_MEDIAN_KEY, stamp_ns
+from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.options import parse_size
+from espnet_ros.streaming.diagnostics import PROCESSING_MEDIAN_KEY
+from espnet_ros.streaming.stats import percentile
+from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
@@ -131,7 +134,7 @@ def summary(probe: Probe, warmup: int) -> dict:
         'frames': len(latencies),
         'rate_hz': (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
         'latency_median_ms': statistics.median(latencies),
-        'latency_p99_ms': float(np.percentile(latencies, 99)),
+        'latency_p99_ms': percentile(latencies, 99),
         'latency_max_ms': max(latencies),
         'node_processing_median_ms': probe.node_processing_ms,
     }

@@ -27,7 +27,6 @@ import argparse
 from dataclasses import asdict, dataclass
 import json
 import math
-import os
 from pathlib import Path
 import statistics
 import subprocess
@@ -40,19 +39,22 @@ import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.codec import encode_rgb8
-from espnet_ros.ros.messages import image_message, stamp_ns
+from espnet_ros.ros.messages import image_message
+from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.options import parse_size
+from espnet_ros.streaming.stats import percentile
+from espnet_ros.streaming.worker import stamp_ns
+from espnet_ros.tools import procfs
 from espnet_ros.tools.live_run import node_command, stop
 
 STARTUP_TIMEOUT_S = 180.0
 SPIN_STEP_S = 0.01
 THREAD_SLACK = 2   # an executor may start a worker thread late; a leak adds one per frame
-OUTPUT_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,9 @@ class Sample:
 
 def process_status(pid: int) -> tuple[float, int, float]:
     """Return resident memory (MB), thread count and CPU time (s) of ``pid`` from /proc."""
-    fields = {}
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        name, _, value = line.partition(':')
-        fields[name] = value.split()
-    # /proc/PID/stat: user and system time are fields 14 and 15, after the parenthesised name.
-    times = Path(f'/proc/{pid}/stat').read_text().rpartition(')')[2].split()[11:13]
-    cpu_s = sum(int(ticks) for ticks in times) / os.sysconf('SC_CLK_TCK')
-    return int(fields['VmRSS'][0]) / 1024.0, int(fields['Threads'][0]), cpu_s
+    fields = procfs.status_fields(pid)
+    return (int(fields['VmRSS'][0]) / procfs.KIB_PER_MB, int(fields['Threads'][0]),
+            procfs.cpu_seconds(pid))
 
 
 def camera_pattern(width: int, height: int) -> np.ndarray:
@@ -114,11 +111,6 @@ class Feeder(Node):
                                                                               1_000_000_000)
         self.camera.publish(self.frame)
         return stamp
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Return the ``q``-th percentile, NaN for no values."""
-    return float(np.percentile(values, q)) if values else math.nan
 
 
 def verdict(samples: list[Sample], latencies: list[float], args: argparse.Namespace) -> dict:

@@ -15,8 +15,8 @@
 """
 The benchmark's variants: how each is built as an engine, warmed up and timed in place.
 
-:mod:`espnet_ros.tools.benchmark` runs them side by side; :mod:`espnet_ros.tools.benchmark_worker`
-builds the ones that need a process of their own. Both import this module, never each other's.
+The benchmark runs them side by side; its worker module builds the ones that need a
+process of their own. Both import this module, never each other.
 """
 
 import array
@@ -38,6 +38,7 @@ from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.host_memory import retain_freed_memory
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
 from espnet_ros.runtime.runners import onnxruntime_available
+from espnet_ros.tools import procfs
 from espnet_ros.zoo.registry import ModelSpec
 
 KINDS = ('network', 'frame')
@@ -153,17 +154,6 @@ def frame_path(engine: SegmentationEngine, message: dict[str, Any]) -> None:
     encode_rgb8(outputs.overlay)
 
 
-def _status_kib(field: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as status:
-            for line in status:
-                if line.startswith(field + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak_rss() -> bool:
     """Return freed heap to the system and reset VmHWM to the current RSS (Linux >= 4.0)."""
     gc.collect()
@@ -218,7 +208,7 @@ def prepare_here(spec: ModelSpec, network: nn.Module, variant: Variant,
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     reset = _reset_peak_rss()
-    before = _status_kib('VmRSS')
+    before = procfs.status_kib('VmRSS')
     engine = build_engine(spec, network, variant, size)
     image = decode_image(message['encoding'], message['height'], message['width'],
                          message['step'], message['data'])
@@ -228,7 +218,7 @@ def prepare_here(spec: ModelSpec, network: nn.Module, variant: Variant,
     for _ in range(max(warmup, 1)):
         for call in calls.values():
             call()
-    peak = _status_kib('VmHWM')
+    peak = procfs.status_kib('VmHWM')
     host_mb = (peak - before) / 1024 if reset and peak and before else None
     gpu_mb = torch.cuda.max_memory_allocated() / 2 ** 20 if cuda else None
     timers = {kind: _timer(call) for kind, call in calls.items()}

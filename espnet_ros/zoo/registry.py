@@ -56,7 +56,8 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    # ESPNet downsamples three times (1/8); ESPNetv2's backbone five times (1/32).
+    # ESPNet downsamples three times (1/8); ESPNetv2's backbone four times (1/16), and its
+    # pyramid pooling halves that once more, so its sizes are multiples of 32.
     'espnet_c': Family(ESPNetC, espnet_checkpoint_filter, output_stride=8, size_multiple=8),
     'espnet': Family(ESPNet, espnet_checkpoint_filter, output_stride=1, size_multiple=8),
     'espnetv2': Family(ESPNetv2Segmentation, espnetv2_checkpoint_filter, output_stride=1,

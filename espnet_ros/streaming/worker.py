@@ -1,0 +1,265 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The inference worker: a thread that takes the newest camera frame and hands its outputs on.
+
+It runs off the executor so that camera callbacks never wait for the network. It knows no
+ROS: frames are messages read by their fields (see :func:`espnet_ros.imaging.codec.
+decode_message`), outputs go to an :class:`OutputSink`, time comes from a clock and
+problems go to a warn function. Bad frames are dropped, counted and warned about (throttled
+per kind); the thread carries on with the next frame. :meth:`FrameWorker.snapshot` gives
+frozen statistics for the diagnostics.
+"""
+
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any, Callable, Optional, Protocol
+
+from espnet_ros.imaging.codec import decode_message, ImageFormatError
+from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest, run_frame
+from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.streaming.handoff import NewestWins
+from espnet_ros.streaming.problems import ProblemLog
+from espnet_ros.streaming.stats import LatencyWindow, RateMeter
+
+TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
+NS_PER_S = 1_000_000_000
+# Outputs an OutputSink is asked about; labels are always computed.
+OUTPUTS = ('labels', 'color', 'overlay', 'confidence')
+
+
+def stamp_ns(header: Any) -> int:
+    """Return a message header's stamp in nanoseconds (rclpy and rosbags headers alike)."""
+    return header.stamp.sec * NS_PER_S + header.stamp.nanosec
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A camera message and when it arrived (monotonic ns)."""
+
+    message: Any
+    received_ns: int
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """The run-time settings a frame is processed with; replaced whole, never edited."""
+
+    max_rate: float = 0.0            # frames per second at most; 0 = no limit
+    max_pixels: Optional[int] = None  # larger frames are dropped as malformed
+    request: OutputRequest = OutputRequest()
+
+
+class OutputSink(Protocol):
+    """Where a worker's outputs go: the node's publishers, or a recorder in a test."""
+
+    def wants(self, output: str) -> bool:
+        """Return True if someone takes ``output`` (one of :data:`OUTPUTS`) now."""
+
+    def publish(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int]) -> None:
+        """Hand on one frame's outputs, stamped with its ``header``; camera H x W given."""
+
+    def closed(self) -> bool:
+        """Return True once the outputs are gone for good (the process is shutting down)."""
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A frozen snapshot of what a worker has seen, for diagnostics."""
+
+    model: str
+    device: str
+    precision: str
+    backend: str
+    input_size: tuple[int, int]
+    received: int
+    processed: int
+    dropped: int          # replaced by a newer frame before the worker took them
+    malformed: int
+    stamp_backwards: int
+    failed: int
+    last_problem: str
+    input_rate_hz: float
+    output_rate_hz: float
+    latency_median_s: float
+    latency_p95_s: float
+    processing_median_s: float
+
+    @property
+    def problems(self) -> int:
+        """Return the number of frames rejected so far for any reason."""
+        return self.malformed + self.stamp_backwards + self.failed
+
+
+class FrameWorker:
+    """Owns the engine, the frame mailbox, the counters and the thread that runs them."""
+
+    def __init__(self, engine: SegmentationEngine, sink: OutputSink, *,
+                 clock_ns: Callable[[], int], warn: Callable[[str], None],
+                 settings: LiveSettings = LiveSettings()) -> None:
+        """
+        Prepare a stopped worker.
+
+        ``clock_ns`` returns now on the clock of the camera stamps (ROS time in the node),
+        for the stamp-to-output latency; ``warn`` receives throttled problem reports.
+        """
+        self._engine = engine
+        self._sink = sink
+        self._clock_ns = clock_ns
+        self._problems = ProblemLog(warn)
+        self._settings = settings
+        self._frames: NewestWins[Frame] = NewestWins()
+        self._counts_lock = threading.Lock()
+        self._received = self._processed = 0
+        self._malformed = self._stamp_backwards = self._failed = 0
+        self._last_problem = ''
+        self._input_rate = RateMeter()
+        self._output_rate = RateMeter()
+        self._latency = LatencyWindow()
+        self._processing = LatencyWindow()  # the worker's own per-frame work: decode to publish
+        self._last_stamp_ns = 0
+        self._last_header: Any = None
+        self._engine_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # Control, from the executor's threads ------------------------------------------------
+
+    @property
+    def engine(self) -> SegmentationEngine:
+        """Return the engine serving now."""
+        return self._engine
+
+    @property
+    def last_header(self) -> Any:
+        """Return the header of the last frame whose outputs went out (None before one)."""
+        return self._last_header
+
+    def apply(self, settings: LiveSettings) -> None:
+        """Use ``settings`` from the next frame on."""
+        self._settings = settings
+
+    def offer(self, message: Any) -> None:
+        """Take a camera message; a frame still waiting is replaced (and counted as dropped)."""
+        with self._counts_lock:
+            self._received += 1
+            self._input_rate.tick()
+            self._frames.put(Frame(message, time.monotonic_ns()))
+
+    def start(self) -> None:
+        """Start the inference thread."""
+        self._stop.clear()
+        self._frames.reopen()
+        self._thread = threading.Thread(target=self._run, name='segmenter-inference',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """
+        Stop the thread after the frame in flight, waiting at most ``timeout`` seconds.
+
+        Deactivation waits for the frame (so that a quick re-activation never runs two
+        inference threads) and drops a frame still waiting; shutdown waits only briefly, as
+        the thread is a daemon and the process is ending.
+        """
+        self._stop.set()
+        self._frames.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._frames.take(timeout=0)
+
+    def swap_engine(self, engine: SegmentationEngine) -> None:
+        """Replace the engine between two frames; the old one releases its device memory."""
+        with self._engine_lock:
+            old, self._engine = self._engine, engine
+        old.release()
+
+    def snapshot(self) -> WorkerStats:
+        """Return the statistics so far, frozen."""
+        engine = self._engine
+        with self._counts_lock:
+            return WorkerStats(
+                model=engine.spec.name, device=str(engine.device), precision=engine.precision,
+                backend=engine.backend, input_size=tuple(engine.input_size),
+                received=self._received, processed=self._processed,
+                dropped=self._frames.replaced, malformed=self._malformed,
+                stamp_backwards=self._stamp_backwards, failed=self._failed,
+                last_problem=self._last_problem, input_rate_hz=self._input_rate.rate(),
+                output_rate_hz=self._output_rate.rate(),
+                latency_median_s=self._latency.percentile(50),
+                latency_p95_s=self._latency.percentile(95),
+                processing_median_s=self._processing.percentile(50))
+
+    # The thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_allowed = 0.0
+        while not self._stop.is_set():
+            max_rate = self._settings.max_rate
+            if max_rate > 0:
+                self._stop.wait(max(0.0, next_allowed - time.monotonic()))
+            frame = self._frames.take(TAKE_TIMEOUT_S)
+            if frame is None or self._stop.is_set():
+                continue
+            next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
+            try:
+                with self._engine_lock:
+                    self.process(frame)
+            except ImageFormatError as error:
+                self._problem('malformed', f'dropped a malformed frame: {error}')
+            except Exception as error:  # noqa: B902 - one bad frame must not end the thread
+                if self._sink.closed():
+                    return  # shut down under a frame in flight: nothing left to publish to
+                self._problem('failed', f'frame failed: {type(error).__name__}: {error}')
+
+    def _problem(self, counter: str, text: str) -> None:
+        with self._counts_lock:
+            setattr(self, f'_{counter}', getattr(self, f'_{counter}') + 1)
+            self._last_problem = text
+        self._problems.warning(text)
+
+    def process(self, frame: Frame) -> None:
+        """Decode, segment and hand on one frame (the thread's work; callable in tests)."""
+        started = time.monotonic()
+        settings = self._settings
+        message = frame.message
+        stamp = stamp_ns(message.header)
+        if stamp and stamp < self._last_stamp_ns:
+            self._problem('stamp_backwards', f'dropped a frame whose stamp went back in time '
+                                             f'({stamp} ns < last {self._last_stamp_ns} ns)')
+            # Follow the new clock so a camera that restarted loses one frame, not all.
+            self._last_stamp_ns = stamp
+            return
+        self._last_stamp_ns = stamp
+        image = decode_message(message, max_pixels=settings.max_pixels)
+        outputs = run_frame(self._engine, image, self._request_for_sink(settings.request))
+        self._sink.publish(message.header, outputs, image.pixels.shape[:2])
+        self._last_header = message.header
+        now_ns = self._clock_ns()
+        with self._counts_lock:
+            self._processed += 1
+            self._output_rate.tick()
+            self._latency.add(((now_ns - stamp) if stamp
+                               else (time.monotonic_ns() - frame.received_ns)) / NS_PER_S)
+            self._processing.add(time.monotonic() - started)
+
+    def _request_for_sink(self, wanted: OutputRequest) -> OutputRequest:
+        """Return the wanted outputs, less those nobody takes."""
+        return OutputRequest(color=wanted.color and self._sink.wants('color'),
+                             overlay=wanted.overlay and self._sink.wants('overlay'),
+                             confidence=wanted.confidence and self._sink.wants('confidence'),
+                             output_resolution=wanted.output_resolution, alpha=wanted.alpha)
