@@ -74,6 +74,7 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -
         ('frames malformed', str(current.malformed)),
         ('frames with stamp going backwards', str(current.stamp_backwards)),
         ('frames failed', str(current.failed)),
+        ('frames with implausible stamps (not in latency)', str(current.implausible_stamps)),
         ('last problem', current.last_problem),
     )
     recent = current.problems - (previous.problems if previous is not None else 0)
