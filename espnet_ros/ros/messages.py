@@ -25,7 +25,7 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from espnet_ros.imaging.camera_model import scale_intrinsics
+from espnet_ros.imaging.camera_model import image_intrinsics, SensorView
 from espnet_ros.imaging.codec import encode_32fc1, encode_mono8, encode_rgb8, EncodedImage
 from espnet_ros.imaging.pipeline import FrameOutputs
 from espnet_ros.streaming.diagnostics import Summary
@@ -58,17 +58,19 @@ def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tupl
     """
     Return the camera's CameraInfo for the labels' grid, stamped with ``header``.
 
-    ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
-    its size at 0; ``label_size`` is the labels' (width, height).
+    ``camera_size`` is the camera frame's (height, width); ``label_size`` is the labels'
+    (width, height). K and P are those of the part of the sensor the frame shows (its ROI and
+    binning, REP 104), rescaled to the labels, which then need no ROI or binning of their
+    own. Raises ValueError when the CameraInfo does not describe a frame of that size.
     """
-    info = CameraInfo(header=header, width=label_size[0], height=label_size[1],
+    roi = source.roi
+    view = SensorView((source.width, source.height), (roi.x_offset, roi.y_offset),
+                      (roi.width, roi.height), (source.binning_x, source.binning_y))
+    k, p = image_intrinsics(source.k, source.p, view, image_size=camera_size[::-1],
+                            to_size=label_size)
+    return CameraInfo(header=header, width=label_size[0], height=label_size[1],
                       distortion_model=source.distortion_model, d=source.d, r=source.r,
-                      k=source.k, p=source.p)
-    from_size = (source.width or camera_size[1], source.height or camera_size[0])
-    if from_size != label_size:
-        info.k, info.p = scale_intrinsics(source.k, source.p, from_size=from_size,
-                                          to_size=label_size)
-    return info
+                      k=k, p=p)
 
 
 def diagnostic_status(summary: Summary, name: str) -> DiagnosticStatus:

@@ -30,6 +30,7 @@ MS_PER_S = 1000.0
 PROCESSING_MEDIAN_KEY = 'processing median (ms)'
 NOT_CONFIGURED = 'not configured: no model loaded'
 HEALTHY = 'segmenting'
+RELOADING = 'reloading'
 
 
 class Level(enum.IntEnum):
@@ -49,11 +50,14 @@ class Summary:
     values: tuple[tuple[str, str], ...] = ()
 
 
-def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -> Summary:
+def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *,
+              reloading: Optional[str] = None) -> Summary:
     """
     Return the status for ``current``; frames rejected since ``previous`` make it WARN.
 
-    Without a snapshot (no model configured) the status is WARN, saying so.
+    Without a snapshot (no model configured) the status is WARN, saying so. ``reloading``
+    describes a new engine being built (the current one serves meanwhile); the message then
+    starts with ``reloading``.
     """
     if current is None:
         return Summary(Level.WARN, NOT_CONFIGURED)
@@ -78,7 +82,8 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats]) -
         ('last problem', current.last_problem),
     )
     recent = current.problems - (previous.problems if previous is not None else 0)
+    prefix = f'{RELOADING} ({reloading}); ' if reloading else ''
     if recent > 0:
-        return Summary(Level.WARN, f'{recent} frames rejected since the last report; last: '
-                                   f'{current.last_problem}', values)
-    return Summary(Level.OK, HEALTHY, values)
+        return Summary(Level.WARN, f'{prefix}{recent} frames rejected since the last report; '
+                                   f'last: {current.last_problem}', values)
+    return Summary(Level.OK, f'{prefix}{HEALTHY}', values)

@@ -205,7 +205,8 @@ class FrameWorker:
                 received=self._received, processed=self._processed,
                 dropped=self._frames.replaced, malformed=self._malformed,
                 stamp_backwards=self._stamp_backwards, failed=self._failed,
-                implausible_stamps=self._implausible_stamps, last_problem=self._last_problem, input_rate_hz=self._input_rate.rate(),
+                implausible_stamps=self._implausible_stamps,
+                last_problem=self._last_problem, input_rate_hz=self._input_rate.rate(),
                 output_rate_hz=self._output_rate.rate(),
                 latency_median_s=self._latency.percentile(50),
                 latency_p95_s=self._latency.percentile(95),
@@ -241,7 +242,10 @@ class FrameWorker:
         with self._counts_lock:
             setattr(self, f'_{counter}', getattr(self, f'_{counter}') + 1)
             self._last_problem = text
-        self._problems.warning(text)
+        try:
+            self._problems.warning(text)
+        except Exception:  # noqa: B902 - a failing log must not end the thread; it is counted
+            pass
 
     def process(self, frame: Frame) -> None:
         """Decode, segment and hand on one frame (the thread's work; callable in tests)."""
