@@ -23,10 +23,12 @@ lifecycle shutdown transition ends the process. Time limits here are generous bo
 waits of minutes, never measurements.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 import signal
+import subprocess
 import time
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
@@ -56,6 +58,7 @@ GENEROUS_S = 20.0
 SLOWEST_RATE_HZ = 0.1
 FASTER_THAN_OLD_PACING_S = 8.0
 ATTEMPTS = 10
+QUICK_SUCCESSION_S = 0.05  # two Ctrl-Cs this close aborted the process
 
 
 @pytest.fixture(scope='module')
@@ -249,15 +252,42 @@ def test_a_decompression_bomb_is_refused_from_its_header(probe: Probe, segmenter
 # Signals and slow builds (items 5, 6 and 7), each with a node of its own --------------------
 
 def appeared(probe: Probe, namespace: str) -> bool:
-    """Return True once a segmenter in ``namespace`` is in the ROS graph."""
+    """Return True once a segmenter in ``namespace`` is in the ROS graph (configuring)."""
     return ('segmenter', namespace) in probe.node.get_node_names_and_namespaces()
 
 
-def exit_status_within(node: NodeProcess, seconds: float) -> Optional[int]:
-    """Wait up to ``seconds`` for the process to end; return its status (None if running)."""
+def subscribed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` takes camera frames (active)."""
+    return probe.node.count_subscribers(f'{namespace}/image') > 0
+
+
+@contextmanager
+def own_node(probe: Probe, namespace: str, parameters: dict, weights_dir: Path, log_dir: Path,
+             ready: Callable[[Probe, str], bool]) -> Iterator[NodeProcess]:
+    """Start a segmenter of its own, yield it once ``ready``, watched; stop it in the end."""
+    node = NodeProcess('segmenter', parameters, namespace=namespace, weights_dir=weights_dir,
+                       log_dir=log_dir)
+    probe.watched.append(node)
     try:
-        return node.process.wait(seconds)
-    except Exception:  # noqa: B902 - still running
+        probe.spin_until(lambda: ready(probe, namespace), START_TIMEOUT_S,
+                         f'the node in {namespace} to start')
+        yield node
+    finally:
+        if node in probe.watched:
+            probe.watched.remove(node)
+        node.stop()
+
+
+def signalled(probe: Probe, node: NodeProcess, *signums: int) -> Optional[int]:
+    """Send ``signums`` 50 ms apart; return the exit status, None if still running later."""
+    probe.watched.remove(node)
+    for index, signum in enumerate(signums):
+        if index:
+            time.sleep(QUICK_SUCCESSION_S)
+        node.process.send_signal(signum)
+    try:
+        return node.process.wait(GENEROUS_S)
+    except subprocess.TimeoutExpired:
         return None
 
 
@@ -265,45 +295,21 @@ def exit_status_within(node: NodeProcess, seconds: float) -> Optional[int]:
 def test_a_signal_during_a_slow_configure_stops_the_node(probe: Probe, weights_dir: Path,
                                                          tmp_path: Path, signum: int) -> None:
     """torch-compile takes minutes on a busy CPU: the signal must not wait for it."""
-    namespace = f'/compiling{int(signum)}'
-    node = NodeProcess('segmenter', {**BASE, 'backend': 'torch-compile'}, namespace=namespace,
-                       weights_dir=weights_dir, log_dir=tmp_path)
-    try:
-        probe.spin_until(lambda: appeared(probe, namespace), START_TIMEOUT_S,
-                         'the node to start configuring')
-        node.process.send_signal(signum)
-        status = exit_status_within(node, GENEROUS_S)
-        assert status == 0, node.describe()
-    finally:
-        node.stop()
+    with own_node(probe, f'/compiling{int(signum)}', {**BASE, 'backend': 'torch-compile'},
+                  weights_dir, tmp_path, appeared) as node:
+        assert signalled(probe, node, signum) == 0, node.describe()
 
 
 def test_two_quick_ctrl_cs_do_not_abort(probe: Probe, weights_dir: Path,
                                         tmp_path: Path) -> None:
-    node = NodeProcess('segmenter', BASE, namespace='/twice', weights_dir=weights_dir,
-                       log_dir=tmp_path)
-    try:
-        probe.watched.append(node)
-        probe.spin_until(lambda: probe.node.count_subscribers('/twice/image'), START_TIMEOUT_S,
-                         'the node to serve')
-        probe.watched.remove(node)
-        node.process.send_signal(signal.SIGINT)
-        time.sleep(0.05)
-        node.process.send_signal(signal.SIGINT)
-        assert exit_status_within(node, GENEROUS_S) == 0, node.describe()
-    finally:
-        node.stop()
+    with own_node(probe, '/twice', BASE, weights_dir, tmp_path, subscribed) as node:
+        assert signalled(probe, node, signal.SIGINT, signal.SIGINT) == 0, node.describe()
 
 
 def test_a_slow_reload_leaves_the_control_plane_answering(probe: Probe, weights_dir: Path,
                                                           tmp_path: Path) -> None:
     """During a torch-compile reload, lifecycle services and diagnostics answer."""
-    node = NodeProcess('segmenter', BASE, namespace='/reload', weights_dir=weights_dir,
-                       log_dir=tmp_path)
-    try:
-        probe.watched.append(node)
-        probe.spin_until(lambda: probe.node.count_subscribers('/reload/image'),
-                         START_TIMEOUT_S, 'the node to serve')
+    with own_node(probe, '/reload', BASE, weights_dir, tmp_path, subscribed) as node:
         answer = probe.set_parameters_async('/reload/segmenter', {'backend': 'torch-compile'})
         started = time.time_ns()
         assert probe.call(ChangeState, '/reload/segmenter/change_state', ChangeState.Request(
@@ -319,11 +325,7 @@ def test_a_slow_reload_leaves_the_control_plane_answering(probe: Probe, weights_
         probe.spin_until(reloading, GENEROUS_S, 'diagnostics saying reloading')
         probe.forget([recorder])
         assert not answer.done(), 'the compile finished too soon to test anything'
-        probe.watched.remove(node)
-        node.process.send_signal(signal.SIGINT)
-        assert exit_status_within(node, GENEROUS_S) == 0, node.describe()
-    finally:
-        node.stop()
+        assert signalled(probe, node, signal.SIGINT) == 0, node.describe()
 
 
 # The end of the lifecycle (item 9), last of all: it ends the module's node -------------
@@ -336,7 +338,7 @@ def test_the_shutdown_transition_ends_the_process(probe: Probe,
     probe.watched.remove(segmenter)
     try:
         segmenter.process.wait(GENEROUS_S)
-    except Exception:  # noqa: B902 - reported below
+    except subprocess.TimeoutExpired:
         pass
     finally:
         probe.watched.append(segmenter)  # serving() removes it again

@@ -234,6 +234,8 @@ def test_diagnostics_are_a_function_of_two_snapshots() -> None:
     # The same counts a period later: nothing new, OK again.
     later = stats(malformed=2, failed=1, last_problem='x')
     assert summarize(later, later).level == Level.OK
+    building = summarize(later, later, reloading='espnet_p2q8_cityscapes, torch-compile on cpu')
+    assert building.level == Level.OK and building.message.startswith('reloading (espnet')
 
 
 def test_implausible_stamps_stay_out_of_the_latency_and_are_counted(

@@ -94,7 +94,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'Outputs at the camera resolution (input) or the network resolution '
                   '(network).', LIVE, choices=OutputResolution.values()),
     ParameterSpec('max_rate', 0.0, 'Most frames per second to process; 0 = as many as the '
-                  'network keeps up with.', LIVE, limits=(0.0, 1000.0)),
+                  f'network keeps up with, else at least {MIN_RATE_HZ}. A change applies to the '
+                  'next frame.', LIVE, limits=(0.0, 1000.0)),
     ParameterSpec('overlay_alpha', 0.5, 'Opacity of the class colours in the overlay.', LIVE,
                   limits=(0.0, 1.0)),
     ParameterSpec('publish_color', True, 'Publish segmentation/color.', LIVE),

@@ -259,6 +259,8 @@ class SegmenterNode(LifecycleNode):
         """
         with self._reload_lock:
             worker = self.worker
+            if worker is None:
+                return 'the node was cleaned up before the reload began'
             serving = worker.engine
             settings = EngineSettings.from_values(proposed)
             self.reloading = f'{settings.model}, {settings.backend} on {settings.device}'
