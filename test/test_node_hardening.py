@@ -253,9 +253,9 @@ def test_a_decompression_bomb_is_refused_from_its_header(probe: Probe, segmenter
 
 # Signals and slow builds (items 5, 6 and 7), each with a node of its own --------------------
 
-def appeared(probe: Probe, namespace: str) -> bool:
-    """Return True once a segmenter in ``namespace`` is in the ROS graph (configuring)."""
-    return ('segmenter', namespace) in probe.node.get_node_names_and_namespaces()
+def constructed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` is built: it configures from now on."""
+    return probe.node.count_publishers(f'{namespace}/segmentation/classes') > 0
 
 
 def subscribed(probe: Probe, namespace: str) -> bool:
@@ -300,7 +300,7 @@ def test_a_signal_during_a_slow_configure_stops_the_node(probe: Probe, weights_d
                                                          tmp_path: Path, signum: int) -> None:
     """torch-compile takes minutes on a busy CPU: the signal must not wait for it."""
     with own_node(probe, f'/compiling{int(signum)}', {**BASE, 'backend': 'torch-compile'},
-                  weights_dir, tmp_path, appeared) as node:
+                  weights_dir, tmp_path, constructed) as node:
         assert signalled(probe, node, signum) == 0, node.describe()
 
 

@@ -364,6 +364,10 @@ def run(args: Optional[list[str]] = None) -> int:
         rclpy.logging.get_logger('segmenter').fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    except Exception:  # noqa: B902 - narrowed below
+        if rclpy.ok():
+            raise
+        return 0  # SIGTERM shut ROS down while the node was being built: a clean stop
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     status = 0
