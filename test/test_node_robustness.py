@@ -22,7 +22,9 @@ frame's labels arrive, that /diagnostics counts the bad ones and that the log sa
 
 import array
 from pathlib import Path
+import threading
 import time
+from types import SimpleNamespace
 from typing import Any, Callable, Iterator, Optional
 
 import cv2
@@ -36,7 +38,8 @@ from ros_helpers import (camera_image, diagnostic_values, header_at, image_array
                          Probe, Recorder, send_until_answered, serving)
 from sensor_msgs.msg import CompressedImage, Image
 
-from espnet_ros.ros.segmenter import MAX_WAIT_SET_RACES, spin_through_destruction_races
+from espnet_ros.ros.segmenter import MAX_WAIT_SET_RACES, serve
+from espnet_ros.streaming.problems import ProblemLog
 
 NAMESPACE = '/robust'
 NODE = f'{NAMESPACE}/segmenter'
@@ -322,8 +325,8 @@ def test_bad_compressed_payloads(probe: Probe, segmenter: NodeProcess, labels: R
         probe.spin_until(compressed.get_subscription_count, 30.0, f'a subscription on {topic}')
         ok, jpeg = cv2.imencode('.jpg', scene[..., ::-1])
         payloads = {'empty payload': ('jpeg', b'', 'empty payload'),
-                    'random bytes': ('jpeg', bytes(range(256)) * 4, 'cannot decode'),
-                    'cut-off JPEG': ('jpeg', jpeg.tobytes()[:20], 'cannot decode'),
+                    'random bytes': ('jpeg', bytes(range(256)) * 4, 'cannot read the size'),
+                    'cut-off JPEG': ('jpeg', jpeg.tobytes()[:20], 'cannot read the size'),
                     'depth map': ('16UC1; compressedDepth png', jpeg.tobytes(),
                                   'compressedDepth')}
         for name, (fmt, data, reason) in payloads.items():
@@ -403,24 +406,38 @@ def test_no_frame_failed_and_every_frame_is_accounted_for(counters: NodeCounters
 
 
 class RacingExecutor:
-    """Raises rclpy's InvalidHandle from spin() a given number of times, then returns."""
+    """Raises ``error`` from spin_once() a given number of times, then ends the node."""
 
-    def __init__(self, races: int) -> None:
-        self.races, self.spins = races, 0
+    def __init__(self, races: int, error: Exception = InvalidHandle(
+            'cannot use Destroyable because destruction was requested')) -> None:
+        self.races, self.spins, self.error = races, 0, error
+        failures: list[str] = []
+        self.node = SimpleNamespace(context=SimpleNamespace(ok=lambda: True),
+                                    finalized=threading.Event(), failures=failures,
+                                    callback_failures=ProblemLog(failures.append))
 
-    def spin(self) -> None:
+    def spin_once(self, timeout_sec: float) -> None:
         self.spins += 1
         if self.spins <= self.races:
-            raise InvalidHandle('cannot use Destroyable because destruction was requested')
+            raise self.error
+        self.node.finalized.set()
 
 
 def test_spinning_goes_on_after_a_subscription_died_under_the_wait_set() -> None:
     # The real race (deactivate on a worker thread while the spinning thread builds its wait
     # set) cannot be made to happen on demand; this checks what the node does when it does.
     recovering = RacingExecutor(races=3)
-    spin_through_destruction_races(recovering)
-    assert recovering.spins == 4
+    serve(recovering.node, recovering)
+    assert recovering.spins == 4 and not recovering.node.failures
     stuck = RacingExecutor(races=MAX_WAIT_SET_RACES + 1)
     with pytest.raises(InvalidHandle):
-        spin_through_destruction_races(stuck)
+        serve(stuck.node, stuck)
     assert stuck.spins == MAX_WAIT_SET_RACES + 1
+
+
+def test_spinning_goes_on_after_a_callback_raised() -> None:
+    failing = RacingExecutor(races=5, error=ValueError('99 is not a valid Parameter.Type'))
+    serve(failing.node, failing)
+    assert failing.spins == 6
+    assert failing.node.failures == [
+        'a callback failed and was skipped: ValueError: 99 is not a valid Parameter.Type']

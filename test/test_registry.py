@@ -119,6 +119,32 @@ def test_unverified_checkpoint_still_loads_weights_only(tmp_path: Path, weights_
         registry.load(spec.name, checkpoint=pickled_code, allow_unverified=True)
 
 
+def test_weights_that_are_not_finite_are_refused_naming_the_file(
+        tmp_path: Path, weights_dir: Path) -> None:
+    spec = registry.get_spec('espnet_p2q3_cityscapes')
+    state = dict(checkpoints.read_state_dict(weights_dir / spec.checkpoint))
+    name = next(key for key, value in state.items() if value.is_floating_point())
+    state[name] = torch.full_like(state[name], float('nan'))
+    diverged = tmp_path / 'diverged.pth'
+    torch.save(state, diverged)
+    with pytest.warns(UserWarning), pytest.raises(checkpoints.CheckpointError,
+                                                  match='NaN or infinite') as error:
+        registry.load(spec.name, checkpoint=diverged, allow_unverified=True)
+    assert str(diverged) in str(error.value) and name in str(error.value)
+
+
+@pytest.mark.parametrize('allow_unverified', [False, True])
+def test_a_file_far_larger_than_a_checkpoint_is_refused_unread(tmp_path: Path,
+                                                               allow_unverified: bool) -> None:
+    huge = tmp_path / 'huge.pth'
+    with open(huge, 'wb') as stream:  # sparse: takes no disk space, but would take time to hash
+        stream.truncate(checkpoints.MAX_CHECKPOINT_BYTES + 1)
+    with pytest.raises(checkpoints.CheckpointError, match='MiB') as error:
+        registry.load('espnet_p2q3_cityscapes', checkpoint=huge,
+                      allow_unverified=allow_unverified)
+    assert str(huge) in str(error.value)
+
+
 def test_search_order_explicit_dir_before_environment(tmp_path: Path, weights_dir: Path,
                                                       monkeypatch) -> None:
     spec = registry.get_spec('espnet_c_p2q3_cityscapes')

@@ -17,6 +17,7 @@
 from dataclasses import dataclass, field, replace
 import math
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any, Optional
 
@@ -72,7 +73,7 @@ def message(stamp_s: float, *, encoding: str = 'rgb8', height: int = CAMERA[0],
 
 
 def worker_for(engine: SegmentationEngine, sink: RecordingSink, warnings: list,
-               now_s: float = 100.0, **settings: Any) -> FrameWorker:
+               now_s: float = 10.0, **settings: Any) -> FrameWorker:
     return FrameWorker(engine, sink, clock_ns=lambda: int(now_s * NS_PER_S),
                        warn=warnings.append, settings=LiveSettings(**settings))
 
@@ -213,7 +214,8 @@ def test_settings_take_effect_at_the_next_frame(engine: SegmentationEngine) -> N
 def stats(**changes: Any) -> WorkerStats:
     base = WorkerStats(model='m', device='cpu', precision='fp32', backend='torch',
                        input_size=(64, 32), received=10, processed=8, dropped=2, malformed=0,
-                       stamp_backwards=0, failed=0, last_problem='', input_rate_hz=10.0,
+                       stamp_backwards=0, failed=0, implausible_stamps=0, last_problem='',
+                       input_rate_hz=10.0,
                        output_rate_hz=8.0, latency_median_s=0.05, latency_p95_s=0.08,
                        processing_median_s=0.04)
     return replace(base, **changes)
@@ -233,3 +235,42 @@ def test_diagnostics_are_a_function_of_two_snapshots() -> None:
     # The same counts a period later: nothing new, OK again.
     later = stats(malformed=2, failed=1, last_problem='x')
     assert summarize(later, later).level == Level.OK
+    building = summarize(later, later, reloading='espnet_p2q8_cityscapes, torch-compile on cpu')
+    assert building.level == Level.OK and building.message.startswith('reloading (espnet')
+
+
+def test_implausible_stamps_stay_out_of_the_latency_and_are_counted(
+        engine: SegmentationEngine) -> None:
+    sink, warnings = RecordingSink(), []
+    now_s = 2_000_000_000.0  # 2033
+    worker = worker_for(engine, sink, warnings, now_s=now_s)
+    for stamp in (1.0, now_s - 0.25, now_s - 0.25 + 1e-3, now_s + 3600.0):  # 1970, good, future
+        worker.process(Frame(message(stamp), 0))
+    snapshot = worker.snapshot()
+    assert snapshot.processed == 4 and snapshot.implausible_stamps == 2
+    assert snapshot.latency_p95_s == pytest.approx(0.25, abs=2e-3)
+    assert 'left out of the statistics' in warnings[0]
+    assert dict(summarize(None, snapshot).values)[
+        'frames with implausible stamps (not in latency)'] == '2'
+
+
+def test_a_new_max_rate_applies_to_the_next_frame(engine: SegmentationEngine) -> None:
+    """A frame every 10 s, then unlimited: the next frame must not wait out the 10 s."""
+    sink = RecordingSink()
+    worker = worker_for(engine, sink, [], max_rate=0.1)
+    worker.start()
+    try:
+        worker.offer(message(1.0))
+        deadline = time.monotonic() + 60.0
+        while not sink.published and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(sink.published) == 1
+        worker.apply(LiveSettings(max_rate=0.0))
+        changed = time.monotonic()
+        worker.offer(message(2.0))
+        # Under the old setting this frame would wait until 10 s after the first.
+        while len(sink.published) < 2 and time.monotonic() - changed < 8.0:
+            time.sleep(0.01)
+        assert len(sink.published) == 2, 'the frame waited out the old max_rate'
+    finally:
+        worker.stop()

@@ -65,8 +65,9 @@ def user_errors() -> tuple[type, ...]:
     from espnet_ros.training.model_folder import WriteError
     from espnet_ros.zoo.checkpoints import CheckpointError
     from espnet_ros.zoo.registry import ManifestError, UnknownModelError
-    return (CheckpointError, UnknownModelError, EngineConfigError, FileNotFoundError,
-            ValueError, TrainingError, WriteError, ManifestError)
+    # OSError: an unwritable or full output, a missing input; each names its file.
+    return (CheckpointError, UnknownModelError, EngineConfigError, OSError, ValueError,
+            TrainingError, WriteError, ManifestError)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

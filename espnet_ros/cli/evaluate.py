@@ -16,8 +16,11 @@
 """``espnet-ros eval``: per-class IoU and mean IoU against ground-truth label images."""
 
 import argparse
+from collections import Counter
 import json
+import math
 from pathlib import Path
+import sys
 from typing import Any, Optional
 
 import cv2
@@ -62,17 +65,43 @@ def pair_labels(images: list[Path], labels_dir: Path) -> list[tuple[Path, Path]]
 
 
 def score(engine: SegmentationEngine, pairs: list[tuple[Path, Path]], *, protocol: str,
-          void_class: Optional[int]) -> ConfusionMatrix:
-    """Run the engine over every (image, label) pair and accumulate the confusion matrix."""
+          void_class: Optional[int]) -> tuple[ConfusionMatrix, Counter]:
+    """
+    Run the engine over every (image, label) pair and accumulate the confusion matrix.
+
+    Also return the ground-truth values outside the class table (and not the ignored label)
+    with their pixel counts: they are not scored, and the caller says so.
+    """
     matrix = ConfusionMatrix(engine.spec.num_classes)
     ignore = protocol_ignore(protocol, void_class)
+    unscored: Counter = Counter()
     for image_path, label_path in tqdm(pairs, desc=f'eval ({engine.spec.name})', unit='img'):
         truth = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
         if truth is None or truth.ndim != 2:
             raise ValueError(f'{label_path} is not a single-channel label image')
         prediction = engine.segment(read_bgr(image_path), order='bgr').labels
+        if truth.shape != prediction.shape:
+            raise ValueError(f'{label_path} is {truth.shape[1]}x{truth.shape[0]} but its image '
+                             f'{image_path} is {prediction.shape[1]}x{prediction.shape[0]}')
+        values, counts = np.unique(truth, return_counts=True)
+        outside = (values >= matrix.num_classes) & (values != ignore)
+        unscored.update(dict(zip(values[outside].tolist(), counts[outside].tolist())))
         matrix.update(prediction, truth, ignore=ignore)
-    return matrix
+    return matrix, unscored
+
+
+def warn_unscored(unscored: Counter, num_classes: int) -> None:
+    """Say which ground-truth values were outside the class table, with pixel counts."""
+    if unscored:
+        listed = ', '.join(f'{value}: {count:,} px' for value, count in sorted(unscored.items()))
+        print(f'espnet-ros eval: warning: ground-truth labels outside the {num_classes} classes '
+              f'of the model were not scored ({listed}); wrong dataset or --ignore?',
+              file=sys.stderr)
+
+
+def json_number(value: float) -> Optional[float]:
+    """Return ``value``, or None (JSON null) when it is NaN: JSON has no NaN."""
+    return None if math.isnan(value) else float(value)
 
 
 def report(engine: SegmentationEngine, matrix: ConfusionMatrix, *, protocol: str,
@@ -88,9 +117,9 @@ def report(engine: SegmentationEngine, matrix: ConfusionMatrix, *, protocol: str
         'input_size': list(engine.input_size),
         'precision': engine.precision,
         'backend': engine.backend,
-        'miou': mean_iou(matrix, void_class),
-        'pixel_accuracy': matrix.pixel_accuracy(),
-        'per_class_iou': {name: (None if np.isnan(value) else float(value))
+        'miou': json_number(mean_iou(matrix, void_class)),
+        'pixel_accuracy': json_number(matrix.pixel_accuracy()),
+        'per_class_iou': {name: json_number(value)
                           for c, (name, value) in enumerate(zip(classes, iou))
                           if c != void_class},
     }
@@ -103,7 +132,8 @@ def print_table(scores: dict[str, Any]) -> None:
     for name, value in scores['per_class_iou'].items():
         shown = '   n/a' if value is None else f'{100 * value:6.2f}'
         print(f'{name:<{width}}  {shown}')
-    print(f'{"mean":<{width}}  {100 * scores["miou"]:6.2f}   '
+    mean = '   n/a' if scores['miou'] is None else f'{100 * scores["miou"]:6.2f}'
+    print(f'{"mean":<{width}}  {mean}   '
           f'({scores["model"]}, {scores["images"]} images, protocol {scores["protocol"]})')
 
 
@@ -132,13 +162,16 @@ def run(args: argparse.Namespace) -> int:
     pairs = pair_labels(list_images([args.images]), args.labels)
     engine = engine_from_args(args)
     void_class = args.ignore if args.ignore is not None else engine.spec.dataset.void_class
-    matrix = score(engine, pairs, protocol=args.protocol, void_class=void_class)
+    matrix, unscored = score(engine, pairs, protocol=args.protocol, void_class=void_class)
+    warn_unscored(unscored, engine.spec.num_classes)
     scores = report(engine, matrix, protocol=args.protocol, void_class=void_class,
                     images=len(pairs))
+    scores['unscored_label_pixels'] = {str(value): count
+                                       for value, count in sorted(unscored.items())}
     print_table(scores)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(scores, indent=2) + '\n')
+        args.json.write_text(json.dumps(scores, indent=2, allow_nan=False) + '\n')
     plot = args.plot or (args.json.with_name(args.json.stem + '_confusion.png') if args.json
                          else OUTPUT_DIR / f'{engine.spec.name}_confusion.png')
     plot.parent.mkdir(parents=True, exist_ok=True)

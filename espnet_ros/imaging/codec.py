@@ -56,6 +56,8 @@ from typing import Any, NamedTuple, Optional, Union
 import cv2
 import numpy as np
 
+from espnet_ros.imaging.image_header import HeaderError, read_header
+
 __all__ = ['CONFIDENCE_ENCODINGS', 'DecodedImage', 'EncodedImage', 'ImageFormatError',
            'SUPPORTED_ENCODINGS', 'decode_compressed', 'decode_image', 'encode_32fc1',
            'encode_confidence', 'encode_mono8', 'encode_rgb8']
@@ -139,6 +141,13 @@ def _field(name: str, value: int) -> int:
     return int(value)
 
 
+def _check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    """Raise ImageFormatError if a ``width`` x ``height`` image is over ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageFormatError(f'{what} {width * height:,} pixels ({width}x{height}), '
+                               f'more than the limit of {max_pixels:,} (max_pixels)')
+
+
 def _refusal(encoding: str) -> str:
     """Explain why an encoding is not decoded."""
     match = _CV_TYPE.fullmatch(encoding)
@@ -188,9 +197,8 @@ def decode_image(encoding: str, height: int, width: int, step: int, data: BytesL
     height, width, step = _field('height', height), _field('width', width), _field('step', step)
     if width == 0 or height == 0:
         raise ImageFormatError(f'image is {width}x{height} (width x height); both must be > 0')
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageFormatError(f'image has {width * height:,} pixels ({width}x{height}), '
-                               f'more than the limit of {max_pixels:,} (max_pixels)')
+    if max_pixels is not None:
+        _check_pixels(width, height, max_pixels, 'image has')
     pixel_bytes, rows = _layout(encoding, width, height)
     if step < width * pixel_bytes:
         raise ImageFormatError(f'step {step} is smaller than a row of {width} px x '
@@ -230,8 +238,11 @@ def decode_compressed(fmt: str, data: BytesLike, *,
 
     ``fmt`` is the message's ``format`` field ('jpeg', 'png', 'rgb8; jpeg compressed bgr8',
     ...); it is informational, as OpenCV finds the codec from the payload itself. Grey, alpha
-    and 16-bit images are reduced to 8-bit BGR by OpenCV. ``max_pixels`` is checked after
-    decoding; OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS) guards the decoder itself.
+    and 16-bit images are reduced to 8-bit BGR by OpenCV. With ``max_pixels`` the size is read
+    from the header first (:mod:`espnet_ros.imaging.image_header`) and a larger image is refused
+    before anything is allocated, so only the formats whose header is read there (JPEG, PNG,
+    WebP, BMP) are accepted; without it, anything OpenCV reads is decoded, within OpenCV's own
+    limit (OPENCV_IO_MAX_IMAGE_PIXELS).
     """
     if not isinstance(fmt, str):
         raise ImageFormatError(f'format must be a str, got {type(fmt).__name__}')
@@ -241,6 +252,14 @@ def decode_compressed(fmt: str, data: BytesLike, *,
     buffer = _as_bytes(data)
     if buffer.size == 0:
         raise ImageFormatError(f'compressed image ({fmt!r}) has an empty payload')
+    if max_pixels is not None:
+        try:
+            header = read_header(buffer)
+        except HeaderError as error:
+            raise ImageFormatError(f'cannot read the size of a {buffer.size}-byte {fmt!r} '
+                                   f'payload before decoding it: {error}') from None
+        _check_pixels(header.width, header.height, max_pixels,
+                      f'{header.kind} header declares')
     try:
         bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error as error:
@@ -249,10 +268,8 @@ def decode_compressed(fmt: str, data: BytesLike, *,
     if bgr is None:
         raise ImageFormatError(f'cannot decode {buffer.size}-byte {fmt!r} payload '
                                '(corrupt or not an image format OpenCV reads)')
-    height, width = bgr.shape[:2]
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageFormatError(f'image has {width * height:,} pixels ({width}x{height}), '
-                               f'more than the limit of {max_pixels:,} (max_pixels)')
+    if max_pixels is not None:  # the header said otherwise: never hand out more than the limit
+        _check_pixels(bgr.shape[1], bgr.shape[0], max_pixels, 'image has')
     return _frozen(bgr, 'bgr')
 
 

@@ -59,8 +59,10 @@ def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tupl
     """
     Return the camera's CameraInfo for the labels' grid, stamped with ``header``.
 
-    ``camera_size`` is the camera frame's (height, width), used where the CameraInfo leaves
-    its size at 0; ``label_size`` is the labels' (width, height).
+    ``camera_size`` is the camera frame's (height, width); ``label_size`` is the labels'
+    (width, height). K and P are those of the part of the sensor the frame shows (its ROI and
+    binning, REP 104), rescaled to the labels, which then need no ROI or binning of their
+    own. Raises ValueError when the CameraInfo does not describe a frame of that size.
     """
     k, p = intrinsics_for_labels(source, camera_size, label_size)
     return CameraInfo(header=header, width=label_size[0], height=label_size[1],

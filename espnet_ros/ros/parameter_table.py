@@ -46,6 +46,7 @@ class Reliability(Choice):
 
 
 MAX_NETWORK_SIDE = 4096
+MIN_RATE_HZ = 0.1  # a frame every 10 s; a max_rate below that is a typo, not a stream
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_SYNC_SLOP_S = 10.0
@@ -115,7 +116,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'Outputs at the camera resolution (input) or the network resolution '
                   '(network).', LIVE, choices=OutputResolution.values()),
     ParameterSpec('max_rate', 0.0, 'Most frames per second to process; 0 = as many as the '
-                  'network keeps up with.', LIVE, limits=(0.0, 1000.0)),
+                  f'network keeps up with, else at least {MIN_RATE_HZ}. A change applies to the '
+                  'next frame.', LIVE, limits=(0.0, 1000.0)),
     ParameterSpec('overlay_alpha', 0.5, 'Opacity of the class colours in the overlay.', LIVE,
                   limits=(0.0, 1.0)),
     ParameterSpec('publish_color', True, 'Publish segmentation/color.', LIVE),
@@ -157,7 +159,17 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
-_EXTRA_CHECKS = {'device': device_error, 'model': _model_error}
+
+
+def _max_rate_error(value: float) -> Optional[str]:
+    """Refuse a rate so low that the next frame would be hours away."""
+    if 0.0 < value < MIN_RATE_HZ:
+        return (f'max_rate must be 0 (as many frames as the network keeps up with) or at '
+                f'least {MIN_RATE_HZ} Hz; got {value}')
+    return None
+
+
+_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error}
 
 
 def check_parameter(name: str, value: Any) -> Optional[str]:

@@ -17,7 +17,7 @@
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 import warnings
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -96,10 +96,16 @@ class EngineSettings:
                    device=values['device'], precision=values['precision'],
                    backend=values['backend'])
 
-    def build(self, logger: Any) -> SegmentationEngine:
-        """Load, move and warm up the engine; log where it runs."""
+    def build(self, logger: Any, abandon: Callable[[], bool] = lambda: False
+              ) -> SegmentationEngine:
+        """
+        Load, move and warm up the engine; log where it runs.
+
+        The caller stops waiting (:class:`~espnet_ros.runtime.process.Abandoned`) once
+        ``abandon()`` is true, so that a slow build never holds a node asked to stop.
+        """
         try:
-            return run_on_passing_thread(self._load_and_warm_up, logger)
+            return run_on_passing_thread(self._load_and_warm_up, logger, abandon=abandon)
         except Exception:
             # What a half-built engine cached on the GPU (say, before an out-of-memory error
             # at a new size) goes back to the driver, leaving room to the engine still serving.

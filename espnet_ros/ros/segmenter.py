@@ -18,21 +18,30 @@ The ``segmenter`` lifecycle node: camera images in; labels, colour, overlay and 
 
 configure loads the model and creates the publishers, activate subscribes to the camera
 and starts the inference thread, deactivate stops both and frees the GPU, cleanup drops
-the model. With ``autostart`` (the default) the node brings itself to active.
+the model, shutdown ends the process. With ``autostart`` (the default) the node brings
+itself to active.
+
+No remote request ends the process: an exception out of a callback is logged (throttled)
+and the node goes on. The control plane (lifecycle services, diagnostics) has callback
+groups of its own, so a reload that takes minutes (a torch-compile build) never freezes it.
 """
 
 import json
 import os
+import signal
 import sys
 import threading
-from typing import Any, NoReturn, Optional
+import time
+from typing import Any, Callable, NoReturn, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import SetParametersResult
 import rclpy
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -50,9 +59,10 @@ from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
 from espnet_ros.ros.topics import camera_topic
-from espnet_ros.runtime.process import tune_for_streaming, use_threads
+from espnet_ros.runtime.process import Abandoned, tune_for_streaming, use_threads
 from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.diagnostics import summarize
+from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 from espnet_ros.zoo.registry import class_table
 
@@ -62,6 +72,10 @@ SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the e
 MAX_WAIT_SET_RACES = 100
 # How often reliability auto looks again at the camera's publishers.
 QOS_RECHECK_PERIOD_S = 1.0
+SPIN_SLICE_S = 0.1  # how often the main loop checks whether the node was shut down
+# After the lifecycle shutdown transition, how long the executor may take to send its answer.
+FINAL_ANSWER_GRACE_S = 0.2
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SegmenterNode(LifecycleNode):
@@ -69,6 +83,7 @@ class SegmenterNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('segmenter', **kwargs)
+        self._serve_lifecycle_apart()
         self.values = declare_all(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker: Optional[FrameWorker] = None
@@ -81,9 +96,17 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
         self._last_clouds: Optional[CloudStats] = None
-        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
+                          callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(QOS_RECHECK_PERIOD_S, self._recheck_camera_qos)
         self._reload_lock = threading.Lock()
+        # Worker and sink change under this lock only: a transition may run during a reload.
+        self._state_lock = threading.Lock()
+        self.reloading: Optional[str] = None   # what a reload in progress builds
+        self.finalized = threading.Event()     # the shutdown transition ran: the process ends
+        # Through a function of its own: rclpy's logger refuses one call site that logs at two
+        # severities, and ProblemLog's call site already warns for the worker.
+        self.callback_failures = ProblemLog(lambda text: self.get_logger().error(text))
         # Camera callbacks get their own group so that, under the multi-threaded executor of
         # main(), frames keep coming while a parameter change loads a new model. Reentrant:
         # with a mutually exclusive group the executor spun in Python on the busy group and
@@ -97,16 +120,20 @@ class SegmenterNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model and create the output publishers."""
         try:
-            engine = EngineSettings.from_values(self.values).build(self.get_logger())
+            engine = EngineSettings.from_values(self.values).build(
+                self.get_logger(), abandon=self._stopping)
+        except Abandoned:
+            return TransitionCallbackReturn.FAILURE  # ROS shut down: nothing to report
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        self.sink = PublisherSink(self, closed=lambda: not self.context.ok(),
-                                  warn=self.get_logger().warning)
-        self.sink.apply(self.values)
-        self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
-                                  warn=self.get_logger().warning,
-                                  settings=live_settings(self.values))
+        with self._state_lock:
+            self.sink = PublisherSink(self, closed=self._stopping,
+                                      warn=self.get_logger().warning)
+            self.sink.apply(self.values)
+            self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
+                                      warn=self.get_logger().warning,
+                                      settings=live_settings(self.values))
         self._announce_classes()
         return TransitionCallbackReturn.SUCCESS
 
@@ -126,15 +153,18 @@ class SegmenterNode(LifecycleNode):
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the model and the output publishers."""
-        self.sink.destroy()
-        self.sink = None
-        self.worker = None
+        with self._state_lock:
+            self.sink.destroy()
+            self.sink = None
+            self.worker = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        """Stop everything from any state."""
+        """Stop everything from any state; the process then ends (see :func:`serve`)."""
         self._unsubscribe()
         self._stop_worker()
+        self.finalized.set()
+        self.get_logger().info('lifecycle shutdown: the process ends')
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
@@ -148,6 +178,41 @@ class SegmenterNode(LifecycleNode):
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
+
+    def _stopping(self) -> bool:
+        """Return True once ROS is shut down (Ctrl-C, SIGTERM): nothing more to serve."""
+        return not self.context.ok()
+
+    def _serve_lifecycle_apart(self) -> None:
+        """
+        Move the lifecycle services to a group of their own, and refuse bad ids politely.
+
+        rclpy creates them in the default group, with the parameter services: a reload that
+        blocks a parameter request for minutes froze them too (LifecycleNode passes no group
+        on). rclpy answers an unavailable transition asked by label with success=False, but
+        by id its state machine raised RCLError out of the callback, which ended the node.
+        """
+        group = MutuallyExclusiveCallbackGroup()
+        for service in self.services:
+            if service.srv_type.__module__.startswith('lifecycle_msgs'):
+                service.callback_group = group
+                group.add_entity(service)
+                if service.srv_type is ChangeState:
+                    service.callback = self._refusing_unavailable(service.callback)
+
+    def _refusing_unavailable(self, change_state: Callable) -> Callable:
+        def answer(request: ChangeState.Request,
+                   response: ChangeState.Response) -> ChangeState.Response:
+            try:
+                return change_state(request, response)
+            except rclpy_implementation.RCLError as error:
+                transition = request.transition
+                self.callback_failures.warning(
+                    f'refused lifecycle transition id {transition.id} '
+                    f'{transition.label!r}: {str(error).splitlines()[0]}')
+                response.success = False
+                return response
+        return answer
 
     # Camera input ------------------------------------------------------------------------
 
@@ -206,6 +271,9 @@ class SegmenterNode(LifecycleNode):
             reason = check_parameter(name, value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        if self.finalized.is_set():
+            return SetParametersResult(successful=False,
+                                       reason='the node is shut down (lifecycle finalized)')
         proposed = {**self.values, **changes}
         reason = check_together(proposed)
         if reason:
@@ -225,16 +293,35 @@ class SegmenterNode(LifecycleNode):
         return SetParametersResult(successful=True)
 
     def _reload(self, proposed: dict[str, Any]) -> Optional[str]:
-        """Build the engine for ``proposed`` beside the running one; swap only if it works."""
+        """
+        Build the engine for ``proposed`` beside the running one; swap only if it works.
+
+        This runs in the parameter service's callback, which answers when the build is done;
+        lifecycle services and diagnostics answer meanwhile, and the diagnostics say
+        ``reloading``. A transition that dropped the worker meanwhile wins over the reload.
+        """
         with self._reload_lock:
-            serving = self.worker.engine
+            worker = self.worker
+            if worker is None:
+                return 'the node was cleaned up before the reload began'
+            serving = worker.engine
+            settings = EngineSettings.from_values(proposed)
+            self.reloading = f'{settings.model}, {settings.backend} on {settings.device}'
             try:
-                engine = EngineSettings.from_values(proposed).build(self.get_logger())
+                engine = settings.build(self.get_logger(), abandon=self._stopping)
+            except Abandoned:
+                return 'the node is shutting down'
             except Exception as error:  # noqa: B902 - refused with the reason, old engine kept
                 self.get_logger().error(f'reload refused, keeping {serving.spec.name} on '
                                         f'{serving.device}: {error}')
                 return f'cannot load with the new settings ({error}); kept the old ones'
-            self.worker.swap_engine(engine)
+            finally:
+                self.reloading = None
+            with self._state_lock:
+                if self.worker is not worker:
+                    engine.release()
+                    return 'the node was cleaned up or shut down during the reload'
+                worker.swap_engine(engine)
             self._announce_classes()
             return None
 
@@ -252,10 +339,11 @@ class SegmenterNode(LifecycleNode):
             self.label_info_pub.publish(label_info)
 
     def _publish_diagnostics(self) -> None:
-        stats = self.worker.snapshot() if self.worker is not None else None
-        clouds = self.sink.cloud_stats() if self.sink is not None else None
+        worker, sink = self.worker, self.sink
+        stats = worker.snapshot() if worker is not None else None
+        clouds = sink.cloud_stats() if sink is not None else None
         summary = summarize(self._last_stats, stats, previous_clouds=self._last_clouds,
-                            clouds=clouds)
+                            clouds=clouds, reloading=self.reloading)
         self._last_stats, self._last_clouds = stats, clouds
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
@@ -273,22 +361,43 @@ def live_settings(values: dict[str, Any]) -> LiveSettings:
                               alpha=values['overlay_alpha']))
 
 
-def spin_through_destruction_races(executor: MultiThreadedExecutor) -> None:
+def serve(node: SegmenterNode, executor: MultiThreadedExecutor) -> None:
     """
-    Spin until shutdown, going on when an entity died while the wait set was being built.
+    Spin until ROS shuts down or the node's lifecycle shutdown transition ran.
 
-    Deactivation (a service callback, on a worker thread) destroys the camera subscription
-    and its QoS event handlers; if the spinning thread was adding those to its wait set at
-    that moment, rclpy raises InvalidHandle out of spin(). The next wait set is built
-    without them, so spinning again is right; a handle that stays invalid is re-raised.
+    An exception out of a callback (rclpy's parameter service raises on a ParameterValue of
+    an unknown type) is logged, throttled, and spinning goes on: no remote request may end
+    the process. InvalidHandle is a race, not a fault: deactivation (a service callback, on a
+    worker thread) destroys the camera subscription, and if the spinning thread was adding
+    it to its wait set at that moment, rclpy raises; the next wait set is built without it.
+    A handle that stays invalid is re-raised.
     """
-    for _ in range(MAX_WAIT_SET_RACES):
+    races = 0
+    while node.context.ok() and not node.finalized.is_set():
         try:
-            executor.spin()
-            return
+            executor.spin_once(timeout_sec=SPIN_SLICE_S)
+            races = 0
         except InvalidHandle:
-            continue
-    executor.spin()
+            races += 1
+            if races > MAX_WAIT_SET_RACES:
+                raise
+        except (KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception as error:  # noqa: B902 - one bad request must not end the node
+            if not node.context.ok():
+                return
+            node.callback_failures.warning(
+                f'a callback failed and was skipped: {type(error).__name__}: {error}')
+    if node.finalized.is_set():
+        # The answer to the shutdown transition goes out on an executor thread once the
+        # transition returns: give it that moment before the node goes.
+        time.sleep(FINAL_ANSWER_GRACE_S)
+
+
+def ignore_further_signals() -> None:
+    """Ignore SIGINT and SIGTERM: a second Ctrl-C during clean-up must not abort it."""
+    for number in SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
 
 
 def run(args: Optional[list[str]] = None) -> int:
@@ -301,6 +410,10 @@ def run(args: Optional[list[str]] = None) -> int:
         rclpy.logging.get_logger('segmenter').fatal(str(error))
         rclpy.try_shutdown()
         return 1
+    except Exception:  # noqa: B902 - narrowed below
+        if rclpy.ok():
+            raise
+        return 0  # SIGTERM shut ROS down while the node was being built: a clean stop
     # Before the engine is built and the inference thread starts: both take the count up.
     threads = use_threads(node.values['threads'])
     node.get_logger().info(f'{threads} CPU threads for inference')
@@ -311,11 +424,11 @@ def run(args: Optional[list[str]] = None) -> int:
         if node.values['autostart']:
             node.trigger_configure()
             if node.worker is None:
-                status = 1
+                status = 1 if node.context.ok() else 0  # a failure, or a signal during it
             else:
                 node.trigger_activate()
         if status == 0:
-            spin_through_destruction_races(executor)
+            serve(node, executor)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception:  # noqa: B902 - narrowed below
@@ -324,6 +437,7 @@ def run(args: Optional[list[str]] = None) -> int:
         if node.context.ok():
             raise
     finally:
+        ignore_further_signals()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
@@ -342,7 +456,10 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     skipped: with torch loaded it takes about a second, and a frame still in the network
     would have its thread pools destroyed under it.
     """
-    status = run(args)
+    try:
+        status = run(args)
+    except KeyboardInterrupt:  # a second Ctrl-C before run() began its clean-up
+        status = 0
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

@@ -28,10 +28,10 @@ This module imports no PyTorch at import time, so that an entry point can call
 :func:`wait_passively` first.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 import os
 from pathlib import Path
 import sys
+import threading
 from typing import Any, Callable, Mapping, TypeVar
 
 from espnet_ros.runtime.host_memory import retain_freed_memory
@@ -47,6 +47,12 @@ GIL_SWITCH_INTERVAL_S = 0.0002
 # once, when they are loaded. KMP_BLOCKTIME is Intel's and LLVM's OpenMP (MKL builds).
 PASSIVE_OPENMP: Mapping[str, str] = {'OMP_WAIT_POLICY': 'PASSIVE', 'KMP_BLOCKTIME': '0'}
 OPENMP_LIBRARIES = ('libgomp', 'libiomp', 'libomp')
+# How often a caller waiting for a passing thread checks whether to stop waiting.
+ABANDON_POLL_S = 0.1
+
+
+class Abandoned(RuntimeError):
+    """The caller stopped waiting for work on a passing thread (the process is ending)."""
 
 
 def tune_for_streaming() -> None:
@@ -55,7 +61,8 @@ def tune_for_streaming() -> None:
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
-def run_on_passing_thread(function: Callable[..., Result], *args: Any) -> Result:
+def run_on_passing_thread(function: Callable[..., Result], *args: Any,
+                          abandon: Callable[[], bool] = lambda: False) -> Result:
     """
     Return ``function(*args)``, run on a new thread that ends when it returns (or raises).
 
@@ -63,9 +70,30 @@ def run_on_passing_thread(function: Callable[..., Result], *args: Any) -> Result
     ran a parallel operation, for as long as that thread lives; once there are more such
     threads than cores its barriers sleep instead of spinning, and the inference thread
     slows down (docs/performance.md).
+
+    The caller never waits for the thread uninterruptibly: Ctrl-C reaches it at once, and
+    once ``abandon()`` is true (say, SIGTERM shut ROS down) it raises :class:`Abandoned`.
+    Either way the thread, a daemon, is left to finish or to end with the process: a
+    two-minute model compile must not hold a process that was asked to stop.
     """
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix='passing') as passing:
-        return passing.submit(function, *args).result()
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome['result'] = function(*args)
+        except BaseException as error:  # noqa: B902 - handed over to the caller as it is
+            outcome['error'] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name='passing', daemon=True).start()
+    while not done.wait(ABANDON_POLL_S):
+        if abandon():
+            raise Abandoned(f'stopped waiting for {getattr(function, "__name__", function)}')
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome['result']
 
 
 def openmp_loaded(maps: Path = Path('/proc/self/maps')) -> bool:

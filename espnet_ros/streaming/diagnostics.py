@@ -36,6 +36,7 @@ PROCESSED_KEY = 'frames processed'
 DROPPED_KEY = 'frames dropped (newer frame arrived)'
 NOT_CONFIGURED = 'not configured: no model loaded'
 HEALTHY = 'segmenting'
+RELOADING = 'reloading'
 
 
 class Level(enum.IntEnum):
@@ -66,13 +67,15 @@ def cloud_values(clouds: CloudStats) -> tuple[tuple[str, str], ...]:
 
 def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *,
               previous_clouds: Optional[CloudStats] = None,
-              clouds: Optional[CloudStats] = None) -> Summary:
+              clouds: Optional[CloudStats] = None,
+              reloading: Optional[str] = None) -> Summary:
     """
     Return the status for ``current``; frames rejected since ``previous`` make it WARN.
 
     Without a snapshot (no model configured) the status is WARN, saying so. With ``clouds``
     (the depth input is on), frames that went without a cloud since ``previous_clouds`` make
-    it WARN too.
+    it WARN too. ``reloading`` describes a new engine being built (the current one serves
+    meanwhile); the message then starts with ``reloading``.
     """
     if current is None:
         return Summary(Level.WARN, NOT_CONFIGURED)
@@ -94,17 +97,19 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *
         ('frames malformed', str(current.malformed)),
         ('frames with stamp going backwards', str(current.stamp_backwards)),
         ('frames failed', str(current.failed)),
+        ('frames with implausible stamps (not in latency)', str(current.implausible_stamps)),
         ('last problem', current.last_problem),
     )
     recent = current.problems - (previous.problems if previous is not None else 0)
     if clouds is not None:
         values += cloud_values(clouds)
+    prefix = f'{RELOADING} ({reloading}); ' if reloading else ''
     if recent > 0:
-        return Summary(Level.WARN, f'{recent} frames rejected since the last report; last: '
-                                   f'{current.last_problem}', values)
+        return Summary(Level.WARN, f'{prefix}{recent} frames rejected since the last report; '
+                                   f'last: {current.last_problem}', values)
     cloudless = clouds.problems - (previous_clouds.problems if previous_clouds else 0) if (
         clouds is not None) else 0
     if cloudless > 0:
-        return Summary(Level.WARN, f'{cloudless} frames without a cloud since the last '
-                                   f'report; last: {clouds.last_problem}', values)
-    return Summary(Level.OK, HEALTHY, values)
+        return Summary(Level.WARN, f'{prefix}{cloudless} frames without a cloud since the '
+                                   f'last report; last: {clouds.last_problem}', values)
+    return Summary(Level.OK, f'{prefix}{HEALTHY}', values)

@@ -24,6 +24,7 @@ frozen statistics for the diagnostics.
 """
 
 from dataclasses import dataclass
+import math
 import threading
 import time
 from typing import Any, Callable, Optional, Protocol
@@ -37,8 +38,12 @@ from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, RateMeter
 
-TAKE_TIMEOUT_S = 0.1   # how often an idle worker checks whether it should stop
+TAKE_TIMEOUT_S = 0.1   # how often an idle or pacing worker re-reads its stop flag and rate
 NS_PER_S = 1_000_000_000
+# A stamp further from the clock than this is not when the frame was taken (a camera clock
+# in 1970, a wrong time zone, a bag without sim time): its latency is left out and counted.
+MAX_STAMP_LEAD_S = 1.0     # ahead of our clock: more than clock skew between two machines
+MAX_STAMP_AGE_S = 60.0     # behind it: longer than any frame waits (newest wins) or takes
 # Outputs an OutputSink is asked about; labels are always computed.
 OUTPUTS = ('labels', 'color', 'overlay', 'confidence')
 
@@ -93,6 +98,7 @@ class WorkerStats:
     malformed: int
     stamp_backwards: int
     failed: int
+    implausible_stamps: int   # processed, but left out of the latency figures
     last_problem: str
     input_rate_hz: float
     output_rate_hz: float
@@ -128,6 +134,7 @@ class FrameWorker:
         self._counts_lock = threading.Lock()
         self._received = self._processed = 0
         self._malformed = self._stamp_backwards = self._failed = 0
+        self._implausible_stamps = 0
         self._last_problem = ''
         self._threads = 0
         self._input_rate = RateMeter()
@@ -202,6 +209,7 @@ class FrameWorker:
                 received=self._received, processed=self._processed,
                 dropped=self._frames.replaced, malformed=self._malformed,
                 stamp_backwards=self._stamp_backwards, failed=self._failed,
+                implausible_stamps=self._implausible_stamps,
                 last_problem=self._last_problem, input_rate_hz=self._input_rate.rate(),
                 output_rate_hz=self._output_rate.rate(),
                 latency_median_s=self._latency.percentile(50),
@@ -212,21 +220,25 @@ class FrameWorker:
 
     def _run(self) -> None:
         self._threads = torch.get_num_threads()
-        next_allowed = 0.0
+        last_started = -math.inf
         while not self._stop.is_set():
-            max_rate = self._settings.max_rate
-            if max_rate > 0:
-                self._stop.wait(max(0.0, next_allowed - time.monotonic()))
-            frame = self._frames.take(TAKE_TIMEOUT_S)
-            if frame is None or self._stop.is_set():
-                continue
-            next_allowed = time.monotonic() + (1.0 / max_rate if max_rate > 0 else 0.0)
             try:
+                # The rate is read afresh on every pass and waited for in short slices, so a
+                # new max_rate applies to the next frame, not after the old wait.
+                max_rate = self._settings.max_rate
+                wait_s = last_started + 1.0 / max_rate - time.monotonic() if max_rate > 0 else 0
+                if wait_s > 0:
+                    self._stop.wait(min(wait_s, TAKE_TIMEOUT_S))
+                    continue
+                frame = self._frames.take(TAKE_TIMEOUT_S)
+                if frame is None or self._stop.is_set():
+                    continue
+                last_started = time.monotonic()
                 with self._engine_lock:
                     self.process(frame)
             except ImageFormatError as error:
                 self._problem('malformed', f'dropped a malformed frame: {error}')
-            except Exception as error:  # noqa: B902 - one bad frame must not end the thread
+            except Exception as error:  # noqa: B902 - nothing may end the thread
                 if self._sink.closed():
                     return  # shut down under a frame in flight: nothing left to publish to
                 self._problem('failed', f'frame failed: {type(error).__name__}: {error}')
@@ -235,7 +247,10 @@ class FrameWorker:
         with self._counts_lock:
             setattr(self, f'_{counter}', getattr(self, f'_{counter}') + 1)
             self._last_problem = text
-        self._problems.warning(text)
+        try:
+            self._problems.warning(text)
+        except Exception:  # noqa: B902 - a failing log must not end the thread; it is counted
+            pass
 
     def process(self, frame: Frame) -> None:
         """Decode, segment and hand on one frame (the thread's work; callable in tests)."""
@@ -254,13 +269,20 @@ class FrameWorker:
         outputs = run_frame(self._engine, image, self._request_for_sink(settings.request))
         self._sink.publish(message.header, outputs, image.pixels.shape[:2])
         self._last_header = message.header
-        now_ns = self._clock_ns()
+        latency_s = ((self._clock_ns() - stamp) if stamp
+                     else (time.monotonic_ns() - frame.received_ns)) / NS_PER_S
+        plausible = -MAX_STAMP_LEAD_S <= latency_s <= MAX_STAMP_AGE_S
         with self._counts_lock:
             self._processed += 1
             self._output_rate.tick()
-            self._latency.add(((now_ns - stamp) if stamp
-                               else (time.monotonic_ns() - frame.received_ns)) / NS_PER_S)
+            if plausible:
+                self._latency.add(latency_s)
+            else:
+                self._implausible_stamps += 1
             self._processing.add(time.monotonic() - started)
+        if not plausible:
+            self._problems.warning(f'frame stamp is {latency_s:,.1f} s from the clock; its '
+                                   'latency is left out of the statistics (camera clock?)')
 
     def _request_for_sink(self, wanted: OutputRequest) -> OutputRequest:
         """Return the wanted outputs, less those nobody takes."""

@@ -37,10 +37,33 @@ MODELS_ENV = 'ESPNET_ROS_MODELS'
 PACKAGE = 'espnet_ros'
 _HASH_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
+# Far above any checkpoint of these networks (the largest official one, ESPNetv2 s=2.0, is
+# 3.4 MB), so that a wrong file is refused at once instead of being hashed for minutes.
+MAX_CHECKPOINT_BYTES = 256 << 20
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, does not match the manifest, or cannot be read."""
+
+
+def check_size(path: Path) -> None:
+    """Raise :class:`CheckpointError` if ``path`` is far larger than any checkpoint could be."""
+    size = path.stat().st_size
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f'checkpoint {path} is {size / (1 << 20):,.0f} MiB, more than the '
+            f'{MAX_CHECKPOINT_BYTES >> 20} MiB any checkpoint of these networks could be: '
+            'not a checkpoint of a registry model')
+
+
+def check_finite(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointError` if a floating-point tensor holds NaN or infinity."""
+    broken = [name for name, tensor in state.items()
+              if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if broken:
+        raise CheckpointError(
+            f'checkpoint {path} holds NaN or infinite values in {len(broken)} tensors '
+            f'(first: {broken[0]}): the weights are broken (diverged training?)')
 
 
 def sha256_of(path: Path) -> str:
@@ -97,6 +120,7 @@ def verify(path: Path, expected_sha256: str, *, how_to_fetch: str) -> None:
     if not path.is_file():
         raise CheckpointError(f'checkpoint {path} does not exist (expected sha256 '
                               f'{expected_sha256}). {how_to_fetch}')
+    check_size(path)
     actual = sha256_of(path)
     if actual != expected_sha256:
         raise CheckpointError(
@@ -105,7 +129,12 @@ def verify(path: Path, expected_sha256: str, *, how_to_fetch: str) -> None:
 
 
 def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
-    """Read a plain ``state_dict`` with ``weights_only=True``; errors name the file."""
+    """
+    Read a plain ``state_dict`` with ``weights_only=True``; errors name the file.
+
+    Files too large to be a checkpoint and weights that are not finite are refused.
+    """
+    check_size(path)
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as error:  # noqa: B902 - torch raises many types for a bad file
@@ -114,6 +143,7 @@ def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(
             isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f'checkpoint {path} is not a state_dict of tensors')
+    check_finite(path, state)
     return state
 
 

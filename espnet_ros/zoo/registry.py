@@ -309,12 +309,14 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
         path = resolve_checkpoint(spec, weights_dir=Path(weights_dir) if weights_dir else None)
     else:
         path = Path(checkpoint)
-        if not allow_unverified or not path.is_file():
+        if allow_unverified and path.is_file():
+            checkpoints.check_size(path)  # before hashing: a huge file is refused at once
+            if (actual := checkpoints.sha256_of(path)) != spec.sha256:
+                warnings.warn(f'checkpoint {path} is not the official {spec.name} checkpoint '
+                              f'(sha256 {actual}, the manifest has {spec.sha256}); loading it '
+                              'because allow_unverified is set, weights only')
+        else:
             checkpoints.verify(path, spec.sha256, how_to_fetch=how_to_fetch(spec))
-        elif (actual := checkpoints.sha256_of(path)) != spec.sha256:
-            warnings.warn(f'checkpoint {path} is not the official {spec.name} checkpoint '
-                          f'(sha256 {actual}, the manifest has {spec.sha256}); loading it '
-                          'because allow_unverified is set, weights only')
     network = spec.build()
     state = FAMILIES[spec.family].checkpoint_filter(checkpoints.read_state_dict(path))
     try:

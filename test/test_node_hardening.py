@@ -1,0 +1,356 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+The segmenter under the attacks of issue 18, each sent over real DDS.
+
+Malformed service requests must not end the process; a parameter change applies at the next
+frame; decompression bombs are refused from their headers; CameraInfo ROIs give the ROI's
+intrinsics; absurd stamps stay out of the latency; a slow reload leaves the control plane
+answering; signals stop the node at once, even twice or during a slow configure; and the
+lifecycle shutdown transition ends the process. Time limits here are generous bounds against
+waits of minutes, never measurements.
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+import signal
+import subprocess
+import time
+from typing import Any, Callable, Iterator, Optional
+
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Parameter as ParameterMsg, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess, Probe,
+                         Recorder, send_until_answered, serving, START_TIMEOUT_S,
+                         WaitTimeout)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from test_image_header import jpeg_bomb
+
+MODEL = 'espnet_p2q3_cityscapes'
+BASE = {'model': MODEL, 'input_width': 256, 'input_height': 128, 'device': 'cpu',
+        'precision': 'fp32', 'publish_color': False, 'publish_overlay': False,
+        'reliability': 'reliable'}
+NAMESPACE = '/hard'
+NODE = f'{NAMESPACE}/segmenter'
+CAMERA_SIZE = (160, 120)
+RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# Far below the minutes the attacks used to cost, far above what the fixed node needs.
+GENEROUS_S = 20.0
+# Under the old pacing, the frame after one at max_rate 0.1 waited 10 s whatever came next.
+SLOWEST_RATE_HZ = 0.1
+FASTER_THAN_OLD_PACING_S = 8.0
+ATTEMPTS = 10
+# Ctrl-C hammered this fast lands some interrupts in the clean-up, which then died of them
+# (on the attacker's machine two, 50 ms apart, were enough).
+QUICK_SUCCESSION_S = 0.002
+
+
+@pytest.fixture(scope='module')
+def scene() -> np.ndarray:
+    """Return a camera frame (RGB)."""
+    rng = np.random.default_rng(18)
+    return rng.integers(0, 256, (CAMERA_SIZE[1], CAMERA_SIZE[0], 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope='module')
+def segmenter(probe: Probe, weights_dir: Path,
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """Start the node under attack; it must end with status 0 (or have ended so)."""
+    node = NodeProcess('segmenter', BASE, namespace=NAMESPACE, weights_dir=weights_dir,
+                       log_dir=tmp_path_factory.mktemp('hard'))
+    with serving(probe, node, f'{NAMESPACE}/image'):
+        yield node
+    assert 'Traceback' not in node.log(), node.describe()
+
+
+@pytest.fixture
+def camera(probe: Probe, segmenter: NodeProcess) -> Iterator[Any]:
+    """Return a reliable camera publisher matched by the node."""
+    publisher = probe.node.create_publisher(Image, f'{NAMESPACE}/image', RELIABLE)
+    probe.spin_until(publisher.get_subscription_count, 30.0, 'the camera to match')
+    yield publisher
+    probe.node.destroy_publisher(publisher)
+
+
+@pytest.fixture
+def labels(probe: Probe, segmenter: NodeProcess) -> Iterator[Recorder]:
+    """Return a recorder of the node's labels, for one test."""
+    recorder = probe.record(Image, f'{NAMESPACE}/segmentation/labels')
+    yield recorder
+    probe.forget([recorder])
+
+
+def sender(camera: Any, rgb: np.ndarray) -> Any:
+    """Return ``publish(stamp)`` for well-formed frames."""
+    return lambda stamp: camera.publish(camera_image(rgb, 'rgb8', header_at(stamp, 'cam')))
+
+
+def latest_diagnostics(probe: Probe, after_ns: int, timeout_s: float = 30.0,
+                       condition: Any = lambda values: True) -> dict[str, str]:
+    """Return the node's diagnostics first published after ``after_ns`` that pass ``condition``."""
+    recorder = probe.record(DiagnosticArray, '/diagnostics')
+
+    def found() -> Optional[dict[str, str]]:
+        for arrival, message in reversed(recorder.messages):
+            values = diagnostic_values(message, NODE)
+            if values is not None and arrival > after_ns:
+                values['message'] = next(status.message for status in message.status
+                                         if status.name.startswith(NODE))
+                if condition(values):
+                    return values
+        return None
+    try:
+        return probe.spin_until(found, timeout_s, 'diagnostics')
+    finally:
+        probe.forget([recorder])
+
+
+# Crashes from one message (items 1 and 2) ----------------------------------------------
+
+def test_a_parameter_of_an_unknown_type_does_not_end_the_node(probe: Probe,
+                                                              segmenter: NodeProcess) -> None:
+    request = SetParameters.Request(parameters=[
+        ParameterMsg(name='max_rate', value=ParameterValue(type=99))])
+    probe.call_async(SetParameters, f'{NODE}/set_parameters', request)
+    probe.spin_until(lambda: 'a callback failed and was skipped' in segmenter.log(),
+                     GENEROUS_S, 'the failure to be logged')
+    assert probe.get_parameters(NODE, ['max_rate']) == {'max_rate': 0.0}
+    assert segmenter.running(), segmenter.describe()
+
+
+@pytest.mark.parametrize('transition', [Transition.TRANSITION_CONFIGURE, 99])
+def test_an_unavailable_transition_by_id_is_refused(probe: Probe, segmenter: NodeProcess,
+                                                    transition: int) -> None:
+    response = probe.call(ChangeState, f'{NODE}/change_state',
+                          ChangeState.Request(transition=Transition(id=transition)),
+                          timeout_s=GENEROUS_S)
+    assert not response.success
+    assert probe.lifecycle_state(NODE) == 'active'
+    assert segmenter.running(), segmenter.describe()
+
+
+# Silent stop (item 3) ---------------------------------------------------------------------
+
+def test_max_rate_has_a_floor_and_a_change_applies_at_the_next_frame(
+        probe: Probe, segmenter: NodeProcess, camera: Any, labels: Recorder,
+        scene: np.ndarray) -> None:
+    result = probe.set_parameters(NODE, {'max_rate': 1e-11})[0]
+    assert not result.successful and f'{SLOWEST_RATE_HZ} Hz' in result.reason, result
+    try:
+        assert probe.set_parameters(NODE, {'max_rate': SLOWEST_RATE_HZ})[0].successful
+        send_until_answered(probe, sender(camera, scene), {'labels': labels})
+        assert probe.set_parameters(NODE, {'max_rate': 0.0})[0].successful
+        send_until_answered(probe, sender(camera, scene), {'labels': labels},
+                            timeout_s=FASTER_THAN_OLD_PACING_S, retry_s=1.0)
+    finally:
+        probe.set_parameters(NODE, {'max_rate': 0.0})
+
+
+# Wrong output (items 8 and 10) ------------------------------------------------------------
+
+def test_camera_info_with_a_roi_gives_the_roi_intrinsics(probe: Probe, segmenter: NodeProcess,
+                                                         camera: Any, scene: np.ndarray) -> None:
+    """A 640x480 sensor, the 320x240 ROI at (100, 50) binned by 2: the 160x120 frame."""
+    k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    p = [500.0, 0.0, 320.0, 0.0, 0.0, 500.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info_pub = probe.node.create_publisher(CameraInfo, f'{NAMESPACE}/camera_info', RELIABLE)
+    infos = probe.record(CameraInfo, f'{NAMESPACE}/segmentation/camera_info')
+    try:
+        probe.spin_until(info_pub.get_subscription_count, 30.0, 'camera_info to match')
+
+        def publish(stamp: int) -> None:
+            info = CameraInfo(header=header_at(stamp, 'cam'), width=640, height=480,
+                              distortion_model='plumb_bob', d=[0.0] * 5, k=k, p=p,
+                              r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                              binning_x=2, binning_y=2)
+            info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = (
+                100, 50, 320, 240)
+            info_pub.publish(info)
+            probe.spin_for(0.2)  # the node must hold the info before the frame comes
+            sender(camera, scene)(stamp)
+        _, got = send_until_answered(probe, publish, {'camera_info': infos})
+        out = got['camera_info']
+        # Shift by the ROI, then scale from the 320x240 ROI to the 160x120 labels.
+        assert np.allclose(out.k, [250.0, 0.0, 110.0, 0.0, 250.0, 95.0, 0.0, 0.0, 1.0]), out.k
+        assert np.allclose(np.asarray(out.p).reshape(3, 4)[:, :3].reshape(-1), out.k)
+        assert (out.width, out.height) == CAMERA_SIZE
+        assert (out.roi.width, out.roi.height, out.binning_x) == (0, 0, 0)
+    finally:
+        probe.forget([infos])
+        probe.node.destroy_publisher(info_pub)
+
+
+def test_an_absurd_stamp_stays_out_of_the_latency(probe: Probe, segmenter: NodeProcess,
+                                                  camera: Any, labels: Recorder,
+                                                  scene: np.ndarray) -> None:
+    hour_ns = 3600 * 10 ** 9
+    for _ in range(ATTEMPTS):  # a frame may be lost to a newer one; stamps keep rising
+        future = time.time_ns() + hour_ns
+        sender(camera, scene)(future)
+        try:
+            probe.spin_until(lambda: labels.with_stamp(future), 3.0, 'the future frame')
+            break
+        except WaitTimeout:
+            continue
+    assert labels.with_stamp(future), segmenter.describe()
+    key = 'frames with implausible stamps (not in latency)'
+    values = latest_diagnostics(probe, time.time_ns(),
+                                condition=lambda values: int(values.get(key, 0)) >= 1)
+    p95 = float(values['latency p95 (ms)'])
+    assert np.isnan(p95) or abs(p95) < GENEROUS_S * 1000, values
+
+
+# Resource exhaustion (item 4) -------------------------------------------------------------
+
+def test_a_decompression_bomb_is_refused_from_its_header(probe: Probe, segmenter: NodeProcess,
+                                                         labels: Recorder,
+                                                         scene: np.ndarray) -> None:
+    import cv2
+    assert probe.set_parameters(NODE, {'input_transport': 'compressed'})[0].successful
+    compressed = probe.node.create_publisher(CompressedImage, f'{NAMESPACE}/image/compressed',
+                                             RELIABLE)
+    good = cv2.imencode('.jpg', scene[..., ::-1])[1].tobytes()
+    try:
+        probe.spin_until(compressed.get_subscription_count, 30.0, 'the compressed camera')
+
+        def publish(stamp: int, data: bytes) -> None:
+            compressed.publish(CompressedImage(header=header_at(stamp, 'cam'), format='jpeg',
+                                               data=data))
+        for _ in range(ATTEMPTS):  # the first may lose to the absurd stamp of the test before
+            publish(time.time_ns(), jpeg_bomb())
+            try:
+                probe.spin_until(lambda: 'JPEG header declares' in segmenter.log(), 3.0,
+                                 'the bomb to be refused')
+                break
+            except WaitTimeout:
+                continue
+        assert 'JPEG header declares 900,000,000 pixels' in segmenter.log(), segmenter.describe()
+        send_until_answered(probe, lambda stamp: publish(stamp, good), {'labels': labels})
+        values = latest_diagnostics(probe, time.time_ns())
+        assert int(values['frames malformed']) >= 1, values
+    finally:
+        probe.node.destroy_publisher(compressed)
+        probe.set_parameters(NODE, {'input_transport': 'raw'})
+
+
+# Signals and slow builds (items 5, 6 and 7), each with a node of its own --------------------
+
+def constructed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` is built: it configures from now on."""
+    return probe.node.count_publishers(f'{namespace}/segmentation/classes') > 0
+
+
+def subscribed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` takes camera frames (active)."""
+    return probe.node.count_subscribers(f'{namespace}/image') > 0
+
+
+@contextmanager
+def own_node(probe: Probe, namespace: str, parameters: dict, weights_dir: Path, log_dir: Path,
+             ready: Callable[[Probe, str], bool]) -> Iterator[NodeProcess]:
+    """Start a segmenter of its own, yield it once ``ready``, watched; stop it in the end."""
+    node = NodeProcess('segmenter', parameters, namespace=namespace, weights_dir=weights_dir,
+                       log_dir=log_dir)
+    probe.watched.append(node)
+    try:
+        probe.spin_until(lambda: ready(probe, namespace), START_TIMEOUT_S,
+                         f'the node in {namespace} to start')
+        yield node
+    finally:
+        if node in probe.watched:
+            probe.watched.remove(node)
+        node.stop()
+
+
+def exit_status(node: NodeProcess) -> Optional[int]:
+    """Return the exit status once the process ends; None if it runs on for long."""
+    try:
+        return node.process.wait(GENEROUS_S)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def signalled(probe: Probe, node: NodeProcess, signum: int) -> Optional[int]:
+    """Send ``signum``; return the exit status, None if the process runs on for long."""
+    probe.watched.remove(node)
+    node.process.send_signal(signum)
+    return exit_status(node)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_slow_configure_stops_the_node(probe: Probe, weights_dir: Path,
+                                                         tmp_path: Path, signum: int) -> None:
+    """torch-compile takes minutes on a busy CPU: the signal must not wait for it."""
+    with own_node(probe, f'/compiling{int(signum)}', {**BASE, 'backend': 'torch-compile'},
+                  weights_dir, tmp_path, constructed) as node:
+        assert signalled(probe, node, signum) == 0, node.describe()
+
+
+def test_ctrl_c_again_and_again_does_not_abort(probe: Probe, weights_dir: Path,
+                                               tmp_path: Path) -> None:
+    """Ctrl-C again and again until the process is gone: some land in the clean-up."""
+    with own_node(probe, '/twice', BASE, weights_dir, tmp_path, subscribed) as node:
+        probe.watched.remove(node)
+        deadline = time.monotonic() + GENEROUS_S
+        while node.running() and time.monotonic() < deadline:
+            node.process.send_signal(signal.SIGINT)
+            time.sleep(QUICK_SUCCESSION_S)
+        assert exit_status(node) == 0, node.describe()
+        assert 'Traceback' not in node.log(), node.describe()
+
+
+def test_a_slow_reload_leaves_the_control_plane_answering(probe: Probe, weights_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """During a torch-compile reload, lifecycle services and diagnostics answer."""
+    with own_node(probe, '/reload', BASE, weights_dir, tmp_path, subscribed) as node:
+        answer = probe.set_parameters_async('/reload/segmenter', {'backend': 'torch-compile'})
+        started = time.time_ns()
+        assert probe.call(ChangeState, '/reload/segmenter/change_state', ChangeState.Request(
+            transition=Transition(id=99)), timeout_s=GENEROUS_S).success is False
+        assert probe.lifecycle_state('/reload/segmenter') == 'active'
+        recorder = probe.record(DiagnosticArray, '/diagnostics')
+
+        def reloading() -> bool:
+            return any(status.name.startswith('/reload/segmenter')
+                       and status.message.startswith('reloading')
+                       for arrival, message in recorder.messages if arrival > started
+                       for status in message.status)
+        probe.spin_until(reloading, GENEROUS_S, 'diagnostics saying reloading')
+        probe.forget([recorder])
+        assert not answer.done(), 'the compile finished too soon to test anything'
+        assert signalled(probe, node, signal.SIGINT) == 0, node.describe()
+
+
+# The end of the lifecycle (item 9), last of all: it ends the module's node -------------
+
+def test_the_shutdown_transition_ends_the_process(probe: Probe,
+                                                  segmenter: NodeProcess) -> None:
+    response = probe.call(ChangeState, f'{NODE}/change_state', ChangeState.Request(
+        transition=Transition(id=Transition.TRANSITION_ACTIVE_SHUTDOWN, label='shutdown')))
+    assert response.success
+    probe.watched.remove(segmenter)
+    try:
+        segmenter.process.wait(GENEROUS_S)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        probe.watched.append(segmenter)  # serving() removes it again
+    assert segmenter.process.returncode == 0, segmenter.describe()
