@@ -17,30 +17,20 @@
 How a network is run: PyTorch (eager or compiled, CUDA graphs) or ONNX Runtime.
 
 Each runner maps an N x 3 x H x W float batch on the engine's device to logits, or to
-uint8 labels. What each one does to be fast (``espnet-ros bench`` measures every variant
-against the eager fp32 baseline in one interleaved run, with label agreement; figures in
-the README):
+uint8 labels. The fast paths, each measured against the eager fp32 baseline by
+``espnet-ros bench`` (figures and their history in docs/performance.md):
 
-* batch norms folded into the convolutions before them: one pass over memory less per unit
-  (most of ESPNet's batch norms follow concatenations and stay; ESPNetv2 loses 47 of 67);
-* channels-last memory: oneDNN and cuDNN run convolutions in it without reordering every
-  input and output, and the arg-max over classes reads it contiguously. On the 2-core
-  AVX-512 CPU, folding plus channels-last made the whole frame 1.4-2x faster than eager;
-  neither hurt ESPNetv2's depth-wise convolutions (each alone helped a little);
-* ``torch.compile`` with frozen weights fuses the element-wise tails (batch norm, PReLU,
-  sums, concatenations) and, for labels, the arg-max into the last kernels, and on the
-  CPU calls oneDNN with its weights packed once; with ``mixed`` precision
-  (:mod:`espnet_ros.runtime.mixed_precision`) ESPNet runs over 3x faster than eager. Frozen graphs
-  miss inductor's on-disk cache: compiling takes 20-40 s per graph for ESPNet and
-  80-120 s for ESPNetv2 at every start, so 'auto' never picks it;
+* batch norms folded into the convolutions before them: one pass over memory less per unit;
+* channels-last memory: oneDNN and cuDNN convolve without reordering every input and
+  output, and the arg-max over classes reads it contiguously;
+* ``torch.compile`` with frozen weights fuses the element-wise tails and the arg-max and
+  calls oneDNN with its weights packed once; frozen graphs miss inductor's on-disk cache,
+  so compiling happens at every start and 'auto' never picks it;
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
-* ONNX Runtime on the CPU, its worker threads told not to spin (spinning threads took the
-  cores from everything else in the process: eager PyTorch beside them ran 10x slower).
+* ONNX Runtime on the CPU, its worker threads told not to spin, since spinning threads take
+  the cores from everything else in the process.
 
-``auto`` is PyTorch. Over the whole frame, ONNX Runtime was ahead only for the small
-ESPNetv2 models (s0.5 at 512x256: 49 against 63 ms) and behind for ESPNet (47 against
-40 ms at 512x256: its dilated convolutions are slow there) and the large ESPNetv2 (s2.0 at
-1024x512: 282 against 240 ms).
+``auto`` is eager PyTorch with the fast paths above: the fastest start-up-free path measured.
 """
 
 import copy
