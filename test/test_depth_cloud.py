@@ -306,4 +306,4 @@ def _worker_stats() -> WorkerStats:
                        input_size=(64, 48), received=1, processed=1, dropped=0, malformed=0,
                        stamp_backwards=0, failed=0, last_problem='', input_rate_hz=1.0,
                        output_rate_hz=1.0, latency_median_s=0.1, latency_p95_s=0.1,
-                       processing_median_s=0.1)
+                       processing_median_s=0.1, implausible_stamps=0)

@@ -192,6 +192,7 @@ def test_live_summary_splits_quiet_and_loaded_frames() -> None:
     probe.latencies_ms = [100.0] * 3 + [10.0, 20.0, 30.0] + [500.0] * 2 + [40.0, 60.0]
     probe.arrivals = [float(index) for index in range(len(probe.latencies_ms))]
     probe.node_processing_ms = 5.0
+    probe.node_counts = {}
     quiet = live_run.summary(probe, 3, 6)
     loaded = live_run.summary(probe, 8)
     assert (quiet['frames'], quiet['latency_median_ms']) == (3, 20.0)
