@@ -68,6 +68,7 @@ TOPICS = {'image': '/front/color/image_raw', 'camera_info': '/front/color/camera
           'depth/image': '/front/aligned_depth/image_raw',
           'depth/camera_info': '/front/aligned_depth/camera_info'}
 K = pinhole_k(CAMERA_SIZE, horizontal_fov_deg=90.0)
+REJECTION_TRIES = 5  # frames sent at most until one with depth is paired and rejected
 
 
 def send_frames(*args: Any, **kwargs: Any) -> tuple[int, dict[str, Any]]:
@@ -152,14 +153,21 @@ def test_no_depth_camera_info_yet_names_the_topic(
     points = probe.record(PointCloud2, '/segmentation/points')
     labels = {'labels': probe.record(Image, '/segmentation/labels')}
     metres = scene_metres()
-    stamp, _ = send_frames(probe, sender(
-        publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header), info=False),
-        labels)
+    send = sender(publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header),
+                  info=False)
+    stamp, _ = send_frames(probe, send, labels)
+    after = diagnostics_once(probe)
+    for _ in range(REJECTION_TRIES):
+        # On a busy machine a frame's depth may come after the frame was processed (then it
+        # counts as unpaired): another frame, until one was paired and rejected.
+        if int(after['depth frames rejected']) >= 1:
+            break
+        stamp, _ = send_frames(probe, send, labels)
+        after = diagnostics_once(probe)
     probe.spin_for(1.0)
     probe.forget([points, *labels.values()])
     assert not points.with_stamp(stamp)
-    after = diagnostics_once(probe)
-    assert int(after['depth frames rejected']) >= 1
+    assert int(after['depth frames rejected']) >= 1, after
     assert (f'no depth CameraInfo received on {TOPICS["depth/camera_info"]}'
             in after['last depth problem']), after
 
