@@ -35,7 +35,7 @@ from espnet_ros.tools.live_run import stop
 MARKER_VARIABLE = 'ESPNET_ROS_LAUNCH_TEST'
 WHY_NO_LAUNCH = ('launch/launch_ros/ros2launch are not installed: source a ROS 2 install, or '
                  'run scripts/setup_env.sh with ../shared/wheels beside the checkout')
-EXIT_TIMEOUT_S = 30.0
+EXIT_TIMEOUT_S = 90.0
 
 
 def require_launch() -> None:
