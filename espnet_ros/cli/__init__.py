@@ -22,8 +22,7 @@ import sys
 from typing import Optional, Sequence
 
 from espnet_ros.cli.commands import COMMANDS, INTERRUPTED_STATUS
-
-MODELS_ENV = 'ESPNET_ROS_MODELS'  # as espnet_ros.zoo.checkpoints names it; torch-free here
+from espnet_ros.zoo import MODELS_ENV
 
 
 def global_options() -> argparse.ArgumentParser:

@@ -17,3 +17,5 @@
 # The model the node, the launch files and every command use when none is named. Here, not in
 # the registry module, so that naming it does not import PyTorch.
 DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
+# Model folders, separated by ':'; searched after an explicit folder, before the package's.
+MODELS_ENV = 'ESPNET_ROS_MODELS'

@@ -33,7 +33,8 @@ import urllib.request
 
 import torch
 
-MODELS_ENV = 'ESPNET_ROS_MODELS'
+from espnet_ros.zoo import MODELS_ENV
+
 PACKAGE = 'espnet_ros'
 _HASH_CHUNK = 1 << 20
 _DOWNLOAD_TIMEOUT_S = 60
