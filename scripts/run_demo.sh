@@ -43,5 +43,7 @@ else
 fi
 
 echo "run_demo: ${model} on ${source_frames}, DDS domain ${ROS_DOMAIN_ID} (localhost only)"
+# A few seconds of frames: the node uses a compiled graph already in the cache, but does not
+# start a build of minutes that the end of the demo would cut short (espnet-ros compile does).
 exec .venv/bin/espnet-ros-live --source "${source_frames}" --model "${model}" \
-  --frames 50 --rate 10 --out out/demo --save 5 "$@"
+  --frames 50 --rate 10 --compile-mode cached --out out/demo --save 5 "$@"

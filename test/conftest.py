@@ -19,12 +19,14 @@ pytest imports this file before any test module, so the environment below is in 
 rclpy creates a participant, and every subprocess a test starts inherits it.
 """
 
+from dataclasses import dataclass
 import functools
 import os
 from pathlib import Path
 import socket
 import subprocess
 import sys
+import tempfile
 from typing import Callable, Iterator
 
 import cv2
@@ -87,6 +89,11 @@ os.environ['ROS_DOMAIN_ID'] = str(_pick_domain_id())
 # Node processes and CLI runs started by the tests find the official checkpoints here.
 if (SHARED_DIR / 'weights').is_dir():
     os.environ['ESPNET_ROS_MODELS'] = str(SHARED_DIR / 'weights')
+# Compiled graphs that nodes and launches build go to a folder of this session's, not the
+# user's cache (the node's default compile_mode builds one aside).
+os.environ['ESPNET_ROS_CACHE'] = tempfile.mkdtemp(prefix='espnet_ros_cache_')
+
+COMPILED_CACHE_BUILD_TIMEOUT_S = 900.0  # one compile on a busy two-core machine
 
 # A loaded 2-core CI machine makes per-example deadlines flaky; failures print their seed.
 settings.register_profile('espnet_ros', deadline=None, print_blob=True)
@@ -151,6 +158,54 @@ def _load_once(name: str, weights_dir: Path) -> nn.Module:
 def pretrained(weights_dir: Path) -> Callable[[str], nn.Module]:
     """Return a loader of registry models that reads each checkpoint once per session."""
     return lambda name: _load_once(name, weights_dir)
+
+
+@dataclass(frozen=True)
+class CompiledCache:
+    """A cache root (for $ESPNET_ROS_CACHE) holding one graph, and what the graph is for."""
+
+    root: Path
+    size: tuple[int, int] = (64, 32)  # the default model, small: a short build
+    threads: int = 1                  # the node's count on two cores
+
+
+@pytest.fixture(scope='session')
+def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
+                   ) -> CompiledCache:
+    """
+    Return a cache root holding one compiled graph: the default model at 64x32, one thread.
+
+    Built once a session, in the background as the node builds it (without autotuning, to
+    keep it short); one thread is what the node uses on two cores, and what the node tests
+    set. Tests copy it before changing anything in it.
+    """
+    import torch
+
+    from espnet_ros.runtime.engine import SegmentationEngine
+    from espnet_ros.runtime.graph_cache import cache_folder, CACHE_ENV
+    from espnet_ros.runtime.graph_switch import SwitchState
+    from espnet_ros.zoo import DEFAULT_MODEL
+    from espnet_ros.zoo.registry import get_spec
+
+    cached = CompiledCache(tmp_path_factory.mktemp('compiled_cache'))
+    log: list = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cached.threads)
+    try:
+        network = _load_once(DEFAULT_MODEL, weights_dir)
+        engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
+                                    input_size=cached.size, device='cpu',
+                                    backend='auto', compile_mode='background',
+                                    cache=cache_folder({CACHE_ENV: str(cached.root)}),
+                                    autotune=False,
+                                    log=log.append)
+        state = engine.graph_switch.wait(COMPILED_CACHE_BUILD_TIMEOUT_S)
+        engine.close()
+    finally:
+        torch.set_num_threads(threads)
+    assert state == SwitchState.COMPILED, log
+    assert any('compiling it in the background' in line for line in log), log
+    return cached
 
 
 @pytest.fixture(scope='module')

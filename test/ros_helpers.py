@@ -80,11 +80,16 @@ class NodeProcess:
 
     def __init__(self, executable: str, parameters: dict[str, Any], *, log_dir: Path,
                  weights_dir: Optional[Path] = None, remaps: Sequence[tuple[str, str]] = (),
-                 namespace: str = '') -> None:
+                 namespace: str = '', env: Optional[dict[str, str]] = None) -> None:
+        if executable == 'segmenter':
+            # Eager unless a test asks: a graph compiled aside would load the machine for
+            # minutes (test_graph_cache.py and test_segmenter_compiled.py test it).
+            parameters = {'compile_mode': 'off', **parameters}
         self.command = node_command(executable, namespace, parameters, remaps=remaps)
         self.log_path = log_dir / f'{executable}{namespace.replace("/", "_")}.log'
         self._log = open(self.log_path, 'w')
-        self.process = subprocess.Popen(self.command, cwd=REPO_ROOT, env=child_env(weights_dir),
+        self.process = subprocess.Popen(self.command, cwd=REPO_ROOT,
+                                        env={**child_env(weights_dir), **(env or {})},
                                         stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:

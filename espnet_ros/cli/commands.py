@@ -30,9 +30,12 @@ COMMANDS = {
     'eval': ('evaluate', 'mean IoU on a labelled image folder'),
     'bench': ('bench', 'speed of every fast path against eager fp32 PyTorch'),
     'export': ('export', 'export models to ONNX (ONNX Runtime, TensorRT)'),
+    'compile': ('compile', "build the node's compiled graph into the cache ahead of time"),
     'train': ('train', 'fine-tune an official model on your own labelled frames'),
     'bench-cloud': ('cloud_bench', 'labelled point cloud build against '
                                    'sensor_msgs_py.create_cloud'),
+    'bench-startup': ('startup_bench', 'seconds to the first labels and to compiled speed, '
+                                       'from the graph cache or not'),
     'bag': ('bag', 'segment a rosbag2 bag (sqlite3 or MCAP) into a new bag'),
     'video': ('video', 'segment a video file into an overlay video'),
 }

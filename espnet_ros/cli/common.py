@@ -30,8 +30,9 @@ from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.offline.stream import Summary
 from espnet_ros.runtime import options
 from espnet_ros.runtime.engine import SegmentationEngine
-from espnet_ros.runtime.options import (Backend, DEFAULT_DEVICE, DEFAULT_OUTPUT_RESOLUTION,
-                                        DEFAULT_PRECISION, DEFAULT_THREADS, MAX_THREADS,
+from espnet_ros.runtime.options import (Backend, CompileMode, DEFAULT_DEVICE,
+                                        DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
+                                        DEFAULT_THREADS, MAX_THREADS, NODE_COMPILE_MODE,
                                         OutputResolution, Precision)
 from espnet_ros.runtime.process import use_threads
 from espnet_ros.zoo import DEFAULT_MODEL
@@ -83,6 +84,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                         help=f"arithmetic (default {DEFAULT_PRECISION}, as the node's)")
     parser.add_argument('--backend', default=Backend.AUTO.value, choices=Backend.values(),
                         help=f'what runs the network (default {Backend.AUTO})')
+    parser.add_argument('--compile-mode', default=CompileMode.OFF.value,
+                        choices=CompileMode.values(),
+                        help='backend auto on the CPU: switch to the compiled graph the cache '
+                             'holds (cached), also building it aside (background), or stay '
+                             f'eager (default {CompileMode.OFF}; the node uses '
+                             f'{NODE_COMPILE_MODE})')
     add_threads_argument(parser)
     parser.add_argument('--calibration', type=Path, metavar='DIR',
                         help="frames of the model's own dataset to calibrate precision int8 on "
@@ -104,7 +111,8 @@ def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
     return SegmentationEngine.from_pretrained(
         args.model, weights_dir=args.weights_dir, checkpoint=args.checkpoint,
         input_size=args.size, device=args.device, precision=args.precision,
-        backend=args.backend, calibration=calibration_frames(args.calibration))
+        backend=args.backend, calibration=calibration_frames(args.calibration),
+        compile_mode=args.compile_mode, log=lambda text: print(text, file=sys.stderr))
 
 
 def positive_int(text: str) -> int:

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS
-from espnet_ros.runtime.options import (Backend, Choice, DEFAULT_BACKEND, DEFAULT_DEVICE,
-                                        DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
-                                        DEFAULT_THREADS, device_error, MAX_THREADS,
-                                        OutputResolution, Precision)
+from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BACKEND,
+                                        DEFAULT_DEVICE, DEFAULT_OUTPUT_RESOLUTION,
+                                        DEFAULT_PRECISION, DEFAULT_THREADS, device_error,
+                                        MAX_THREADS, NODE_COMPILE_MODE, OutputResolution,
+                                        Precision)
 from espnet_ros.zoo import DEFAULT_MODEL
 
 # What changing a parameter at run time does.
@@ -104,10 +105,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'auto (fastest measured safe choice), fp32, fp16 (CUDA), bf16 or mixed (CPU: '
                   'bf16 in the ESP branches).', RELOAD, choices=Precision.values()),
     ParameterSpec('backend', DEFAULT_BACKEND.value,
-                  'auto (PyTorch with folded batch norms and channels-last, the fastest measured '
-                  'start-up-free path), torch, torch-compile or onnxruntime.',
-                  RELOAD,
-                  choices=Backend.values()),
+                  'auto (eager PyTorch with folded batch norms and channels-last, then on the '
+                  'CPU the compiled graph, see compile_mode), torch, torch-compile (compiled at '
+                  'every start) or onnxruntime.', RELOAD, choices=Backend.values()),
+    ParameterSpec('compile_mode', NODE_COMPILE_MODE.value,
+                  'For backend auto on the CPU: background (serve eager at once, switch to the '
+                  'compiled graph from the cache, compiling it aside the first time), cached '
+                  '(switch only to a cached graph) or off (eager only).', RELOAD,
+                  choices=CompileMode.values()),
     ParameterSpec('threads', DEFAULT_THREADS,
                   'CPU threads for inference; 0 = half the cores the node may use (at least 1), '
                   'leaving the others to the rest of the robot.', STARTUP,

@@ -85,6 +85,7 @@ class EngineSettings:
     device: str
     precision: str
     backend: str
+    compile_mode: str
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> 'EngineSettings':
@@ -94,7 +95,7 @@ class EngineSettings:
                    allow_unverified=values['allow_unverified_weights'],
                    input_size=(width, height) if width or height else None,
                    device=values['device'], precision=values['precision'],
-                   backend=values['backend'])
+                   backend=values['backend'], compile_mode=values['compile_mode'])
 
     def build(self, logger: Any, abandon: Callable[[], bool] = lambda: False
               ) -> SegmentationEngine:
@@ -121,7 +122,8 @@ class EngineSettings:
             engine = SegmentationEngine.from_pretrained(
                 self.model, checkpoint=self.weights, allow_unverified=self.allow_unverified,
                 input_size=self.input_size, device=self.device, precision=self.precision,
-                backend=self.backend)
+                backend=self.backend, compile_mode=self.compile_mode, log=logger.info,
+                warn=logger.warning)
         for warning in caught:
             # Ours (an unverified checkpoint loaded anyway) belong in the ROS log and /rosout.
             if Path(warning.filename).is_relative_to(PACKAGE_DIR):
@@ -131,5 +133,6 @@ class EngineSettings:
                                      warning.lineno)
         engine.warm_up(WARM_UP_FRAMES)
         logger.info(f'model {self.model} at {describe_input_size(engine.spec, self.input_size)}'
-                    f' on {engine.device} ({engine.precision}, {engine.backend})')
+                    f' on {engine.device} ({engine.precision}, {engine.backend}; compile_mode '
+                    f'{self.compile_mode})')
         return engine

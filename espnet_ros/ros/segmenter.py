@@ -156,6 +156,7 @@ class SegmenterNode(LifecycleNode):
         with self._state_lock:
             self.sink.destroy()
             self.sink = None
+            self.worker.engine.close()
             self.worker = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -173,8 +174,10 @@ class SegmenterNode(LifecycleNode):
         super().destroy_node()
 
     def _stop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.stop(SHUTDOWN_WAIT_S)
+        worker = self.worker
+        if worker is not None:
+            worker.stop(SHUTDOWN_WAIT_S)
+            worker.engine.close()  # a graph still compiling would outlive the node's purpose
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds

@@ -25,7 +25,7 @@ BGR camera feeding a BGR-trained ESPNet is never converted).
 from dataclasses import dataclass
 import math
 from pathlib import Path
-from typing import Mapping, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -33,11 +33,15 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from espnet_ros.runtime.graph_cache import cache_folder, Entry, graph_key, PackagedGraph, \
+    prepare_network
+from espnet_ros.runtime.graph_switch import GraphSwitch
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported, supports_mixed_precision
-from espnet_ros.runtime.options import (Backend, ChannelOrder, choice_error, DEFAULT_BACKEND,
-                                        device_error, OutputResolution, Precision)
+from espnet_ros.runtime.options import (Backend, ChannelOrder, choice_error, CompileMode,
+                                        DEFAULT_BACKEND, device_error, OutputResolution,
+                                        Precision)
 from espnet_ros.runtime.runners import build_runner, class_labels, resolve_backend, upsample_logits
-from espnet_ros.zoo.registry import get_spec, load, ModelSpec
+from espnet_ros.zoo.registry import FAMILIES, get_spec, load, ModelSpec
 
 # The dtype of the tensors between layers; 'mixed' is fp32 with bf16 in the convolutions
 # the network names as tolerant of it (see espnet_ros.runtime.mixed_precision).
@@ -75,6 +79,20 @@ def resolve_device(device: str) -> torch.device:
             raise EngineConfigError(f'device {device!r}: only {torch.cuda.device_count()} CUDA '
                                     'devices are present')
     return resolved
+
+
+def probe_frame(width: int, height: int) -> np.ndarray:
+    """
+    Return a fixed H x W x 3 uint8 RGB frame of smooth colour waves.
+
+    A compiled graph's labels are checked against the eager network's on it: smooth regions,
+    so that labels sit far from ties except along a few class borders.
+    """
+    rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = [np.sin(2 * np.pi * (columns / width * cycles + rows / height * (3 - cycles)))
+             for cycles in (1, 2, 3)]
+    return np.ascontiguousarray(np.stack(
+        [np.round(127.5 * (1 + wave)) for wave in waves], axis=-1).astype(np.uint8))
 
 
 def free_cached_gpu_memory() -> None:
@@ -172,14 +190,21 @@ class SegmentationEngine:
                  precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
                  preprocess_on_device: bool = True,
                  runner_options: Optional[Mapping[str, bool]] = None,
-                 calibration: Optional[Sequence[np.ndarray]] = None) -> None:
+                 calibration: Optional[Sequence[np.ndarray]] = None,
+                 compile_mode: str = CompileMode.OFF, cache: Optional[Path] = None,
+                 autotune: bool = True, log: Callable[[str], None] = lambda message: None,
+                 warn: Optional[Callable[[str], None]] = None) -> None:
         """
         Prepare ``network`` to run on ``device`` in ``precision`` through ``backend``.
 
         ``preprocess_on_device`` resizes on the GPU (uint8 upload) rather than with OpenCV;
         ``runner_options`` (fold, channels_last, cuda_graph) switch the backend's fast paths.
         The benchmark turns them off one by one. ``calibration``: H x W x 3 uint8 RGB frames of
-        the model's own dataset, which precision int8 needs. Building an engine changes nothing
+        the model's own dataset, which precision int8 needs. ``compile_mode`` (backend auto
+        on the CPU): switch to a compiled graph from the ``cache`` folder (default
+        :func:`~espnet_ros.runtime.graph_cache.cache_folder`), built in the background if
+        'background', with ``autotune``; ``log`` hears each step and ``warn`` a failure (see
+        :mod:`espnet_ros.runtime.graph_switch`). Building an engine changes nothing
         process-wide: see :mod:`espnet_ros.runtime.process` for what a long-running program
         may opt in to.
         """
@@ -211,6 +236,66 @@ class SegmentationEngine:
                                    dtype=self.dtype, input_size=self.input_size,
                                    mixed=self.precision == Precision.MIXED,
                                    int8_calibration=batches, **(runner_options or {}))
+        self._graph: Optional[PackagedGraph] = None
+        self.graph_switch: Optional[GraphSwitch] = None
+        reason = choice_error(CompileMode, 'compile_mode', compile_mode)
+        if reason:
+            raise EngineConfigError(reason)
+        if compile_mode != CompileMode.OFF:
+            self._start_switch(backend, precision, compile_mode, cache, autotune, log,
+                               warn or log)
+
+    def _compiled_precision(self, backend: str, precision: str) -> tuple[Optional[str], str]:
+        """Return the precision of a cached compiled graph, or None and why there is none."""
+        if backend != Backend.AUTO or self.device.type != 'cpu':
+            return None, (f'compiled graphs are cached for backend auto on the CPU (here '
+                          f'backend {backend} on {self.device})')
+        if self.spec.family not in FAMILIES:
+            return None, f'{self.spec.name} is not of a registry architecture'
+        compiled = resolve_precision(precision, self.device, backend=Backend.TORCH_COMPILE,
+                                     mixed_supported=supports_mixed_precision(self.network))
+        if compiled not in (Precision.FP32, Precision.MIXED):
+            return None, f'compiled graphs are built in fp32 or mixed, not {compiled}'
+        return compiled, ''
+
+    def _start_switch(self, backend: str, precision: str, mode: str, cache: Optional[Path],
+                      autotune: bool, log: Callable[[str], None],
+                      warn: Callable[[str], None]) -> None:
+        compiled, reason = self._compiled_precision(backend, precision)
+        if compiled is None:
+            log(f'compile_mode {mode}: {reason}; running eager only')
+            return
+        key = graph_key(self.spec.name, self.network, input_size=self.input_size,
+                        precision=compiled, threads=torch.get_num_threads(),
+                        device=self.device)
+        width, height = self.input_size
+        probe = self.preprocess([probe_frame(width, height)]).float()
+        self.graph_switch = GraphSwitch(
+            Entry(cache or cache_folder(), key), mode=mode, network=self.network,
+            reference=prepare_network(self.network, compiled), probe=probe,
+            family=self.spec.family, architecture=dict(self.spec.architecture),
+            num_classes=self.spec.num_classes, autotune=autotune, on_ready=self._use_graph,
+            log=log, warn=warn).start()
+
+    def _use_graph(self, graph: PackagedGraph) -> None:
+        """Take the compiled graph from the next frame on (one assignment, see graph_switch)."""
+        self._graph = graph
+
+    @property
+    def compiled(self) -> bool:
+        """Return True once frames run on a compiled graph from the cache."""
+        return self._graph is not None
+
+    def describe_runner(self) -> str:
+        """Return what runs the frames now, e.g. 'compiled graph (mixed)' or 'torch (fp32)'."""
+        if self._graph is not None:
+            return f'compiled graph ({self._graph.key.precision})'
+        return f'{self.backend} ({self.precision})'
+
+    def close(self) -> None:
+        """Stop a compiled-graph switch (and its build); the engine goes on serving eager."""
+        if self.graph_switch is not None:
+            self.graph_switch.close()
 
     @classmethod
     def from_pretrained(cls, name: str, *, weights_dir: Optional[Union[str, Path]] = None,
@@ -218,7 +303,10 @@ class SegmentationEngine:
                         allow_unverified: bool = False,
                         input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
                         precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
-                        calibration: Optional[Sequence[np.ndarray]] = None
+                        calibration: Optional[Sequence[np.ndarray]] = None,
+                        compile_mode: str = CompileMode.OFF,
+                        log: Callable[[str], None] = lambda message: None,
+                        warn: Optional[Callable[[str], None]] = None
                         ) -> 'SegmentationEngine':
         """Load registry model ``name`` (see :func:`~espnet_ros.zoo.registry.load`)."""
         spec = get_spec(name)
@@ -228,7 +316,8 @@ class SegmentationEngine:
         network = load(name, weights_dir, checkpoint=checkpoint,
                        allow_unverified=allow_unverified)
         return cls(spec, network, input_size=input_size, device=device, precision=precision,
-                   backend=backend, calibration=calibration)
+                   backend=backend, calibration=calibration, compile_mode=compile_mode, log=log,
+                   warn=warn)
 
     def warm_up(self, frames: int) -> None:
         """
@@ -288,6 +377,10 @@ class SegmentationEngine:
     def labels_and_confidence(self, batch: torch.Tensor, *, with_confidence: bool = False
                               ) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Return N x h x w uint8 labels (and float32 confidence) for a preprocessed batch."""
+        graph = self._graph
+        if graph is not None and graph.fits(batch):
+            labels, confidence = graph(batch)
+            return labels.numpy(), confidence.numpy() if with_confidence else None
         if not with_confidence:
             return self.runner.labels(batch).cpu().numpy(), None
         logits = self.infer(batch)

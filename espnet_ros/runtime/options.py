@@ -56,10 +56,18 @@ class Precision(Choice):
 class Backend(Choice):
     """What runs the network."""
 
-    AUTO = 'auto'                    # eager PyTorch with folded batch norms, channels-last
+    AUTO = 'auto'                    # eager PyTorch (folded, channels-last); see CompileMode
     TORCH = 'torch'
     TORCH_COMPILE = 'torch-compile'  # inductor, weights frozen into the graph
     ONNXRUNTIME = 'onnxruntime'
+
+
+class CompileMode(Choice):
+    """Whether backend auto on the CPU moves from eager to a compiled graph kept on disk."""
+
+    OFF = 'off'                # eager only
+    CACHED = 'cached'          # switch to a compiled graph if the cache holds one; never build
+    BACKGROUND = 'background'  # also build a missing one in a child process, then switch
 
 
 class ChannelOrder(Choice):
@@ -80,6 +88,8 @@ DEFAULT_DEVICE = 'auto'
 DEFAULT_PRECISION = Precision.AUTO
 DEFAULT_BACKEND = Backend.AUTO
 DEFAULT_OUTPUT_RESOLUTION = OutputResolution.INPUT
+# The node serves for hours: worth building the graph once. One-shot commands only use it.
+NODE_COMPILE_MODE = CompileMode.BACKGROUND
 CUDA_PREFIX = 'cuda:'
 # 0: choose from the cores this process may run on (see auto_threads).
 DEFAULT_THREADS = 0

@@ -25,12 +25,15 @@ uint8 labels. The fast paths, each measured against the eager fp32 baseline by
   output, and the arg-max over classes reads it contiguously;
 * ``torch.compile`` with frozen weights fuses the element-wise tails and the arg-max and
   calls oneDNN with its weights packed once; frozen graphs miss inductor's on-disk cache,
-  so compiling happens at every start and 'auto' never picks it;
+  so backend torch-compile compiles at every start (backend auto reaches the same graph
+  through :mod:`espnet_ros.runtime.graph_cache` instead);
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin, since spinning threads take
   the cores from everything else in the process.
 
-``auto`` is eager PyTorch with the fast paths above: the fastest start-up-free path measured.
+``auto`` is eager PyTorch with the fast paths above, the fastest path that starts at once;
+with a ``compile_mode`` the engine then moves to the compiled graph kept on disk
+(:mod:`espnet_ros.runtime.graph_switch`).
 """
 
 import copy
@@ -62,7 +65,7 @@ def onnxruntime_available() -> bool:
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Return the backend to use; ``auto`` is PyTorch (see the module docstring)."""
+    """Return the runner's backend; ``auto`` is eager PyTorch (see the module docstring)."""
     if backend not in Backend.values():
         raise ValueError(f'backend {backend!r} is not one of {", ".join(Backend.values())}')
     if backend == Backend.ONNXRUNTIME and device.type != 'cpu':
@@ -154,13 +157,13 @@ class TorchRunner(Runner):
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.network
         self._compiled_labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
         # Inductor picks its own layouts; an NCHW image lets it vectorise the input
-        # reinforcement's pooling along rows (3 ms less for ESPNet at 512x256 on the CPU).
+        # reinforcement's pooling along rows.
         self.input_format = torch.contiguous_format if compile_network else self.memory_format
         if compile_network:
             # Frozen weights let inductor constant-fold them; on the CPU a C++ wrapper calls
             # the kernels without Python in between, and autotuning times its own GEMM
-            # templates against oneDNN for the 1x1 convolutions (5% faster for ESPNet, 15 s
-            # more to compile). Each graph is compiled on its first call.
+            # templates against oneDNN for the 1x1 convolutions (docs/performance.md). Each
+            # graph is compiled on its first call.
             cpu = device.type == 'cpu'
             options = {'freezing': True, 'cpp_wrapper': cpu, 'max_autotune': cpu}
             self.forward = with_frozen_weights(

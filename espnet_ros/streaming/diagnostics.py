@@ -30,6 +30,8 @@ MS_PER_S = 1000.0
 # The key of the median decode-to-publish time; the live tool reads it back.
 PROCESSING_MEDIAN_KEY = 'processing median (ms)'
 THREADS_KEY = 'CPU threads'
+RUNNER_KEY = 'runner'
+COMPILED_GRAPH_KEY = 'compiled graph'
 # The counts of camera frames taken, processed, and replaced unprocessed by a newer one.
 RECEIVED_KEY = 'frames received'
 PROCESSED_KEY = 'frames processed'
@@ -84,6 +86,8 @@ def summarize(previous: Optional[WorkerStats], current: Optional[WorkerStats], *
         ('device', current.device),
         ('precision', current.precision),
         ('backend', current.backend),
+        (RUNNER_KEY, current.runner),
+        (COMPILED_GRAPH_KEY, current.compiled_graph),
         ('network input', '{}x{}'.format(*current.input_size)),
         (THREADS_KEY, str(current.threads)),
         ('input rate (Hz)', f'{current.input_rate_hz:.2f}'),

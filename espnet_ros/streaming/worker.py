@@ -106,6 +106,8 @@ class WorkerStats:
     latency_p95_s: float
     processing_median_s: float
     threads: int = 0      # PyTorch's CPU threads on the inference thread (0: not started)
+    runner: str = ''      # what runs the frames now, e.g. 'compiled graph (mixed)'
+    compiled_graph: str = 'off'  # the move to a compiled graph: state and detail
 
     @property
     def problems(self) -> int:
@@ -194,10 +196,11 @@ class FrameWorker:
         self._frames.take(timeout=0)
 
     def swap_engine(self, engine: SegmentationEngine) -> None:
-        """Replace the engine between two frames; the old one releases its device memory."""
+        """Replace the engine between two frames; the old one lets its memory and build go."""
         with self._engine_lock:
             old, self._engine = self._engine, engine
         old.release()
+        old.close()
 
     def snapshot(self) -> WorkerStats:
         """Return the statistics so far, frozen."""
@@ -214,7 +217,10 @@ class FrameWorker:
                 output_rate_hz=self._output_rate.rate(),
                 latency_median_s=self._latency.percentile(50),
                 latency_p95_s=self._latency.percentile(95),
-                processing_median_s=self._processing.percentile(50), threads=self._threads)
+                processing_median_s=self._processing.percentile(50), threads=self._threads,
+                runner=engine.describe_runner(),
+                compiled_graph=(engine.graph_switch.describe() if engine.graph_switch
+                                else 'off'))
 
     # The thread ---------------------------------------------------------------------------
 

@@ -44,9 +44,10 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from espnet_ros.ros.qos import OUTPUT_QOS
-from espnet_ros.runtime.options import DEFAULT_THREADS, parse_size, threads_error
-from espnet_ros.streaming.diagnostics import (DROPPED_KEY, PROCESSED_KEY, PROCESSING_MEDIAN_KEY,
-                                              RECEIVED_KEY)
+from espnet_ros.runtime.graph_switch import SwitchState
+from espnet_ros.runtime.options import CompileMode, DEFAULT_THREADS, parse_size, threads_error
+from espnet_ros.streaming.diagnostics import (COMPILED_GRAPH_KEY, DROPPED_KEY, PROCESSED_KEY,
+                                              PROCESSING_MEDIAN_KEY, RECEIVED_KEY, RUNNER_KEY)
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
@@ -57,6 +58,9 @@ STARTUP_TIMEOUT_S = 120.0
 NODE_MODULES = {'segmenter': 'espnet_ros.ros.segmenter_main',
                 'image_player': 'espnet_ros.ros.image_player'}
 STOP_TIMEOUT_S = 5.0
+SETTLE_TIMEOUT_S = 1800.0  # a first compile on a busy machine
+# The node's 'compiled graph' diagnostics while its runner may still change.
+UNSETTLED = (f'{SwitchState.LOOKING.value}:', f'{SwitchState.BUILDING.value}:')
 COUNT_KEYS = (RECEIVED_KEY, PROCESSED_KEY, DROPPED_KEY)
 
 
@@ -70,6 +74,8 @@ class Probe(Node):
         self.overlays: list[np.ndarray] = []
         self.node_processing_ms = float('nan')  # as the segmenter's diagnostics last said
         self.node_counts: dict[str, int] = {}  # frames received, processed, dropped: likewise
+        self.runner = ''          # what runs the node's frames, as its diagnostics last said
+        self.compiled_graph = ''  # where its move to a compiled graph stands: likewise
         self.keep_overlays = keep_overlays
         self.create_subscription(Image, 'segmentation/labels', self._on_labels, OUTPUT_QOS)
         self.create_subscription(Image, 'segmentation/overlay', self._on_overlay, OUTPUT_QOS)
@@ -86,6 +92,8 @@ class Probe(Node):
         for status in message.status:
             if status.hardware_id == f'{self.get_namespace().rstrip("/")}/segmenter':
                 values = {pair.key: pair.value for pair in status.values}
+                self.runner = values.get(RUNNER_KEY, self.runner)
+                self.compiled_graph = values.get(COMPILED_GRAPH_KEY, self.compiled_graph)
                 if PROCESSING_MEDIAN_KEY in values:
                     self.node_processing_ms = float(values[PROCESSING_MEDIAN_KEY])
                 self.node_counts.update({key: int(values[key]) for key in COUNT_KEYS
@@ -187,6 +195,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--namespace', default='/live')
     parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,
                         help="the node's threads parameter (default 0: its own choice)")
+    parser.add_argument('--compile-mode', choices=CompileMode.values(),
+                        help="the node's compile_mode parameter (default: its own default)")
+    parser.add_argument('--wait-compiled', action='store_true',
+                        help='count frames only once the node has settled on its runner '
+                             '(the compiled graph loaded or built, or eager for good)')
     parser.add_argument('--background-load', type=int, default=0, metavar='N',
                         help='after the quiet frames, keep N cores busy (processes this tool '
                              'starts and ends) and collect as many frames again')
@@ -257,6 +270,19 @@ def collect(probe: Probe, wanted: int, nodes: Sequence[subprocess.Popen]) -> boo
     return True
 
 
+def settle(probe: Probe, nodes: Sequence[subprocess.Popen]) -> bool:
+    """Spin until the node's diagnostics say its runner is final; False if a node ended."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while not probe.compiled_graph or probe.compiled_graph.startswith(UNSETTLED):
+        if any(node.poll() is not None for node in nodes) or time.monotonic() > deadline:
+            print('espnet-ros-live: the node did not settle on its runner '
+                  f'({probe.compiled_graph or "no diagnostics"})', file=sys.stderr)
+            return False
+        rclpy.spin_once(probe, timeout_sec=0.1)
+    print(f'espnet-ros-live: the node runs {probe.runner} ({probe.compiled_graph})')
+    return True
+
+
 def load_ratios(quiet: dict, loaded: dict) -> dict:
     """Return the loaded latency median and p99 as multiples of the quiet median."""
     return {'loaded_over_quiet': loaded['latency_median_ms'] / quiet['latency_median_ms'],
@@ -274,14 +300,21 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
         'model': args.model, 'device': args.device, 'precision': args.precision,
         'input_transport': args.transport, 'input_width': args.size[0],
         'input_height': args.size[1],
-        **({'threads': args.threads} if args.threads != DEFAULT_THREADS else {})}))
+        **({'threads': args.threads} if args.threads != DEFAULT_THREADS else {}),
+        **({'compile_mode': args.compile_mode} if args.compile_mode else {})}))
     rclpy.init()
     probe = Probe(args.namespace, args.save if args.out else 0)
     quiet_end = args.frames + args.warmup
     try:
+        if args.wait_compiled:
+            if not settle(probe, (segmenter, player)):
+                return 1
+            probe.latencies_ms.clear()
+            probe.arrivals.clear()
         if not collect(probe, quiet_end, (segmenter, player)):
             return 1
         quiet_processing_ms = probe.node_processing_ms  # the diagnostics' figure so far
+        quiet_runner = probe.runner
         if background.cores:
             # The first frames under load (the warm-up count again) are left out.
             background.busy()
@@ -295,9 +328,10 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
                'network_size': '{}x{}'.format(*args.size) if all(args.size) else 'training',
                'source': str(args.source), 'threads': args.threads,
                **summary(probe, args.warmup, quiet_end),
-               'node_processing_median_ms': quiet_processing_ms}
+               'node_processing_median_ms': quiet_processing_ms, 'runner': quiet_runner,
+               'compiled_graph': probe.compiled_graph}
     if background.cores:
-        results['loaded'] = {'background_load': background.cores,
+        results['loaded'] = {'background_load': background.cores, 'runner': probe.runner,
                              **summary(probe, quiet_end + args.warmup)}
         results.update(load_ratios(results, results['loaded']))
     probe.destroy_node()

@@ -1,0 +1,287 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Compiled graphs on disk: built aside, loaded from the cache, switched to mid-stream.
+
+One real AOTInductor build of the default model at a small input size (conftest's
+``compiled_cache``) serves the session; each test works on its own copy of it.
+"""
+
+import json
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+import time
+from typing import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from espnet_ros.runtime.engine import EngineConfigError, SegmentationEngine
+from espnet_ros.runtime.graph_cache import (CACHE_ENV, cache_folder, Entry, GraphKey,
+                                            PACKAGE_SUFFIX, SIDECAR_SUFFIX, weights_sha256)
+from espnet_ros.runtime.graph_switch import SwitchState
+from espnet_ros.zoo import DEFAULT_MODEL
+
+SIZE = (64, 32)   # conftest's compiled_cache: checked by the cache fixture
+THREADS = 1
+LOAD_TIMEOUT_S = 120
+SWITCH_FRAMES = 400
+
+
+def built_engine(weights_dir: Path, cache: Path, mode: str, log: list
+                 ) -> SegmentationEngine:
+    """Return an engine over ``cache`` (no autotuning, to keep the build short)."""
+    from espnet_ros.zoo.registry import get_spec, load
+
+    return SegmentationEngine(get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
+                              input_size=SIZE, device='cpu', backend='auto',
+                              compile_mode=mode, cache=cache, autotune=False, log=log.append)
+
+
+@pytest.fixture()
+def cache(compiled_cache, tmp_path: Path) -> Iterator[Path]:
+    """Return a private copy of the session's compiled graph, at the thread count it needs."""
+    assert (compiled_cache.size, compiled_cache.threads) == (SIZE, THREADS)
+    copy = tmp_path / 'graphs'
+    shutil.copytree(cache_folder({CACHE_ENV: str(compiled_cache.root)}), copy,
+                    ignore=shutil.ignore_patterns('*.lock'))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    yield copy
+    torch.set_num_threads(threads)
+
+
+def entry_files(cache: Path) -> tuple[Path, Path]:
+    """Return the one package and sidecar of a cache folder."""
+    package, = cache.glob(f'*{PACKAGE_SUFFIX}')
+    sidecar, = cache.glob(f'*{SIDECAR_SUFFIX}')
+    return package, sidecar
+
+
+def test_cache_folder_follows_the_environment(tmp_path: Path) -> None:
+    assert cache_folder({CACHE_ENV: str(tmp_path)}) == tmp_path / 'graphs'
+    assert cache_folder({'XDG_CACHE_HOME': str(tmp_path)}) == tmp_path / 'espnet_ros/graphs'
+    assert cache_folder({}) == Path('~/.cache/espnet_ros/graphs').expanduser()
+
+
+def test_key_changes_with_everything_that_makes_a_graph_valid(pretrained) -> None:
+    network = pretrained(DEFAULT_MODEL)
+    base = GraphKey(model=DEFAULT_MODEL, weights_sha256=weights_sha256(network),
+                    input_size=SIZE, batch=1, precision='fp32', threads=1, device='cpu',
+                    cpu='x86_64 AVX2', torch_version=torch.__version__)
+    changed = [GraphKey(**{**base.__dict__, field: value}) for field, value in (
+        ('weights_sha256', '0' * 64), ('input_size', (128, 64)), ('precision', 'mixed'),
+        ('threads', 2), ('cpu', 'x86_64 AVX512'), ('torch_version', '0.0'),
+        ('format_version', 0), ('batch', 2))]
+    stems = {key.stem() for key in [base, *changed]}
+    assert len(stems) == len(changed) + 1
+    assert GraphKey.from_json(json.loads(json.dumps(base.to_json()))) == base
+
+
+def test_weights_hash_sees_one_changed_value(pretrained) -> None:
+    import copy
+
+    network = copy.deepcopy(pretrained(DEFAULT_MODEL))
+    before = weights_sha256(network)
+    with torch.no_grad():
+        next(network.parameters()).view(-1)[0] += 1e-6
+    assert weights_sha256(network) != before
+
+
+def test_built_graph_agrees_with_eager_on_a_real_frame(cache: Path, weights_dir: Path,
+                                                       street_bgr: np.ndarray) -> None:
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    try:
+        assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.COMPILED, log
+        assert 'loaded from the cache' in served.graph_switch.describe()
+        assert served.compiled and served.describe_runner().startswith('compiled graph')
+        eager = SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
+                                                   input_size=SIZE, device='cpu',
+                                                   precision=served.graph_switch.key.precision,
+                                                   backend='torch')
+        compiled = served.segment(street_bgr, order='bgr', with_confidence=True)
+        reference = eager.segment(street_bgr, order='bgr', with_confidence=True)
+        assert (compiled.labels == reference.labels).mean() >= 0.999
+        assert np.abs(compiled.confidence - reference.confidence).max() < 0.02
+    finally:
+        served.close()
+
+
+def test_corrupt_package_is_removed_not_trusted(cache: Path, weights_dir: Path) -> None:
+    package, sidecar = entry_files(cache)
+    data = bytearray(package.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    package.write_bytes(bytes(data))
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert not served.compiled
+    text = '\n'.join(log)
+    assert 'corrupt or changed' in text and 'removed' in text, text
+    assert not package.exists() and not sidecar.exists()
+    assert 'not in the cache' in served.graph_switch.describe()
+
+
+def test_truncated_package_is_removed(cache: Path, weights_dir: Path) -> None:
+    package, _ = entry_files(cache)
+    package.write_bytes(package.read_bytes()[:1000])
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert not package.exists()
+
+
+def test_sidecar_of_another_key_is_stale(cache: Path, weights_dir: Path) -> None:
+    package, sidecar = entry_files(cache)
+    record = json.loads(sidecar.read_text())
+    record['key']['torch_version'] = '0.0'
+    sidecar.write_text(json.dumps(record))
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert any('made for another model' in line for line in log), log
+    assert not package.exists()
+
+
+def test_unreadable_sidecar_is_removed(cache: Path, weights_dir: Path) -> None:
+    _, sidecar = entry_files(cache)
+    sidecar.write_text('{not json')
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert any('not a readable cache record' in line for line in log), log
+
+
+def test_other_weights_miss_the_entry(cache: Path, weights_dir: Path) -> None:
+    from espnet_ros.zoo.registry import get_spec, load
+
+    network = load(DEFAULT_MODEL, weights_dir)
+    with torch.no_grad():
+        next(network.parameters()).view(-1)[0] += 1.0
+    log: list = []
+    served = SegmentationEngine(get_spec(DEFAULT_MODEL), network, input_size=SIZE,
+                                device='cpu', backend='auto', compile_mode='cached',
+                                cache=cache, log=log.append)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert 'not in the cache' in served.graph_switch.describe()
+    assert len(list(cache.glob(f'*{PACKAGE_SUFFIX}'))) == 1  # the other model's entry stays
+
+
+def test_switch_mid_stream_drops_and_mislabels_nothing(
+        cache: Path, weights_dir: Path, street_bgr: np.ndarray) -> None:
+    """Frames keep coming while the graph is loaded; each one is answered and right."""
+    eager = SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
+                                               input_size=SIZE, device='cpu', backend='torch')
+    frames = [np.ascontiguousarray(np.roll(street_bgr, shift, axis=1))
+              for shift in range(0, 400, 40)]
+    expected = [eager.segment(frame, order='bgr').labels for frame in frames]
+    log: list = []
+    served = built_engine(weights_dir, cache, 'cached', log)
+    runners, agreements = [], []
+    try:
+        for index in range(SWITCH_FRAMES):
+            frame = index % len(frames)
+            runners.append(served.compiled)
+            labels = served.segment(frames[frame], order='bgr').labels
+            agreements.append((labels == expected[frame]).mean())
+            if served.compiled and runners.count(True) > len(frames):
+                break
+    finally:
+        served.close()
+    assert not runners[0], 'the first frame must not wait for the graph'
+    assert runners[-1], f'no switch within {SWITCH_FRAMES} frames: {log}'
+    switched = runners.index(True)
+    assert all(runners[switched:]), 'once switched, every frame runs the graph'
+    # fp32 or mixed precision (agreement with fp32 measured on CamVid, see the README).
+    assert min(agreements) >= 0.99, min(agreements)
+
+
+def test_cached_mode_never_builds(tmp_path: Path, weights_dir: Path) -> None:
+    log: list = []
+    served = built_engine(weights_dir, tmp_path, 'cached', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
+    assert 'does not build' in served.graph_switch.describe()
+    assert not list(tmp_path.glob('job-*'))
+
+
+def test_close_ends_a_build_in_progress(tmp_path: Path, weights_dir: Path) -> None:
+    log: list = []
+    served = built_engine(weights_dir, tmp_path, 'background', log)
+    switch = served.graph_switch
+    deadline = time.monotonic() + LOAD_TIMEOUT_S
+    while switch.state() != SwitchState.BUILDING and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert switch.state() == SwitchState.BUILDING, switch.describe()
+    process = switch._process
+    served.close()
+    assert process.poll() is not None, 'the builder outlived close()'
+    assert switch.state() == SwitchState.CLOSED
+    assert not served.compiled
+    assert not list(tmp_path.glob(f'*{PACKAGE_SUFFIX}'))
+
+
+def test_failed_build_keeps_serving_eager(tmp_path: Path, weights_dir: Path,
+                                          street_bgr: np.ndarray) -> None:
+    blocked = tmp_path / 'not-a-folder'
+    blocked.write_text('a file where the cache folder should be')
+    log: list = []
+    served = built_engine(weights_dir, blocked, 'background', log)
+    assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.FAILED
+    assert 'cannot write to the cache folder' in served.graph_switch.describe()
+    assert served.segment(street_bgr, order='bgr').labels.shape == street_bgr.shape[:2]
+
+
+def test_builder_child_reports_a_bad_job(tmp_path: Path) -> None:
+    job = tmp_path / 'job.pt'
+    job.write_bytes(b'not a job')
+    result = subprocess.run([sys.executable, '-m', 'espnet_ros.runtime.graph_cache', str(job),
+                             str(os.getpid())],
+                            capture_output=True, text=True, timeout=LOAD_TIMEOUT_S)
+    assert result.returncode == 1
+    assert result.stderr.startswith('graph build failed:')
+    assert not job.exists()
+
+
+@pytest.mark.parametrize('backend,device_reason', [
+    ('torch', 'backend auto on the CPU'), ('onnxruntime', 'backend auto on the CPU')])
+def test_other_backends_stay_as_asked(backend: str, device_reason: str, weights_dir: Path
+                                      ) -> None:
+    log: list = []
+    served = SegmentationEngine.from_pretrained(
+        DEFAULT_MODEL, weights_dir=weights_dir, input_size=SIZE, device='cpu',
+        backend=backend, compile_mode='background', log=log.append)
+    assert served.graph_switch is None
+    assert any(device_reason in line for line in log), log
+
+
+def test_unknown_compile_mode_is_refused(weights_dir: Path) -> None:
+    with pytest.raises(EngineConfigError, match='compile_mode must be one of off, cached'):
+        SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
+                                           input_size=SIZE, device='cpu',
+                                           compile_mode='sometimes')
+
+
+def test_entry_paths_are_named_by_key(tmp_path: Path, pretrained) -> None:
+    key = GraphKey(model='m', weights_sha256=weights_sha256(pretrained(DEFAULT_MODEL)),
+                   input_size=SIZE, batch=1, precision='fp32', threads=1, device='cpu',
+                   cpu='c', torch_version='t')
+    entry = Entry(tmp_path, key)
+    assert entry.package.name.startswith('m-64x32-b1-fp32-t1-')
+    assert entry.package.suffix == PACKAGE_SUFFIX and entry.sidecar.suffix == SIDECAR_SUFFIX
