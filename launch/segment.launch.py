@@ -40,11 +40,13 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from espnet_ros.ros.launching import (camera_info_topic, end_launch_on_failure, existing_file,
+                                      model_registry, model_registry_argument,
                                       parameter_arguments, parameter_overrides, rviz_requested)
 
 
 def launch_setup(context: LaunchContext) -> list[Action]:
     """Check every argument, then return the segmenter and (optionally) rviz2."""
+    registry = model_registry(context)  # before model:= is checked against the registry
     overrides = parameter_overrides(context)
     params_file = existing_file('params_file', context)
     use_rviz = rviz_requested(context)
@@ -58,7 +60,7 @@ def launch_setup(context: LaunchContext) -> list[Action]:
                     ('camera_info', camera_info),
                     ('depth/image', LaunchConfiguration('depth_image')),
                     ('depth/camera_info', LaunchConfiguration('depth_camera_info'))])
-    actions = [*end_launch_on_failure(segmenter), segmenter]
+    actions = [*registry, *end_launch_on_failure(segmenter), segmenter]
     if use_rviz:
         # The display topics in segment.rviz are relative: the namespace places them.
         share = FindPackageShare('espnet_ros').perform(context)
@@ -71,6 +73,7 @@ def launch_setup(context: LaunchContext) -> list[Action]:
 def generate_launch_description() -> LaunchDescription:
     """Return the launch arguments and the checked set-up of the segmenter and rviz2."""
     arguments = parameter_arguments() + [
+        model_registry_argument(),
         DeclareLaunchArgument('image', default_value='image',
                               description='camera image topic to segment'),
         DeclareLaunchArgument('camera_info', default_value='',

@@ -41,7 +41,8 @@ from espnet_ros.ros.parameter_table import PARAMETERS
 require_launch()
 
 LAUNCH_TESTS = Path(__file__).resolve().parent / 'launch_tests'
-SMALL_MODEL = ('model:=espnet_c_p2q3_cityscapes', 'input_width:=256', 'input_height:=128',
+USER_BASE = 'espnet_c_p2q3_cityscapes'
+SMALL_MODEL = (f'model:={USER_BASE}', 'input_width:=256', 'input_height:=128',
                'device:=cpu', 'precision:=fp32')
 FAIL_TIMEOUT_S = 120.0
 LABELS_TIMEOUT_S = 240.0
@@ -109,6 +110,8 @@ FAILURES = [
     ('segment.launch.py', ['precision:=fast'], 'precision must be one of auto, fp32'),
     ('segment.launch.py', ['model:=nosuch'], "unknown model 'nosuch'"),
     ('segment.launch.py', ['params_file:=/nonexistent.yaml'], 'is not a file'),
+    ('segment.launch.py', ['model_registry:=/nonexistent'],
+     "model_registry: '/nonexistent' is not a folder"),
     ('demo.launch.py', ['use_rviz:=true'], 'rviz2 is not installed'),
     ('demo.launch.py', ['use_rviz:=maybe'], "use_rviz:='maybe' is not true or false"),
     ('demo.launch.py', ['model:=nosuch'], "unknown model 'nosuch'"),
@@ -179,7 +182,8 @@ def test_show_arguments_gives_one_default_each(colcon_install: Path, marker: str
         assert spec.description.split()[0] in text, text
         for choice in spec.choices or ():
             assert choice in text, text
-    for name in ('image', 'camera_info', 'namespace', 'params_file', 'use_rviz'):
+    for name in ('image', 'camera_info', 'namespace', 'params_file', 'use_rviz',
+                 'model_registry'):
         assert shown[name].count('(default:') == 1, shown[name]
 
 
@@ -228,6 +232,44 @@ def test_segment_launch_namespaced_camera(colcon_install: Path, weights_dir: Pat
     finally:
         status = interrupt(launch)
     assert status == 0, log.read_text()
+    assert_nothing_left(marker)
+
+
+def user_model_folder(folder: Path, weights_dir: Path) -> str:
+    """Write a user model folder (as espnet-ros train does) holding the small model's weights."""
+    from dataclasses import replace
+
+    from espnet_ros.training.classes import from_dataset
+    from espnet_ros.training.model_folder import checkpoint_name, register_model, save_state
+    from espnet_ros.zoo.registry import get_spec, load
+
+    name = 'launch_user_model'
+    base = get_spec(USER_BASE)
+    save_state(folder / checkpoint_name(name), load(USER_BASE, weights_dir).state_dict())
+    spec = replace(base, name=name, checkpoint=checkpoint_name(name), base=base.name)
+    register_model(folder, spec=spec, base=base, table=from_dataset(base.dataset),
+                   val_miou={'miou': 0.0, 'protocol': 'ignore-void', 'epoch': 0,
+                             'split': 'none (a test copy)'})
+    return name
+
+
+def test_user_model_by_name_through_model_registry(colcon_install: Path, weights_dir: Path,
+                                                   probe: Probe, marker: str,
+                                                   tmp_path: Path) -> None:
+    """model_registry:= makes a user model folder known to the launch checks and the node."""
+    folder = tmp_path / 'my_models'
+    name = user_model_folder(folder, weights_dir)
+    log = tmp_path / 'launch.log'
+    arguments = ['espnet_ros', 'segment.launch.py', *SMALL_MODEL[1:], f'model:={name}',
+                 f'model_registry:={folder}', 'namespace:=user', 'image:=/user_cam/image']
+    launch = start_launch(colcon_install, arguments, launch_env(marker, weights_dir), log)
+    try:
+        send_frames_until_labels(probe, '/user_cam/image', '/user_cam/camera_info',
+                                 {'labels': '/user/segmentation/labels'}, launch)
+    finally:
+        status = interrupt(launch)
+    assert status == 0, log.read_text()
+    assert f'model {name} at 256x128' in log.read_text()
     assert_nothing_left(marker)
 
 

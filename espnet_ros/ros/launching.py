@@ -23,18 +23,21 @@ bad value ends the launch with one line and leaves nothing running; a node of ou
 with an error ends the launch, non-zero, with its status and its last error line.
 """
 
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchContext, Substitution
 from launch.action import Action
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, RegisterEventHandler
+from launch.actions import (DeclareLaunchArgument, ExecuteProcess, RegisterEventHandler,
+                            SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit, OnProcessIO
 from launch.events.process import ProcessExited, ProcessIO
 from launch.substitutions import LaunchConfiguration
 
 from espnet_ros.ros.parameter_table import check_parameter, PARAMETERS, ParameterSpec
+from espnet_ros.zoo import MODELS_ENV
 
 # Launch's own words for a true or false argument (launch.conditions reads these).
 TRUE_WORDS = ('true', '1')
@@ -113,6 +116,36 @@ def parameter_overrides(context: LaunchContext) -> dict[str, Any]:
         if text != '':
             overrides[spec.name] = parse_parameter(spec, text)
     return overrides
+
+
+def model_registry(context: LaunchContext) -> list[Action]:
+    """
+    Put the model folders of the ``model_registry`` argument first on ``$ESPNET_ROS_MODELS``.
+
+    For the launch's own checks (a user model named by ``model:=`` is known once its folder
+    is) and for the node, which reads the variable. Call it before the parameters are
+    checked; it returns the action that sets the variable for the processes started after.
+    """
+    text = LaunchConfiguration('model_registry').perform(context)
+    folders = [str(Path(part).expanduser()) for part in text.split(os.pathsep) if part]
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise LaunchArgumentError(f'launch argument model_registry: {folder!r} is not a '
+                                      'folder (a model folder that espnet-ros train wrote)')
+    if not folders:
+        return []
+    value = os.pathsep.join(folders + [part for part in os.environ.get(
+        MODELS_ENV, '').split(os.pathsep) if part])
+    os.environ[MODELS_ENV] = value  # this launch process checks model:= against it
+    return [SetEnvironmentVariable(MODELS_ENV, value)]
+
+
+def model_registry_argument() -> DeclareLaunchArgument:
+    """Return the ``model_registry`` launch argument."""
+    return DeclareLaunchArgument(
+        'model_registry', default_value='',
+        description=f'model folders (separated by {os.pathsep}) to find user models in, '
+                    f'before ${MODELS_ENV}: what espnet-ros train --out wrote')
 
 
 def existing_file(name: str, context: LaunchContext) -> str:
