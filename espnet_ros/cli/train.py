@@ -19,9 +19,10 @@ import argparse
 from pathlib import Path
 import re
 
-from espnet_ros.cli.common import parse_size
+from espnet_ros.cli.common import parse_size, threads_argument
 from espnet_ros.compat import SubParsers
-from espnet_ros.runtime.options import DEFAULT_DEVICE
+from espnet_ros.runtime.options import DEFAULT_DEVICE, MAX_THREADS, usable_cores
+from espnet_ros.runtime.process import use_threads
 from espnet_ros.training.classes import DATASET_ALIASES, load_class_table
 from espnet_ros.training.loop import Trainer, TrainingRun
 from espnet_ros.training.recipe import AUTHORS_RECIPE
@@ -75,6 +76,12 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--resume', action='store_true',
                         help='continue the run in --out from its last finished epoch')
     parser.add_argument('--seed', type=int, default=0, help='seed of every random draw')
+    parser.add_argument('--threads', type=threads_argument, default=usable_cores(),
+                        metavar=f'0..{MAX_THREADS}',
+                        help='CPU threads (default: every usable core, here '
+                             f'{usable_cores()}: a fine-tune is a foreground job; 0 = half). '
+                             'A rerun or --resume repeats a run exactly with the same --seed '
+                             'and --threads')
     parser.add_argument('--no-progress', action='store_true', help='no progress bars')
     parser.set_defaults(run=run)
 
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError('give both --val-images and --val-labels, or neither')
     if args.batch < 1:
         raise ValueError(f'--batch must be at least 1, got {args.batch}')
+    use_threads(args.threads)
     training = TrainingRun(
         base=args.model, name=args.name, out=args.out, table=load_class_table(args.classes),
         train_images=args.images, train_labels=args.labels, val_images=args.val_images,
