@@ -226,10 +226,9 @@ class ESPEncoder(nn.Module):
 
         These are the dilated branches of the residual ESP modules at 1/4 and 1/8 resolution:
         most of the encoder's arithmetic. Their outputs are summed (HFF), normalised and
-        added to the module input in fp32. Measured with the decoder's list below, for all
-        seven ESPNet and ESPNet-C checkpoints at their training sizes on CamVid val frames
-        and the Cityscapes sample: 99.70-99.96% of labels equal fp32's (worst frame 99.33%);
-        bf16 everywhere gave 98.3%.
+        added to the module input in fp32. With the decoder's list below, every ESPNet and
+        ESPNet-C checkpoint keeps its labels within this package's 0.5% of fp32's; bf16
+        everywhere does not (docs/performance.md).
         """
         return [f'{stage}.{index}.branches.{branch}'
                 for stage in ('stage2', 'stage3')
@@ -316,7 +315,7 @@ class ESPNet(nn.Module):
         Name the convolutions that may run in bf16 (``mixed``; see the encoder's list).
 
         The encoder's, and the decoder's 3x3 merge at 1/2 resolution: the largest single
-        convolution (18% of the arithmetic at 512x256).
+        convolution.
         """
         return ([f'encoder.{name}' for name in self.encoder.bf16_tolerant_convolutions()]
                 + ['level1_merge.conv'])

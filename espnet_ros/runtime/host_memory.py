@@ -17,20 +17,19 @@ Keep freed host memory for reuse, so that per-frame tensors stop costing page fa
 
 glibc's malloc hands large blocks (a 512 x 256 x 20 float map is 10 MB) to the kernel when
 they are freed and asks for fresh ones at the next frame, and the kernel zero-fills every
-4 KiB page on first touch: eager ESPNet at 512x256 took 10,500 page faults per frame.
-Raising malloc's mmap and trim thresholds keeps the blocks in the heap, where the next
-frame finds them: no faults after the first frame (28% faster there), and never more
-memory than the process's own peak. It is process-wide, and a no-op where the C library is not
-glibc. Setting the thresholds also ends glibc's own adjustment of them, which cannot be
-turned back on: ``espnet-ros bench`` runs its baseline in a process of its own.
+4 KiB page on first touch, thousands of page faults a frame. Raising malloc's mmap and trim
+thresholds keeps the blocks in the heap, where the next frame finds them: no faults after
+the first frame, and never more memory than the process's own peak. It is process-wide, and
+a no-op where the C library is not glibc. Setting the thresholds also ends glibc's own
+adjustment of them, which cannot be turned back on: ``espnet-ros bench`` runs its baseline
+in a process of its own.
 
-Threads other than the main one allocate from arenas made of heaps of at most 64 MB; a
-1024 x 512 map (40 MB) nearly fills one, and glibc unmaps a heap as soon as it is empty
-whatever the trim threshold, so the node's inference thread still took 2,000-11,000 faults
-a frame at that size. A top pad of a whole heap keeps emptied heaps mapped: 0 faults a frame
-in a worker thread, as in the main one. (One arena for all threads, M_ARENA_MAX 1, ended
-those faults too, but the lock it shares with the DDS and executor threads made the node
-3-5x slower under a 60 Hz camera.)
+Threads other than the main one allocate from arenas made of heaps of at most 64 MB, and
+glibc unmaps a heap as soon as it is empty whatever the trim threshold, so a 1024 x 512 map
+(40 MB) still faulted in the node's inference thread. A top pad of a whole heap keeps
+emptied heaps mapped. One arena for all threads (M_ARENA_MAX 1) would end those faults too,
+but its lock is shared with the DDS and executor threads. The measurements behind each
+choice are in docs/performance.md.
 """
 
 import ctypes
