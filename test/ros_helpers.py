@@ -84,7 +84,7 @@ class NodeProcess:
         if executable == 'segmenter':
             # Eager unless a test asks: a graph compiled aside would load the machine for
             # minutes (test_graph_cache.py and test_segmenter_compiled.py test it).
-            parameters = {'compile_mode': 'off', **parameters}
+            parameters = {'compile_mode': 'eager', **parameters}
         self.command = node_command(executable, namespace, parameters, remaps=remaps)
         self.log_path = log_dir / f'{executable}{namespace.replace("/", "_")}.log'
         self._log = open(self.log_path, 'w')

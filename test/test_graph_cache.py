@@ -272,7 +272,7 @@ def test_other_backends_stay_as_asked(backend: str, device_reason: str, weights_
 
 
 def test_unknown_compile_mode_is_refused(weights_dir: Path) -> None:
-    with pytest.raises(EngineConfigError, match='compile_mode must be one of off, cached'):
+    with pytest.raises(EngineConfigError, match='compile_mode must be one of eager, cached'):
         SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
                                            input_size=SIZE, device='cpu',
                                            compile_mode='sometimes')

@@ -36,7 +36,7 @@ from espnet_ros.zoo.registry import get_spec, load
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 CAMVID_FRAMES = 4
-TORCH_BACKENDS = ('torch', 'torch-compile', 'onnxruntime')
+TORCH_BACKENDS = ('torch', 'torch-compile', 'onnxruntime', 'auto')
 
 EPILOG = """\
 Each variant is timed on the network alone (preprocessed batch to logits) and on the whole
@@ -76,7 +76,8 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--precision', action='append', choices=('fp32', 'fp16', 'bf16', 'mixed'),
                         help='only these precisions (the baseline always runs)')
     parser.add_argument('--compile', action='store_true',
-                        help='also measure torch.compile (tens of seconds per model)')
+                        help='also measure torch.compile and backend auto on its compiled '
+                             'graph from the cache (tens of seconds per model to compile)')
     parser.add_argument('--repeats', type=int, default=30, help='timed runs per variant')
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs per variant')
     parser.add_argument('--camera', type=parse_size, default=(1024, 512),
@@ -109,7 +110,7 @@ def agreement_images(paths: Optional[Sequence[Path]]) -> list[np.ndarray]:
 
 def select_variants(device: str, args: argparse.Namespace) -> list[variants.Variant]:
     """Return the baseline plus the variants the filters keep."""
-    compile_network = args.compile or 'torch-compile' in (args.backend or ())
+    compile_network = args.compile or bool({'torch-compile', 'auto'} & set(args.backend or ()))
     candidates = variants.default_variants(device, compile_network=compile_network)
     return [variant for variant in candidates
             if variant.is_baseline or (

@@ -84,11 +84,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                         help=f"arithmetic (default {DEFAULT_PRECISION}, as the node's)")
     parser.add_argument('--backend', default=Backend.AUTO.value, choices=Backend.values(),
                         help=f'what runs the network (default {Backend.AUTO})')
-    parser.add_argument('--compile-mode', default=CompileMode.OFF.value,
+    parser.add_argument('--compile-mode', default=CompileMode.EAGER.value,
                         choices=CompileMode.values(),
                         help='backend auto on the CPU: switch to the compiled graph the cache '
                              'holds (cached), also building it aside (background), or stay '
-                             f'eager (default {CompileMode.OFF}; the node uses '
+                             f'eager (default {CompileMode.EAGER}; the node uses '
                              f'{NODE_COMPILE_MODE})')
     add_threads_argument(parser)
     parser.add_argument('--calibration', type=Path, metavar='DIR',

@@ -111,7 +111,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('compile_mode', NODE_COMPILE_MODE.value,
                   'For backend auto on the CPU: background (serve eager at once, switch to the '
                   'compiled graph from the cache, compiling it aside the first time), cached '
-                  '(switch only to a cached graph) or off (eager only).', RELOAD,
+                  '(switch only to a cached graph) or eager (no compiled graph).', RELOAD,
                   choices=CompileMode.values()),
     ParameterSpec('threads', DEFAULT_THREADS,
                   'CPU threads for inference; 0 = half the cores the node may use (at least 1), '

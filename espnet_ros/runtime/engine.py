@@ -191,7 +191,7 @@ class SegmentationEngine:
                  preprocess_on_device: bool = True,
                  runner_options: Optional[Mapping[str, bool]] = None,
                  calibration: Optional[Sequence[np.ndarray]] = None,
-                 compile_mode: str = CompileMode.OFF, cache: Optional[Path] = None,
+                 compile_mode: str = CompileMode.EAGER, cache: Optional[Path] = None,
                  autotune: bool = True, log: Callable[[str], None] = lambda message: None,
                  warn: Optional[Callable[[str], None]] = None) -> None:
         """
@@ -241,7 +241,7 @@ class SegmentationEngine:
         reason = choice_error(CompileMode, 'compile_mode', compile_mode)
         if reason:
             raise EngineConfigError(reason)
-        if compile_mode != CompileMode.OFF:
+        if compile_mode != CompileMode.EAGER:
             self._start_switch(backend, precision, compile_mode, cache, autotune, log,
                                warn or log)
 
@@ -304,7 +304,7 @@ class SegmentationEngine:
                         input_size: Optional[tuple[int, int]] = None, device: str = 'cpu',
                         precision: str = Precision.FP32, backend: str = DEFAULT_BACKEND,
                         calibration: Optional[Sequence[np.ndarray]] = None,
-                        compile_mode: str = CompileMode.OFF,
+                        compile_mode: str = CompileMode.EAGER,
                         log: Callable[[str], None] = lambda message: None,
                         warn: Optional[Callable[[str], None]] = None
                         ) -> 'SegmentationEngine':

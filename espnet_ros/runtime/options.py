@@ -65,7 +65,7 @@ class Backend(Choice):
 class CompileMode(Choice):
     """Whether backend auto on the CPU moves from eager to a compiled graph kept on disk."""
 
-    OFF = 'off'                # eager only
+    EAGER = 'eager'            # no compiled graph ('off' would read as a YAML boolean)
     CACHED = 'cached'          # switch to a compiled graph if the cache holds one; never build
     BACKGROUND = 'background'  # also build a missing one in a child process, then switch
 

@@ -107,7 +107,7 @@ class WorkerStats:
     processing_median_s: float
     threads: int = 0      # PyTorch's CPU threads on the inference thread (0: not started)
     runner: str = ''      # what runs the frames now, e.g. 'compiled graph (mixed)'
-    compiled_graph: str = 'off'  # the move to a compiled graph: state and detail
+    compiled_graph: str = 'none'  # the move to a compiled graph: state and detail
 
     @property
     def problems(self) -> int:
@@ -220,7 +220,7 @@ class FrameWorker:
                 processing_median_s=self._processing.percentile(50), threads=self._threads,
                 runner=engine.describe_runner(),
                 compiled_graph=(engine.graph_switch.describe() if engine.graph_switch
-                                else 'off'))
+                                else 'none'))
 
     # The thread ---------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ Each way of starting runs in a process of its own, as a node would start, with t
 measured from just before the process is spawned (Python, PyTorch and the model load
 included):
 
-* ``eager``: backend auto, compile_mode off;
+* ``eager``: backend auto, compile_mode eager;
 * ``jit``: backend torch-compile, compiled in the process at every start;
 * ``cold``: backend auto, compile_mode background on an empty cache (built aside);
 * ``warm``: backend auto, compile_mode cached, on the cache ``cold`` filled.
@@ -66,7 +66,7 @@ def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
 
     use_threads(request.threads)
     backend = 'torch-compile' if phase == 'jit' else 'auto'
-    mode = {'eager': 'off', 'jit': 'off', 'cold': 'background', 'warm': 'cached'}[phase]
+    mode = {'eager': 'eager', 'jit': 'eager', 'cold': 'background', 'warm': 'cached'}[phase]
     engine = SegmentationEngine.from_pretrained(
         request.model, weights_dir=request.weights_dir, input_size=request.size, device='cpu',
         precision='auto', backend=backend, compile_mode=mode)
@@ -86,7 +86,7 @@ def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
     return {'phase': phase, 'runner': engine.describe_runner(),
             'first_labels_s': round(first_labels, 2), 'final_runner_s': round(final, 2),
             'median_ms': round(1000 * float(np.median(times)), 2),
-            'compiled_graph': switch.describe() if switch is not None else 'off'}
+            'compiled_graph': switch.describe() if switch is not None else 'none'}
 
 
 def run_phase(phase: str, request: Request, cache_root: Path) -> dict[str, Any]:

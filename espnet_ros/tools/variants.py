@@ -51,7 +51,7 @@ class Variant:
 
     label: str
     device: str  # 'cpu' or 'cuda'
-    backend: str  # 'torch', 'torch-compile' or 'onnxruntime'
+    backend: str  # 'torch', 'torch-compile', 'onnxruntime', or 'auto' with a compile_mode
     precision: str = 'fp32'
     fold: bool = True
     channels_last: bool = True
@@ -60,6 +60,9 @@ class Variant:
     # False: glibc's default malloc settings, which are process-wide, so the variant runs
     # in a process of its own (see espnet_ros.runtime.host_memory and benchmark_worker).
     retain_host_memory: bool = True
+    # 'background': backend auto once it has switched to the compiled graph kept on disk
+    # (built into the user's cache the first time, loaded from it afterwards).
+    compile_mode: str = 'eager'
 
     @property
     def is_baseline(self) -> bool:
@@ -89,7 +92,11 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                  Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
         compiled = [Variant('torch-compile fp32', 'cpu', 'torch-compile'),
                     Variant('torch-compile mixed', 'cpu', 'torch-compile', 'mixed'),
-                    Variant('torch-compile bf16', 'cpu', 'torch-compile', 'bf16')]
+                    Variant('torch-compile bf16', 'cpu', 'torch-compile', 'bf16'),
+                    Variant('auto fp32, compiled graph from the cache', 'cpu', 'auto',
+                            compile_mode='background'),
+                    Variant('auto mixed, compiled graph from the cache', 'cpu', 'auto',
+                            'mixed', compile_mode='background')]
     else:
         graph = Variant('torch fp16 fold+cl+graph', device, 'torch', 'fp16', cuda_graph=True)
         found = [baseline(device),
@@ -117,13 +124,19 @@ def unavailable(variant: Variant) -> Optional[str]:
 
 def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
                  size: tuple[int, int]) -> SegmentationEngine:
-    """Return an engine that runs ``network`` the way ``variant`` says."""
-    return SegmentationEngine(spec, network, input_size=size, device=variant.device,
-                              precision=variant.precision, backend=variant.backend,
-                              preprocess_on_device=not variant.host_preprocess,
-                              runner_options={'fold': variant.fold,
-                                              'channels_last': variant.channels_last,
-                                              'cuda_graph': variant.cuda_graph})
+    """Return an engine that runs ``network`` the way ``variant`` says (once switched)."""
+    engine = SegmentationEngine(spec, network, input_size=size, device=variant.device,
+                                precision=variant.precision, backend=variant.backend,
+                                preprocess_on_device=not variant.host_preprocess,
+                                runner_options={'fold': variant.fold,
+                                                'channels_last': variant.channels_last,
+                                                'cuda_graph': variant.cuda_graph},
+                                compile_mode=variant.compile_mode)
+    if engine.graph_switch is not None:
+        engine.graph_switch.wait()
+        if not engine.compiled:
+            raise RuntimeError(f'{variant.label}: {engine.graph_switch.describe()}')
+    return engine
 
 
 def count_flops(network: nn.Module, size: tuple[int, int]) -> int:
@@ -213,7 +226,10 @@ def prepare_here(spec: ModelSpec, network: nn.Module, variant: Variant,
     image = decode_image(message['encoding'], message['height'], message['width'],
                          message['step'], message['data'])
     batch = engine.preprocess([image.pixels], image.order)
-    calls = {'network': _synchronised(engine.device, lambda: engine.infer(batch)),
+    # A compiled graph gives labels, not logits: its network time is a frame to labels.
+    network_call = ((lambda: engine.labels_and_confidence(batch)) if engine.compiled
+                    else (lambda: engine.infer(batch)))
+    calls = {'network': _synchronised(engine.device, network_call),
              'frame': _synchronised(engine.device, lambda: frame_path(engine, message))}
     for _ in range(max(warmup, 1)):
         for call in calls.values():
