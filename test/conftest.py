@@ -194,7 +194,7 @@ def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
     try:
         network = _load_once(DEFAULT_MODEL, weights_dir)
         engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
-                                    input_size=cached.size, device='cpu',
+                                    input_size=cached.size, device='cpu', precision='auto',
                                     backend='auto', compile_mode='background',
                                     cache=cache_folder({CACHE_ENV: str(cached.root)}),
                                     autotune=False,

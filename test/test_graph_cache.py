@@ -50,7 +50,7 @@ def built_engine(weights_dir: Path, cache: Path, mode: str, log: list
     from espnet_ros.zoo.registry import get_spec, load
 
     return SegmentationEngine(get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
-                              input_size=SIZE, device='cpu', backend='auto',
+                              input_size=SIZE, device='cpu', precision='auto', backend='auto',
                               compile_mode=mode, cache=cache, autotune=False, log=log.append)
 
 
@@ -285,3 +285,21 @@ def test_entry_paths_are_named_by_key(tmp_path: Path, pretrained) -> None:
     entry = Entry(tmp_path, key)
     assert entry.package.name.startswith('m-64x32-b1-fp32-t1-')
     assert entry.package.suffix == PACKAGE_SUFFIX and entry.sidecar.suffix == SIDECAR_SUFFIX
+
+
+def test_compile_command_finds_and_checks_the_entry(
+        compiled_cache, tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    from espnet_ros.cli import main as cli_main
+
+    root = tmp_path / 'cache'
+    shutil.copytree(compiled_cache.root, root, ignore=shutil.ignore_patterns('*.lock'))
+    monkeypatch.setenv(CACHE_ENV, str(root))
+    threads = torch.get_num_threads()
+    try:
+        assert cli_main(['compile', '--size', '{}x{}'.format(*SIZE), '--threads', str(THREADS),
+                         '--weights-dir', str(weights_dir)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert 'loaded from the cache' in out and PACKAGE_SUFFIX in out, out

@@ -26,7 +26,7 @@ from espnet_ros.zoo import DEFAULT_MODEL
 
 EPILOG = """\
 The node (compile_mode background) builds its graph aside the first time it runs and loads it
-in under a second afterwards; a node stopped before the build ends takes the build with it.
+in seconds afterwards; a node stopped before the build ends takes the build with it.
 This command builds the same entry in the foreground, for a robot image or a first boot: give
 the model, network input size, precision and threads the node will use. An entry already in
 the cache is checked and kept.

@@ -18,8 +18,8 @@ Compiled graphs kept on disk: AOTInductor packages, keyed by everything that mak
 ``torch.compile`` with frozen weights is the fastest CPU path, but it compiles for minutes at
 every start: frozen graphs miss inductor's own cache. Here the same graph (folded batch
 norms, weights frozen, arg-max and confidence fused into the last kernels) is compiled ahead
-of time into a ``.pt2`` package with AOTInductor, once per :class:`GraphKey`, and loaded in
-well under a second afterwards.
+of time into a ``.pt2`` package with AOTInductor, once per :class:`GraphKey`, and loaded
+(and checked) in seconds afterwards.
 
 An entry is a package and a JSON sidecar holding its key and the package's sha256. An entry
 is used only when its sidecar names the same key and the package has that sha256, and when,
