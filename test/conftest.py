@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import functools
 import os
 from pathlib import Path
+import signal
 import socket
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def _pick_domain_id() -> int:
 
 _apply_ros_env()
 os.environ['ROS_DOMAIN_ID'] = str(_pick_domain_id())
+# A shell without job control starts background jobs with SIGINT ignored, and an ignored
+# signal stays ignored in every child: ros2 launch then never hears the tests' Ctrl-C. A
+# handler (unlike SIG_IGN) is reset to the default in each child that the tests start.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 # Node processes and CLI runs started by the tests find the official checkpoints here.
 if (SHARED_DIR / 'weights').is_dir():
     os.environ['ESPNET_ROS_MODELS'] = str(SHARED_DIR / 'weights')

@@ -132,7 +132,8 @@ def test_plays_folder_in_order_at_rate(probe: Probe, frames: tuple, start_player
     order = [which_file(image_array(m), images, exact=True) for _, m in received]
     stamps = np.array([stamp_ns(m.header) for _, m in received]) / 1e9
     for i in range(1, len(order)):
-        ticks = round((stamps[i] - stamps[i - 1]) * rate)
+        # A tick that ran late can be followed closely by one on time: at least one tick.
+        ticks = max(1, round((stamps[i] - stamps[i - 1]) * rate))
         assert (order[i] - order[i - 1]) % FILES == ticks % FILES, f'order {order}'
     period = statistics.median(np.diff(stamps))
     assert abs(period - 1 / rate) < 0.25 / rate, f'median period {period:.4f} s'

@@ -50,6 +50,7 @@ from espnet_ros.runtime.folding import fold_batch_norms
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Precision
 from espnet_ros.runtime.postprocess import class_labels, upsample_logits
+from espnet_ros.zoo.checkpoints import sha256_of
 
 CACHE_ENV = 'ESPNET_ROS_CACHE'
 GRAPHS_FOLDER = 'graphs'
@@ -61,7 +62,6 @@ FORMAT_VERSION = 1
 MIN_PROBE_AGREEMENT = 0.999
 # The child compiles at a lower priority than the frames being served.
 BUILDER_NICENESS = 10
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class GraphCacheError(RuntimeError):
@@ -154,15 +154,6 @@ def graph_key(model: str, network: nn.Module, *, input_size: tuple[int, int], pr
                     torch_version=str(torch.__version__))
 
 
-def file_sha256(path: Path) -> str:
-    """Return the sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for chunk in iter(lambda: stream.read(HASH_CHUNK_BYTES), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class LabelsAndConfidence(nn.Module):
     """
     The graph that is compiled: network, upsampling, arg-max and winning-class probability.
@@ -220,7 +211,7 @@ class Entry:
             raise GraphCacheError(f'{self.sidecar}: made for another model, size or machine')
         if not self.package.is_file():
             raise GraphCacheError(f'{self.package}: missing')
-        found = file_sha256(self.package)
+        found = sha256_of(self.package)
         if found != sha256:
             raise GraphCacheError(f'{self.package}: sha256 {found[:12]}... is not the '
                                   f'recorded {sha256[:12]}... (corrupt or changed)')
@@ -233,7 +224,7 @@ class Entry:
     def write(self, package_bytes_from: Path, build_seconds: float) -> None:
         """Move a built package into place, then write its sidecar (each atomically)."""
         os.replace(package_bytes_from, self.package)
-        record = {'key': self.key.to_json(), 'package_sha256': file_sha256(self.package),
+        record = {'key': self.key.to_json(), 'package_sha256': sha256_of(self.package),
                   'build_seconds': round(build_seconds, 1)}
         partial = self.sidecar.with_name(self.sidecar.name + '.partial')
         partial.write_text(json.dumps(record, indent=1))
