@@ -68,13 +68,18 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
                              "the node's threads parameter)")
 
 
-def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional[str] = None
-                         ) -> None:
-    """Add --model, --weights-dir, --checkpoint, --size, --device, --precision, --threads."""
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --model (one registry name) and --weights-dir."""
     parser.add_argument('--model', default=DEFAULT_MODEL,
                         help=f'registry name (default {DEFAULT_MODEL}; see `espnet-ros models`)')
     parser.add_argument('--weights-dir', type=Path,
                         help='folder laid out like the official release (espnet/encoder, ...)')
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional[str] = None
+                         ) -> None:
+    """Add --model, --weights-dir, --checkpoint, --size, --device, --precision, --threads."""
+    add_model_arguments(parser)
     parser.add_argument('--checkpoint', type=Path, help='explicit checkpoint file')
     parser.add_argument('--size', type=parse_size,
                         help=size_help or SIZE_HELP)

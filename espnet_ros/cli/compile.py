@@ -15,14 +15,12 @@
 """``espnet-ros compile``: build the node's compiled graph into the cache ahead of time."""
 
 import argparse
-from pathlib import Path
 import sys
 
 from espnet_ros.cli.commands import help_of
-from espnet_ros.cli.common import add_threads_argument, parse_size
+from espnet_ros.cli.common import add_model_arguments, add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.runtime.options import DEFAULT_PRECISION, Precision
-from espnet_ros.zoo import DEFAULT_MODEL
 
 EPILOG = """\
 The node (compile_mode background) builds its graph aside the first time it runs and loads it
@@ -42,10 +40,7 @@ def register(subparsers: SubParsers) -> None:
         description="Build a model's compiled graph into the cache ($ESPNET_ROS_CACHE, else "
                     '$XDG_CACHE_HOME/espnet_ros), as the node would in the background.',
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default=DEFAULT_MODEL,
-                        help=f'registry name (default {DEFAULT_MODEL})')
-    parser.add_argument('--weights-dir', type=Path,
-                        help='folder laid out like the official release')
+    add_model_arguments(parser)
     parser.add_argument('--size', type=parse_size,
                         help='network input WxH (default: the training size, as the node)')
     parser.add_argument('--precision', default=DEFAULT_PRECISION.value,

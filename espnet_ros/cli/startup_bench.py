@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from espnet_ros.cli.commands import help_of
-from espnet_ros.cli.common import add_threads_argument, parse_size
+from espnet_ros.cli.common import add_model_arguments, add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
-from espnet_ros.zoo import DEFAULT_MODEL
 
 EPILOG = """\
 Each way of starting runs in a fresh process; its clock starts just before the process is
@@ -44,10 +43,7 @@ def register(subparsers: SubParsers) -> None:
                     'runner, and the speed on it: eager, compiled at start, and compiled '
                     'graphs from the cache (cold, then warm).',
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--model', default=DEFAULT_MODEL,
-                        help=f'registry name (default {DEFAULT_MODEL})')
-    parser.add_argument('--weights-dir', type=Path,
-                        help='folder laid out like the official release')
+    add_model_arguments(parser)
     parser.add_argument('--size', type=parse_size, default=(512, 256),
                         help='network input WxH (default 512x256)')
     add_threads_argument(parser)
