@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from espnet_ros.networks.layers import ConvBN, UpConvBNPReLU
+from espnet_ros.networks.subnormals import flush_subnormals
 
 
 @torch.no_grad()
@@ -41,6 +42,8 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     for unit in network.modules():
         if isinstance(unit, (ConvBN, UpConvBNPReLU)) and isinstance(unit.bn, nn.BatchNorm2d):
             unit.conv, unit.bn = _folded(unit.conv, unit.bn), nn.Identity()
+    # A tiny batch-norm scale times a small weight can underflow into a new subnormal.
+    flush_subnormals(network)
     return network
 
 

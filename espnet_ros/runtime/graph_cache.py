@@ -57,7 +57,7 @@ GRAPHS_FOLDER = 'graphs'
 PACKAGE_SUFFIX = '.pt2'
 SIDECAR_SUFFIX = '.json'
 # Bumped whenever what a package computes, or how it is built, changes.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: built from weights with subnormals flushed
 # Same arithmetic, other kernels: labels may differ only at near-ties.
 MIN_PROBE_AGREEMENT = 0.999
 # The child compiles at a lower priority than the frames being served.

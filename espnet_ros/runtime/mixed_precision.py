@@ -28,6 +28,7 @@ import torch
 from torch import nn, Tensor
 
 from espnet_ros.compat import onednn_has_bf16
+from espnet_ros.networks.subnormals import flush_subnormals
 
 
 def cpu_bf16_supported() -> bool:
@@ -52,6 +53,8 @@ class BFloat16Conv(nn.Module):
         """Wrap ``conv``, converting its weights to bf16 (memory format kept)."""
         super().__init__()
         self.conv = conv.to(torch.bfloat16)
+        # Rounding to bf16 keeps fp32's exponent range, yet a weight near it can round down.
+        flush_subnormals(self.conv)
 
     def forward(self, x: Tensor) -> Tensor:
         """Return the convolution of ``x`` in ``x``'s dtype."""

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from espnet_ros.compat import with_frozen_weights
+from espnet_ros.networks.subnormals import flush_subnormals
 from espnet_ros.runtime.folding import fold_batch_norms
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Backend
@@ -150,6 +151,8 @@ class TorchRunner(Runner):
             fold_batch_norms(network)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(device, dtype, memory_format=self.memory_format)
+        # fp16's smallest normal is 6.1e-5: the cast itself can make subnormal weights.
+        flush_subnormals(self.network)
         if mixed:
             apply_mixed_precision(self.network)
         self.device = device

@@ -38,7 +38,8 @@ import numpy as np
 from torch import nn, Tensor
 
 from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
-                                 espnetv2_checkpoint_filter, ESPNetv2Segmentation)
+                                 espnetv2_checkpoint_filter, ESPNetv2Segmentation,
+                                 flush_subnormals)
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
 
@@ -302,7 +303,8 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
     ``<dir>/<spec.checkpoint>`` over ``weights_dir``, ``$ESPNET_ROS_MODELS``, the installed
     ``share/espnet_ros/models`` and the source tree's ``models/``. Its sha256 must match the
     manifest unless ``allow_unverified`` is set for an explicit file (it is still read with
-    ``weights_only=True``). Keys are mapped to ours and loaded strictly.
+    ``weights_only=True``). Keys are mapped to ours and loaded strictly, and subnormal weights
+    are set to zero (:mod:`espnet_ros.networks.subnormals`: they cost up to 10x on Intel).
     """
     spec = get_spec(name)
     if checkpoint is None:
@@ -325,5 +327,9 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
         raise checkpoints.CheckpointError(
             f'checkpoint {path} does not fit model {spec.name} ({spec.family}, '
             f'{dict(spec.architecture)}, {spec.num_classes} classes): {error}') from error
+    flushed = flush_subnormals(network)
+    if flushed:
+        _LOG.info('%s: %d subnormal weights of %s set to zero (slow on Intel CPUs, below '
+                  'float rounding in the outputs)', name, flushed, path)
     _LOG.debug('loaded %s from %s', name, path)
     return network.eval()
