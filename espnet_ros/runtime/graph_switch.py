@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from espnet_ros.runtime.graph_cache import (builder_command, Entry, GraphCacheError, GraphKey,
-                                            load_verified, PackagedGraph, write_job)
+                                            load_verified, PackagedGraph, ProbeDisagreement,
+                                            rejected_before, remember_rejection, write_job)
 from espnet_ros.runtime.options import CompileMode
 
 # How long close() waits for a terminated builder before killing it.
@@ -82,7 +83,9 @@ class GraphSwitch:
 
         ``network``: the engine's network, whose weights a builder child compiles;
         ``reference``: that network at the graph's precision, prepared the same way, which a
-        loaded graph must agree with on ``probe`` (a preprocessed frame).
+        loaded graph must agree with on ``probe`` (a preprocessed frame; how closely:
+        :data:`~espnet_ros.runtime.graph_cache.MIN_PROBE_AGREEMENT`). A graph that disagrees
+        is remembered beside its entry, and not built again at the next start.
         """
         self.entry = entry
         self._network = network
@@ -166,6 +169,11 @@ class GraphSwitch:
                 self._report(SwitchState.EAGER, 'not in the cache; staying eager '
                              f'(compile_mode {self.mode.value} does not build)')
                 return
+            rejected = rejected_before(self.entry)
+            if rejected:
+                self._report(SwitchState.EAGER, f'staying eager, not building it again: '
+                             f'{rejected}')
+                return
             if self._build():
                 self._try_load('built', SwitchState.FAILED)
         except Exception as error:  # noqa: B902 - the engine keeps serving eager either way
@@ -178,6 +186,8 @@ class GraphSwitch:
             graph = load_verified(self.entry, self._reference, self._probe)
         except GraphCacheError as error:
             self.entry.remove()
+            if isinstance(error, ProbeDisagreement):
+                remember_rejection(self.entry, error)
             prefix = 'staying eager: ' if otherwise == SwitchState.FAILED else ''
             self._report(otherwise, f'{prefix}{error}; removed')
             return False
