@@ -26,7 +26,7 @@ import torch
 from espnet_ros.cli import main as cli_main
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, onnx_session
-from espnet_ros.tools import benchmark, variants
+from espnet_ros.tools import benchmark, procfs, variants
 from espnet_ros.zoo.registry import get_spec, load, registry
 
 # Small, and a multiple of 32 so that every family accepts it.
@@ -102,15 +102,25 @@ def test_bench_command_writes_rows_with_speedup_and_agreement(
     baseline = [row for row in rows if row['variant'] == 'eager fp32 (baseline)']
     assert {row['kind'] for row in baseline} == {'network', 'frame'}
     assert all(row['speedup'] == 1.0 and row['agreement'] == 1.0 for row in baseline)
-    # Only the baseline keeps glibc's malloc defaults (in a process of its own).
+    # The anchors: the authors' network flushed (the baseline) and as loaded, each in a
+    # process of its own with glibc's malloc defaults and the CPU's floating-point modes.
+    anchors = ['eager fp32 (baseline)', 'eager fp32, subnormal weights as loaded']
     assert [row['variant'] for row in rows if not row['retain_host_memory']] == [
-        'eager fp32 (baseline)'] * 2
+        name for name in anchors for _ in range(2)]
+    assert [row['subnormal_weights'] for row in rows] == [
+        'as loaded' if row['variant'] == anchors[1] else 'flushed' for row in rows]
+    assert all(row['denormals_flushed'] == (row['variant'] not in anchors) for row in rows)
+    # Flushing changes the outputs below float rounding: labels identical.
+    assert all(row['agreement'] == 1.0 for row in rows if row['variant'] == anchors[1])
+    cpu = procfs.cpu_model()
+    assert all((row['cpu'], row['cpu_isa']) == (cpu['name'], cpu['isa']) for row in rows)
     # Folding and channels-last change float rounding only: labels stay the same.
     fp32 = [row for row in rows if row['precision'] == 'fp32']
     assert all(row['agreement'] > 0.999 for row in fp32)
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     printed = capsys.readouterr().out
     assert '| cpu | espnet_p2q3_cityscapes | 256x128 | fp32 | eager fp32 (baseline) |' in printed
+    assert printed.count(f'CPU: {procfs.describe_cpu(cpu)}') == 2  # the table and markdown
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-CUDA path')
@@ -157,3 +167,18 @@ def test_variants_baseline_and_availability() -> None:
     assert any(variant.host_preprocess for variant in cuda)
     if not torch.cuda.is_available():
         assert variants.unavailable(cuda[0]) == 'CUDA is not available'
+
+
+def test_cpu_model_names_the_processor_and_the_isa_that_matters(tmp_path: Path) -> None:
+    x86 = tmp_path / 'x86'
+    x86.write_text('processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n'
+                   'flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile amx_bf16 avx512bw\n\n'
+                   'processor\t: 1\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu\n')
+    assert procfs.cpu_model(x86) == {'name': 'Intel(R) Xeon(R) Processor',
+                                     'isa': ['avx2', 'avx512f', 'avx512_bf16', 'amx_tile',
+                                             'amx_bf16']}
+    arm = tmp_path / 'arm'
+    arm.write_text('processor\t: 0\nFeatures\t: fp asimd sve bf16\nHardware\t: Orin\n')
+    assert procfs.cpu_model(arm) == {'name': 'Orin', 'isa': ['asimd', 'sve', 'bf16']}
+    assert procfs.cpu_model(tmp_path / 'missing')['isa'] == []
+    assert procfs.describe_cpu({'name': 'x', 'isa': []}) == 'x (no listed ISA extensions)'

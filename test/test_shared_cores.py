@@ -171,7 +171,8 @@ def test_bench_reports_quiet_and_loaded_rows(tmp_path: Path, weights_dir: Path,
     rows = json.loads(out.read_text())
     quiet = [row for row in rows if row['background_load'] == 0]
     loaded = [row for row in rows if row['background_load'] == 1]
-    assert len(quiet) == len(loaded) == 4  # baseline and onnxruntime, network and frame
+    # The anchors (baseline, and it as loaded) and onnxruntime; network and frame.
+    assert len(quiet) == len(loaded) == 6
     assert all(row['threads'] == 1 for row in rows)
     for row in loaded:
         twin = next(other for other in quiet

@@ -20,10 +20,18 @@ The official checkpoints hold tens of thousands of them, each an Intel micro-cod
 use (issue 22: ESPNet 11x slower). These tests fail on a loader that keeps them.
 """
 
+import json
+from pathlib import Path
+import shutil
+import threading
+from typing import Any, Callable
+
 import pytest
 import torch
 
+from espnet_ros.cli import main as cli_main
 from espnet_ros.networks import count_subnormals, flush_subnormals
+from espnet_ros.runtime import process
 from espnet_ros.runtime.graph_cache import prepare_network
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
 from espnet_ros.runtime.runners import TorchRunner
@@ -74,6 +82,104 @@ def test_flush_zeroes_exactly_the_subnormals() -> None:
     assert count_subnormals(layer) == 2
     assert flush_subnormals(layer) == 2
     assert layer.weight.tolist() == [[0.0, 0.0, tiny, 0.5]]
+
+
+def _in_a_new_thread(function: Callable[[], Any]) -> Any:
+    """Return ``function()`` run on a thread of its own (its floating-point modes die with it)."""
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=function()))
+    thread.start()
+    thread.join()
+    return outcome['result']
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_subnormals_are_found_under_denormals_are_zero(dtype: torch.dtype) -> None:
+    """With DAZ set a subnormal compares equal to zero: the count reads the bits instead."""
+    tiny = torch.finfo(dtype).tiny
+    layer = torch.nn.Linear(4, 1, bias=False).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[tiny / 4, -tiny / 8, tiny, 0.5]],
+                                        dtype=torch.float64).to(dtype))
+
+    def count_and_flush() -> tuple[int, int]:
+        process.flush_denormals()
+        return count_subnormals(layer), flush_subnormals(layer)
+    assert _in_a_new_thread(count_and_flush) == (2, 2)
+    assert layer.weight.tolist() == [[0.0, 0.0, tiny, 0.5]]
+
+
+def _underflows(threads: int) -> int:
+    """Return how many of a parallel product's results are subnormal (0 under FTZ)."""
+    halves = torch.full((1 << 20,), torch.finfo(torch.float32).tiny) * 0.5
+    return int(((halves != 0) & (halves.abs() < torch.finfo(torch.float32).tiny)).sum())
+
+
+def test_flush_denormals_reaches_the_threads_openmp_workers() -> None:
+    """
+    Set first thing, FTZ covers the thread and the OpenMP team it starts; opted in, too.
+
+    A million-element product runs on every OpenMP worker of the thread: any worker left
+    without the flag would write subnormal results.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert _in_a_new_thread(lambda: _underflows(2)) == 1 << 20  # the default modes
+        if not _in_a_new_thread(process.flush_denormals):
+            pytest.skip('this CPU cannot flush denormals')
+        assert _in_a_new_thread(lambda: process.flush_denormals() and _underflows(2)) == 0
+        assert _in_a_new_thread(lambda: process.prepare_inference_thread() or
+                                _underflows(2)) == 1 << 20  # not opted in: nothing changes
+        try:
+            process._FLUSH_DENORMALS.set()  # what flush_denormals_in_inference_threads sets
+            assert process.run_on_passing_thread(_underflows, 2) == 0
+        finally:
+            process._FLUSH_DENORMALS.clear()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_models_name_says_how_many_weights_are_set_to_zero(
+        capsys: pytest.CaptureFixture, weights_dir: Path) -> None:
+    assert cli_main(['models', DEFAULT_MODEL, '--weights-dir', str(weights_dir)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if 'subnormal' in line]
+    assert len(said) == 1
+    assert said[0].startswith('subnormal weights set to zero at load: 18,302 of 368,341 ')
+
+
+def test_engine_log_hears_the_count_once(weights_dir: Path) -> None:
+    """The node's and the command line's log: one line from the registry, with the count."""
+    from espnet_ros.runtime.engine import SegmentationEngine
+
+    log: list = []
+    SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
+                                       input_size=(64, 32), log=log.append)
+    assert [line for line in log if 'subnormal' in line] == [
+        f'{DEFAULT_MODEL}: 18,302 subnormal weights of '
+        f'{registry.resolve_checkpoint(registry.get_spec(DEFAULT_MODEL), weights_dir=weights_dir)}'
+        ' set to zero (slow on Intel CPUs, below float rounding in the outputs)']
+
+
+def test_outputs_comparison_command(tmp_path: Path, shared_dir: Path) -> None:
+    """bench-subnormals: flushed against as loaded, on labelled frames, written as JSON."""
+    camvid = shared_dir / 'data' / 'camvid'
+    images, labels = tmp_path / 'val', tmp_path / 'valannot'
+    images.mkdir()
+    labels.mkdir()
+    for path in sorted((camvid / 'val').glob('*.png'))[:2]:
+        shutil.copy(path, images)
+        shutil.copy(camvid / 'valannot' / path.name, labels)
+    out = tmp_path / 'outputs.json'
+    assert cli_main(['bench-subnormals', '--model', 'espnet_p2q8_camvid', '--size', '64x48',
+                     '--images', str(images), '--labels', str(labels), '--frames',
+                     '--threads', '1', '--json', str(out)]) == 0
+    result, = json.loads(out.read_text())
+    assert result['subnormal_weights'] == 10610 and result['size'] == '64x48'
+    entry = result['sets']['camvid_val']
+    assert entry['frames'] == 2 and entry['pixels'] == 2 * 480 * 360
+    assert entry['label_agreement'] == 1.0 and entry['logits_max_abs_difference'] == 0.0
+    assert entry['miou_flushed'] == entry['miou_as_loaded'] > 0
 
 
 def _copy_half(network: torch.nn.Module) -> torch.nn.Module:

@@ -17,9 +17,10 @@
 
 import argparse
 from contextlib import nullcontext
+import functools
 import json
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -28,9 +29,10 @@ from espnet_ros.cli.common import add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime.engine import check_input_size, resolve_device
-from espnet_ros.runtime.process import use_threads
+from espnet_ros.runtime.process import flush_denormals, run_on_passing_thread, use_threads
 from espnet_ros.tools import benchmark, variants
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
+from espnet_ros.tools.procfs import describe_cpu
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load
 
@@ -43,11 +45,19 @@ Each variant is timed on the network alone (preprocessed batch to logits) and on
 frame path of the node (rgb8 bytes, decoding, preprocessing, network, arg-max, resizing the
 labels back, colour and overlay rendering, packing the output messages). Repetitions are
 interleaved over the variants so that load from other processes hits all of them alike;
-compare only figures from one run. Agreement: fraction of pixels labelled as the eager fp32
-baseline labels them, on real images at the network resolution. p99: 99th percentile of the
-runs (with 30 runs, close to the slowest one). host MB: rise of the peak resident memory
-while the variant was built and warmed up (the first one built, the baseline, also pays for
-one-off allocations); GPU MB: torch.cuda.max_memory_allocated over the same span.
+compare only figures from one run. Anchor rows: the baseline is the authors' network (eager
+fp32, unfolded, NCHW) with the checkpoint's subnormal weights set to zero, as every variant
+runs; 'subnormal weights as loaded' is the same network on the weights exactly as the
+checkpoint holds them (what the authors' code runs: slow on Intel CPUs). Both run in
+processes of their own with the CPU's default floating-point modes; the other variants run
+as the node does, with flush-to-zero and denormals-are-zero set in their thread (row key
+denormals_flushed). The CPU's name and instruction sets (AVX2, AVX-512, AVX512-BF16, AMX)
+are printed and in every row.
+Agreement: fraction of pixels labelled as the eager fp32 baseline labels them, on real
+images at the network resolution. p99: 99th percentile of the runs (with 30 runs, close to
+the slowest one). host MB: rise of the peak resident memory while the variant was built
+and warmed up (the first one built, the baseline, also pays for one-off allocations); GPU MB:
+torch.cuda.max_memory_allocated over the same span.
 --background-load N: every round is also timed with N cores busy (processes the benchmark
 starts, pauses while it builds and ends when done); loaded rows carry background_load N and
 their ratios to the same variant's quiet median.
@@ -72,9 +82,11 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--device', action='append', choices=('cpu', 'cuda', 'auto'),
                         help='repeatable (default auto: cuda if available, else cpu)')
     parser.add_argument('--backend', action='append', choices=TORCH_BACKENDS,
-                        help='only these backends (the baseline always runs)')
+                        help='only these backends (the baseline and its as-loaded anchor '
+                             'always run)')
     parser.add_argument('--precision', action='append', choices=('fp32', 'fp16', 'bf16', 'mixed'),
-                        help='only these precisions (the baseline always runs)')
+                        help='only these precisions (the baseline and its as-loaded anchor '
+                             'always run)')
     parser.add_argument('--compile', action='store_true',
                         help='also measure torch.compile and backend auto on its compiled '
                              'graph from the cache (tens of seconds per model to compile)')
@@ -109,11 +121,11 @@ def agreement_images(paths: Optional[Sequence[Path]]) -> list[np.ndarray]:
 
 
 def select_variants(device: str, args: argparse.Namespace) -> list[variants.Variant]:
-    """Return the baseline plus the variants the filters keep."""
+    """Return the anchors (baseline, and it as loaded) plus the variants the filters keep."""
     compile_network = args.compile or bool({'torch-compile', 'auto'} & set(args.backend or ()))
     candidates = variants.default_variants(device, compile_network=compile_network)
     return [variant for variant in candidates
-            if variant.is_baseline or (
+            if variant.is_anchor or (
                 (not args.backend or variant.backend in args.backend)
                 and (not args.precision or variant.precision in args.precision))]
 
@@ -152,6 +164,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print(f'\n{net["model"]} at {net["size"]} on {net["device"]}: '
                   f'{net["flops"] / 1e9:.2f} GFLOP per frame, {net["params"]:,} parameters, '
                   f'camera {net["camera"]}, {net["repeats"]} runs, {net["threads"]} threads')
+            print(f'CPU: {describe_cpu({"name": net["cpu"], "isa": net["cpu_isa"]})}')
             print('  '.join(h.rjust(w) if i else h.ljust(w)
                             for i, (h, w) in enumerate(zip(header, widths))))
             previous = config
@@ -159,9 +172,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                         for i, (c, w) in enumerate(zip(line, widths))))
 
 
+def _cpu(rows: list[dict[str, Any]]) -> str:
+    return describe_cpu({'name': rows[0]['cpu'], 'isa': rows[0]['cpu_isa']}) if rows else '-'
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
     """Return the README table: one line per variant, network and frame path side by side."""
-    lines = ['| device | model | resolution | precision | backend | network ms | network fps '
+    lines = [f'CPU: {_cpu(rows)}', '',
+             '| device | model | resolution | precision | backend | network ms | network fps '
              '| frame ms | frame fps | speed-up network / frame | agreement |',
              '| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |']
     for net, frame in _pair(rows):
@@ -176,7 +194,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def load_markdown(rows: list[dict[str, Any]]) -> str:
     """Return quiet and loaded figures side by side: one line per variant."""
-    lines = ['| model | resolution | variant | busy cores | threads | frame ms quiet '
+    lines = [f'CPU: {_cpu(rows)}', '',
+             '| model | resolution | variant | busy cores | threads | frame ms quiet '
              '| frame ms loaded | loaded / quiet | frame p99 loaded | p99 / quiet median '
              '| network ms quiet | network ms loaded |',
              '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
@@ -220,6 +239,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
+def _flushing_denormals(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    flush_denormals()
+    return function(*args, **kwargs)
+
+
 def run(args: argparse.Namespace) -> int:
     """Measure every requested configuration, print and write the results."""
     if args.repeats < 1 or args.warmup < 0:
@@ -238,13 +262,18 @@ def run(args: argparse.Namespace) -> int:
         for name in args.model or [DEFAULT_MODEL]:
             spec = get_spec(name)
             network = load(name, args.weights_dir)
+            # The anchor row: the authors' network on the checkpoint's weights as they are.
+            as_loaded = load(name, args.weights_dir, keep_subnormals=True, log=lambda _: None)
             for size in args.size or [spec.input_size]:
                 size = check_input_size(spec, size)
                 for device in devices:
-                    rows += benchmark.run(spec, network, size, select_variants(device, args),
-                                          images=images, camera_size=args.camera,
-                                          repeats=args.repeats, warmup=args.warmup,
-                                          load=background)
+                    # On a thread of its own that flushes denormals, as the node's inference
+                    # thread does; the caller's thread (and its OpenMP workers) stay as they are.
+                    rows += run_on_passing_thread(functools.partial(
+                        _flushing_denormals, benchmark.run, spec, network, size,
+                        select_variants(device, args), images=images, camera_size=args.camera,
+                        repeats=args.repeats, warmup=args.warmup, load=background,
+                        as_loaded=as_loaded, denormals_flushed=True))
     print_table([row for row in rows if not row['background_load']])
     if args.background_load:
         print(f'\nquiet and with {args.background_load} busy cores, in the same run:')

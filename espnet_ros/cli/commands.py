@@ -36,6 +36,8 @@ COMMANDS = {
                                    'sensor_msgs_py.create_cloud'),
     'bench-startup': ('startup_bench', 'seconds to the first labels and to compiled speed, '
                                        'from the graph cache or not'),
+    'bench-subnormals': ('subnormal_bench', 'outputs with subnormal weights set to zero '
+                                            'against the checkpoint as loaded'),
     'bag': ('bag', 'segment a rosbag2 bag (sqlite3 or MCAP) into a new bag'),
     'video': ('video', 'segment a video file into an overlay video'),
 }

@@ -39,15 +39,38 @@ def _float_tensors(module: nn.Module) -> Iterator[torch.Tensor]:
             yield tensor
 
 
+# Per float dtype: the integer type of its width, its exponent bits and its fraction bits.
+# A subnormal has an all-zero exponent and a nonzero fraction.
+_FIELDS = {torch.float32: (torch.int32, 0x7F800000, 0x007FFFFF),
+           torch.float64: (torch.int64, 0x7FF0000000000000, 0x000FFFFFFFFFFFFF),
+           torch.float16: (torch.int16, 0x7C00, 0x03FF),
+           torch.bfloat16: (torch.int16, 0x7F80, 0x007F)}
+
+
 def _subnormal_mask(tensor: torch.Tensor) -> torch.Tensor:
-    """Return where ``tensor`` is nonzero and below its dtype's smallest normal magnitude."""
-    return (tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)
+    """
+    Return where ``tensor`` is nonzero and below its dtype's smallest normal magnitude.
+
+    Read from the bits, not compared as floats: in a thread with denormals-are-zero set
+    (:func:`espnet_ros.runtime.process.flush_denormals`) a subnormal compares equal to zero.
+    """
+    fields = _FIELDS.get(tensor.dtype)
+    if fields is None:
+        return (tensor != 0) & (tensor.abs() < torch.finfo(tensor.dtype).tiny)
+    integer, exponent, fraction = fields
+    bits = tensor.view(integer)
+    return ((bits & exponent) == 0) & ((bits & fraction) != 0)
+
+
+def count_subnormal_values(tensor: torch.Tensor) -> int:
+    """Return how many values of the floating-point ``tensor`` are subnormal."""
+    with torch.no_grad():
+        return int(_subnormal_mask(tensor).sum())
 
 
 def count_subnormals(module: nn.Module) -> int:
     """Return how many floating-point parameters and buffers of ``module`` are subnormal."""
-    with torch.no_grad():
-        return sum(int(_subnormal_mask(tensor).sum()) for tensor in _float_tensors(module))
+    return sum(count_subnormal_values(tensor) for tensor in _float_tensors(module))
 
 
 @torch.no_grad()

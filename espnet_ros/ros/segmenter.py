@@ -59,7 +59,8 @@ from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
 from espnet_ros.ros.topics import camera_topic
-from espnet_ros.runtime.process import Abandoned, tune_for_streaming, use_threads
+from espnet_ros.runtime.process import (Abandoned, flush_denormals_in_inference_threads,
+                                        tune_for_streaming, use_threads)
 from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.problems import ProblemLog
@@ -406,6 +407,9 @@ def ignore_further_signals() -> None:
 def run(args: Optional[list[str]] = None) -> int:
     """Run the node until shutdown; return 1 if it could not start, else 0."""
     tune_for_streaming()
+    # Before any thread runs PyTorch: the executor's, the inference and the OpenMP threads
+    # started afterwards take the flags from this one.
+    flush_denormals_in_inference_threads()
     rclpy.init(args=args)
     try:
         node = SegmenterNode()

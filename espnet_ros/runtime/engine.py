@@ -314,7 +314,7 @@ class SegmentationEngine:
         check_input_size(spec, input_size)
         resolve_precision(precision, resolve_device(device), backend=backend)
         network = load(name, weights_dir, checkpoint=checkpoint,
-                       allow_unverified=allow_unverified)
+                       allow_unverified=allow_unverified, log=log)
         return cls(spec, network, input_size=input_size, device=device, precision=precision,
                    backend=backend, calibration=calibration, compile_mode=compile_mode, log=log,
                    warn=warn)

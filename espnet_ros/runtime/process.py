@@ -22,7 +22,10 @@ nothing process-wide. The segmenter node, the live and soak tools and the benchm
 uses PyTorch's CPU thread pool outside the inference thread runs through
 :func:`run_on_passing_thread`. :func:`wait_passively` (called by the segmenter's entry point
 before PyTorch is imported) and :func:`use_threads` keep inference from stalling when other
-processes share the cores (docs/performance-under-load.md).
+processes share the cores (docs/performance-under-load.md). The node's entry point calls
+:func:`flush_denormals_in_inference_threads`: flush-to-zero and denormals-are-zero in the
+threads that run inference (a subnormal activation costs an Intel core a micro-code assist
+per use: twice the time of a whole ESPNet frame here).
 
 This module imports no PyTorch at import time, so that an entry point can call
 :func:`wait_passively` first.
@@ -49,6 +52,8 @@ PASSIVE_OPENMP: Mapping[str, str] = {'OMP_WAIT_POLICY': 'PASSIVE', 'KMP_BLOCKTIM
 OPENMP_LIBRARIES = ('libgomp', 'libiomp', 'libomp')
 # How often a caller waiting for a passing thread checks whether to stop waiting.
 ABANDON_POLL_S = 0.1
+# Set once a program opts in: every inference thread started afterwards flushes denormals.
+_FLUSH_DENORMALS = threading.Event()
 
 
 class Abandoned(RuntimeError):
@@ -59,6 +64,43 @@ def tune_for_streaming() -> None:
     """Keep freed host memory for the next frame and shorten the GIL switch interval."""
     retain_freed_memory()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+def flush_denormals() -> bool:
+    """
+    Set flush-to-zero and denormals-are-zero in the calling thread; False if the CPU has none.
+
+    Results too small to be normal become zero, and so do subnormal operands: an Intel core
+    otherwise takes a micro-code assist for each (ESPNet's activations hold a few hundred
+    per million values; a 3x3 convolution on subnormal input measured 65-130x slower, its
+    whole frame 2x). The flags live in each thread's control register (x86 MXCSR), so they
+    cover the calling thread and the threads it starts afterwards: PyTorch's OpenMP workers
+    (GNU OpenMP in the Linux wheels; oneDNN's kernels run on them too) take the control word
+    of the thread that creates their team, when they are created. Called after a thread's
+    first parallel operation it reaches that thread alone, and its workers keep computing
+    with subnormals: call it first thing in the thread. Thread-wide: numpy there flushes too.
+    """
+    import torch  # not at import time: see wait_passively
+
+    return bool(torch.set_flush_denormal(True))
+
+
+def flush_denormals_in_inference_threads() -> bool:
+    """
+    Opt in: flush denormals in the calling thread now and in every inference thread after.
+
+    For programs' entry points (the node, the live tool): the inference worker and the passing
+    threads call :func:`prepare_inference_thread` first thing. Return :func:`flush_denormals`'s
+    answer for the calling thread.
+    """
+    _FLUSH_DENORMALS.set()
+    return flush_denormals()
+
+
+def prepare_inference_thread() -> None:
+    """Run first in each thread that runs inference: flush denormals if the program opted in."""
+    if _FLUSH_DENORMALS.is_set():
+        flush_denormals()
 
 
 def run_on_passing_thread(function: Callable[..., Result], *args: Any,
@@ -81,6 +123,7 @@ def run_on_passing_thread(function: Callable[..., Result], *args: Any,
 
     def work() -> None:
         try:
+            prepare_inference_thread()
             outcome['result'] = function(*args)
         except BaseException as error:  # noqa: B902 - handed over to the caller as it is
             outcome['error'] = error

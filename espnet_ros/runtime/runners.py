@@ -140,19 +140,23 @@ class TorchRunner(Runner):
 
     def __init__(self, network: nn.Module, *, device: torch.device, dtype: torch.dtype,
                  compile_network: bool = False, cuda_graph: bool = False,
-                 channels_last: bool = True, fold: bool = True, mixed: bool = False) -> None:
+                 channels_last: bool = True, fold: bool = True, mixed: bool = False,
+                 keep_subnormals: bool = False) -> None:
         """
         Prepare a private copy of ``network`` on ``device`` in ``dtype``.
 
         ``mixed``: bf16 in the network's bf16-tolerant convolutions, ``dtype`` elsewhere.
+        ``keep_subnormals``: leave subnormal weights as they are (the benchmark's anchor row of
+        the checkpoint as loaded); otherwise any the cast makes are set to zero.
         """
         network = copy.deepcopy(network).eval()
         if fold:
             fold_batch_norms(network)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.network = network.to(device, dtype, memory_format=self.memory_format)
-        # fp16's smallest normal is 6.1e-5: the cast itself can make subnormal weights.
-        flush_subnormals(self.network)
+        if not keep_subnormals:
+            # fp16's smallest normal is 6.1e-5: the cast itself can make subnormal weights.
+            flush_subnormals(self.network)
         if mixed:
             apply_mixed_precision(self.network)
         self.device = device
@@ -255,14 +259,14 @@ class OnnxRuntimeRunner(Runner):
 def build_runner(network: nn.Module, *, backend: str, device: torch.device,
                  dtype: torch.dtype, input_size: tuple[int, int], mixed: bool = False,
                  fold: bool = True, channels_last: bool = True,
-                 cuda_graph: Optional[bool] = None,
+                 cuda_graph: Optional[bool] = None, keep_subnormals: bool = False,
                  int8_calibration: Optional[Sequence[np.ndarray]] = None) -> Runner:
     """
     Return the runner for a resolved backend (see :func:`resolve_backend`).
 
     ``mixed`` (bf16 in the tolerant convolutions), ``fold`` and ``channels_last`` apply to
     PyTorch; ``cuda_graph`` defaults to on for CUDA. The benchmark turns them off one by one
-    to show each one's gain.
+    to show each one's gain, and ``keep_subnormals`` on for its as-loaded anchor row.
     """
     if backend == Backend.ONNXRUNTIME:
         if dtype != torch.float32 or mixed:
@@ -272,4 +276,5 @@ def build_runner(network: nn.Module, *, backend: str, device: torch.device,
     return TorchRunner(network, device=device, dtype=dtype,
                        compile_network=backend == Backend.TORCH_COMPILE,
                        cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,
-                       channels_last=channels_last, fold=fold, mixed=mixed)
+                       channels_last=channels_last, fold=fold, mixed=mixed,
+                       keep_subnormals=keep_subnormals)

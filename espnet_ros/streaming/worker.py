@@ -34,6 +34,7 @@ import torch
 from espnet_ros.imaging.codec import decode_message, ImageFormatError
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.process import prepare_inference_thread
 from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, RateMeter
@@ -225,6 +226,7 @@ class FrameWorker:
     # The thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        prepare_inference_thread()  # before this thread's first parallel operation
         self._threads = torch.get_num_threads()
         last_started = -math.inf
         while not self._stop.is_set():

@@ -45,6 +45,7 @@ from torch import nn
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.tools.background_load import BackgroundLoad
 from espnet_ros.tools.benchmark_worker import prepare_in_worker
+from espnet_ros.tools.procfs import cpu_model
 from espnet_ros.tools.variants import (camera_message, count_flops, KINDS, prepare_here, Prepared,
                                        unavailable, Variant)
 from espnet_ros.zoo.registry import ModelSpec
@@ -52,7 +53,7 @@ from espnet_ros.zoo.registry import ModelSpec
 
 def prepare(spec: ModelSpec, network: nn.Module, variant: Variant, size: tuple[int, int],
             message: dict[str, Any], warmup: int) -> Prepared:
-    """Build ``variant`` (in a process of its own if it needs one), warm it up."""
+    """Build ``variant`` of ``network`` (in a process of its own if it needs one), warm it up."""
     if not variant.retain_host_memory:
         return prepare_in_worker(spec, network, variant, size, message, warmup)
     return prepare_here(spec, network, variant, size, message, warmup)
@@ -109,16 +110,24 @@ def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, key: str,
         'cuda_graph': variant.cuda_graph, 'retain_host_memory': variant.retain_host_memory,
         'preprocessing': 'host' if variant.host_preprocess or variant.device == 'cpu'
         else 'device', 'repeats': len(times), 'threads': torch.get_num_threads(),
-        'openmp_wait_policy': os.environ.get('OMP_WAIT_POLICY', 'default')}
+        'openmp_wait_policy': os.environ.get('OMP_WAIT_POLICY', 'default'),
+        'subnormal_weights': 'as loaded' if variant.keep_subnormals else 'flushed'}
 
 
 def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
         variants: Sequence[Variant], *, images: Sequence[np.ndarray],
         camera_size: tuple[int, int], repeats: int, warmup: int,
-        load: Optional[BackgroundLoad] = None,
+        load: Optional[BackgroundLoad] = None, as_loaded: Optional[nn.Module] = None,
+        denormals_flushed: bool = False,
         log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """
     Measure ``variants`` of ``network`` at ``size``; return one row per variant and kind.
+
+    ``as_loaded``: the same checkpoint with its subnormal weights kept, which the variants
+    that keep subnormals run (they are skipped without it). ``denormals_flushed``: the
+    calling thread flushes denormals, as the node's inference thread does
+    (:func:`~espnet_ros.runtime.process.flush_denormals`), and so do the variants built in
+    it; those in processes of their own (the authors' network, the anchors) do not.
 
     With ``load`` (paused while variants are built), also one row per variant and kind
     under it: ``background_load`` says how many cores were busy, ``loaded_over_quiet`` and
@@ -132,16 +141,22 @@ def run(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
     prepared = []
     for variant in variants:
         reason = unavailable(variant)
+        if reason is None and variant.keep_subnormals and as_loaded is None:
+            reason = 'no network with the subnormal weights as loaded was given'
         if reason is None:
             try:
-                prepared.append(prepare(spec, network, variant, size, message, warmup))
+                prepared.append(prepare(spec, as_loaded if variant.keep_subnormals else network,
+                                        variant, size, message, warmup))
             except Exception as error:  # a fast path that fails here is reported, not fatal
                 reason = f'{type(error).__name__}: {error}'
         if reason is not None:
             log(f'skipped {variant.label} on {variant.device}: {reason}')
     try:
-        return _measure(spec, network, size, prepared, images=images,
+        rows = _measure(spec, network, size, prepared, images=images,
                         camera_size=camera_size, repeats=repeats, load=load, log=log)
+        for row in rows:
+            row['denormals_flushed'] = denormals_flushed and row['retain_host_memory']
+        return rows
     finally:
         for item in prepared:
             item.close()
@@ -160,6 +175,7 @@ def _measure(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
     time_round_robin(prepared, repeats, load)
     flops = count_flops(network, size)
     params = sum(parameter.numel() for parameter in network.parameters())
+    cpu = cpu_model()
     rows = []
     for loaded in [False] + ([True] if load is not None else []):
         for item in prepared:
@@ -169,7 +185,8 @@ def _measure(spec: ModelSpec, network: nn.Module, size: tuple[int, int],
                 row.update(agreement=agreements[id(item)], flops=flops, params=params,
                            camera=f'{camera_size[0]}x{camera_size[1]}',
                            agreement_pixels=sum(labels.size for labels in reference),
-                           background_load=load.cores if loaded else 0)
+                           background_load=load.cores if loaded else 0,
+                           cpu=cpu['name'], cpu_isa=cpu['isa'])
                 if loaded:
                     quiet_ms = float(np.median(item.times_ms[kind]))
                     row.update(quiet_median_ms=quiet_ms,

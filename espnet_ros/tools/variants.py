@@ -63,13 +63,21 @@ class Variant:
     # 'background': backend auto once it has switched to the compiled graph kept on disk
     # (built into the user's cache the first time, loaded from it afterwards).
     compile_mode: str = 'eager'
+    # True: the checkpoint's weights as loaded, subnormals kept (the network the authors' own
+    # code runs); every other variant runs the network with them set to zero.
+    keep_subnormals: bool = False
 
     @property
     def is_baseline(self) -> bool:
-        """Return True for plain eager fp32 PyTorch, the authors' way."""
+        """Return True for plain eager fp32 PyTorch, the authors' way, subnormals flushed."""
         return (self.backend, self.precision, self.fold, self.channels_last, self.cuda_graph,
-                self.host_preprocess, self.retain_host_memory) == (
-                    'torch', 'fp32', False, False, False, False, False)
+                self.host_preprocess, self.retain_host_memory, self.keep_subnormals) == (
+                    'torch', 'fp32', False, False, False, False, False, False)
+
+    @property
+    def is_anchor(self) -> bool:
+        """Return True for a row that always runs: the baseline, and it as loaded."""
+        return self.is_baseline or self == as_loaded(self.device)
 
 
 def baseline(device: str) -> Variant:
@@ -78,10 +86,16 @@ def baseline(device: str) -> Variant:
                    retain_host_memory=False)
 
 
+def as_loaded(device: str) -> Variant:
+    """Return the baseline on the checkpoint's weights as loaded, subnormals kept."""
+    return replace(baseline(device), label='eager fp32, subnormal weights as loaded',
+                   keep_subnormals=True)
+
+
 def default_variants(device: str, *, compile_network: bool = False) -> list[Variant]:
     """Return the baseline and every fast path worth measuring on ``device``."""
     if device == 'cpu':
-        found = [baseline('cpu'),
+        found = [baseline('cpu'), as_loaded('cpu'),
                  Variant('torch fp32 retain memory', 'cpu', 'torch', fold=False,
                          channels_last=False),
                  Variant('torch fp32 fold', 'cpu', 'torch', channels_last=False),
@@ -99,7 +113,7 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                             'mixed', compile_mode='background')]
     else:
         graph = Variant('torch fp16 fold+cl+graph', device, 'torch', 'fp16', cuda_graph=True)
-        found = [baseline(device),
+        found = [baseline(device), as_loaded(device),
                  Variant('torch fp32 fold+cl', device, 'torch'),
                  Variant('torch fp16 fold+cl', device, 'torch', 'fp16'),
                  graph,
@@ -130,7 +144,8 @@ def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
                                 preprocess_on_device=not variant.host_preprocess,
                                 runner_options={'fold': variant.fold,
                                                 'channels_last': variant.channels_last,
-                                                'cuda_graph': variant.cuda_graph},
+                                                'cuda_graph': variant.cuda_graph,
+                                                'keep_subnormals': variant.keep_subnormals},
                                 compile_mode=variant.compile_mode)
     if engine.graph_switch is not None:
         engine.graph_switch.wait()

@@ -40,6 +40,7 @@ from torch import nn, Tensor
 from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
                                  espnetv2_checkpoint_filter, ESPNetv2Segmentation,
                                  flush_subnormals)
+from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
 
@@ -293,9 +294,26 @@ def resolve_checkpoint(spec: ModelSpec, *, weights_dir: Optional[Path] = None) -
     return found
 
 
+def subnormal_message(name: str, count: int, path: Path) -> str:
+    """Return the line that says how many subnormal weights of a checkpoint were set to zero."""
+    return (f'{name}: {count:,} subnormal weights of {path} set to zero (slow on Intel CPUs, '
+            'below float rounding in the outputs)')
+
+
+def checkpoint_subnormals(spec: ModelSpec, *, weights_dir: Optional[Path] = None
+                          ) -> tuple[int, int]:
+    """Return how many of the verified checkpoint's float weights are subnormal, of how many."""
+    path = resolve_checkpoint(spec, weights_dir=weights_dir)
+    state = FAMILIES[spec.family].checkpoint_filter(checkpoints.read_state_dict(path))
+    floats = [tensor for tensor in state.values() if tensor.is_floating_point()]
+    return (sum(count_subnormal_values(tensor) for tensor in floats),
+            sum(tensor.numel() for tensor in floats))
+
+
 def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
          checkpoint: Optional[Union[str, Path]] = None,
-         allow_unverified: bool = False) -> nn.Module:
+         allow_unverified: bool = False, keep_subnormals: bool = False,
+         log: Optional[Callable[[str], None]] = None) -> nn.Module:
     """
     Return the pretrained network ``name`` on the CPU in eval mode.
 
@@ -304,7 +322,10 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
     ``share/espnet_ros/models`` and the source tree's ``models/``. Its sha256 must match the
     manifest unless ``allow_unverified`` is set for an explicit file (it is still read with
     ``weights_only=True``). Keys are mapped to ours and loaded strictly, and subnormal weights
-    are set to zero (:mod:`espnet_ros.networks.subnormals`: they cost up to 10x on Intel).
+    are set to zero (:mod:`espnet_ros.networks.subnormals`: they cost up to 10x on Intel), which
+    ``log`` (default: this module's logger at INFO) hears once with their count.
+    ``keep_subnormals`` leaves them as the checkpoint has them: only the benchmark's anchor row
+    and the outputs comparison (``espnet-ros bench-subnormals``) want that.
     """
     spec = get_spec(name)
     if checkpoint is None:
@@ -327,9 +348,8 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
         raise checkpoints.CheckpointError(
             f'checkpoint {path} does not fit model {spec.name} ({spec.family}, '
             f'{dict(spec.architecture)}, {spec.num_classes} classes): {error}') from error
-    flushed = flush_subnormals(network)
+    flushed = 0 if keep_subnormals else flush_subnormals(network)
     if flushed:
-        _LOG.info('%s: %d subnormal weights of %s set to zero (slow on Intel CPUs, below '
-                  'float rounding in the outputs)', name, flushed, path)
+        (log or _LOG.info)(subnormal_message(name, flushed, path))
     _LOG.debug('loaded %s from %s', name, path)
     return network.eval()
