@@ -15,13 +15,16 @@
 """
 The private APIs of our dependencies, in one place, each behind a guard.
 
-Every use of an underscore name of torch, rclpy or argparse goes through this module, so a
-release that moves or drops one changes one function here, not the package. torch is
-imported inside the functions that need it, so the command line starts without it.
+Every use of an underscore name of torch (``torch._inductor``, ...), rclpy or argparse, and of
+``rclpy.impl``, goes through this module, so a release that moves or drops one changes one
+function here, not the package (test/test_architecture.py checks it). torch and rclpy are
+imported inside the functions that need them: the command line starts without torch, and
+the core, which imports this module, stays free of ROS (only the node calls the rclpy ones).
 """
 
 import argparse
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, ContextManager
 
 # argparse has no public name for the object add_subparsers() returns.
 SubParsers = getattr(argparse, '_SubParsersAction', Any)
@@ -43,12 +46,57 @@ def with_frozen_weights(compiled: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return call
 
 
+def aoti_load_package(path: Path) -> Callable[..., Any]:
+    """Return the AOTInductor package at ``path`` loaded, callable like its exported graph."""
+    from torch._inductor import aoti_load_package as load
+
+    return load(str(path))
+
+
+def aoti_compile_and_package(exported: Any, target: Path, options: dict[str, Any]) -> None:
+    """Compile an exported program with AOTInductor into a package at ``target``."""
+    from torch._inductor import aoti_compile_and_package as compile_and_package
+
+    compile_and_package(exported, package_path=str(target), inductor_configs=options)
+
+
+def inductor_config_patch(**settings: Any) -> ContextManager[Any]:
+    """Return a context in which inductor's global configuration has ``settings``."""
+    from torch._inductor import config as inductor_config
+
+    return inductor_config.patch(**settings)
+
+
 def onednn_has_bf16() -> bool:
     """Return True if oneDNN has native bf16 kernels on this CPU; False where torch cannot say."""
     import torch
 
     probe = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
     return bool(torch.backends.mkldnn.is_available() and probe is not None and probe())
+
+
+def rcl_error() -> type:
+    """Return the exception rclpy raises for an rcl failure (public only through rclpy.impl)."""
+    from rclpy.impl.implementation_singleton import rclpy_implementation
+
+    return rclpy_implementation.RCLError
+
+
+def regroup_lifecycle_services(node: Any, group: Any,
+                               wrap_change_state: Callable[[Callable], Callable]) -> None:
+    """
+    Move a lifecycle node's services to ``group``; wrap the ChangeState service's callback.
+
+    rclpy's LifecycleNode creates its services in the node's default callback group and
+    takes no group of its own; here they are taken out of it after the fact, through the
+    services' attributes, which rclpy does not promise to keep.
+    """
+    for service in node.services:
+        if service.srv_type.__module__.startswith('lifecycle_msgs'):
+            service.callback_group = group
+            group.add_entity(service)
+            if service.srv_type.__name__ == 'ChangeState':
+                service.callback = wrap_change_state(service.callback)
 
 
 def finish_rcl_logging(context: Any) -> None:

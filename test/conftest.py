@@ -187,7 +187,7 @@ def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
     """
     import torch
 
-    from espnet_ros.runtime.engine import SegmentationEngine
+    from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
     from espnet_ros.runtime.graph_cache import cache_folder, CACHE_ENV
     from espnet_ros.runtime.graph_switch import SwitchState
     from espnet_ros.zoo import DEFAULT_MODEL
@@ -199,13 +199,12 @@ def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
     torch.set_num_threads(cached.threads)
     try:
         network = _load_once(DEFAULT_MODEL, weights_dir)
-        engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
-                                    input_size=cached.size, device='cpu', precision='auto',
-                                    backend='auto', compile_mode='background',
-                                    cache=cache_folder({CACHE_ENV: str(cached.root)}),
-                                    autotune=False,
-                                    log=log.append)
-        state = engine.graph_switch.wait(COMPILED_CACHE_BUILD_TIMEOUT_S)
+        config = EngineConfig(input_size=cached.size, device='cpu', precision='auto',
+                              backend='auto', compile_mode='background',
+                              cache=cache_folder({CACHE_ENV: str(cached.root)}),
+                              autotune=False)
+        engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network, config, log=log.append)
+        state = engine.start_background().wait(COMPILED_CACHE_BUILD_TIMEOUT_S)
         engine.close()
     finally:
         torch.set_num_threads(threads)

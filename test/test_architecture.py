@@ -18,7 +18,9 @@ The package's rooms and the direction of their dependencies, read from the impor
 The core rooms (networks, zoo, runtime, imaging, streaming and whatever new core room comes)
 never import ROS or the front rooms (ros, tools, cli); front rooms use the core and never
 each other, except that tools may use ros's message helpers; no module imports itself
-back through a cycle. Building an engine changes nothing process-wide.
+back through a cycle. Building an engine changes nothing process-wide. Private APIs of the
+dependencies (``torch._...``, ``rclpy.impl``) are used in espnet_ros/compat.py only, which
+may import ROS inside its functions (for the node), never at module level.
 """
 
 import ast
@@ -64,13 +66,59 @@ def room(module: str) -> str:
 
 
 MODULES = {module_name(path): path for path in sorted(PACKAGE_DIR.rglob('*.py'))}
+COMPAT = 'espnet_ros.compat'
+PRIVATE_MODULE_PREFIXES = ('torch._', 'rclpy.impl')
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Return the modules a file imports outside functions (at import time)."""
+    found: set[str] = set()
+    pending = list(ast.parse(path.read_text()).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def private_uses(source: str) -> list[str]:
+    """
+    Return each use of a dependency's private API in ``source``, with its line.
+
+    ``torch._x`` attribute access (at any depth: ``torch.ops.mkldnn._x`` too; dunders such
+    as ``torch.__version__`` are public), and imports
+    of ``torch._x`` or ``rclpy.impl`` modules.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        dunder = node.attr.endswith('__') if isinstance(node, ast.Attribute) else False
+        if isinstance(node, ast.Attribute) and node.attr.startswith('_') and not dunder:
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id == 'torch':
+                found.append(f'line {node.lineno}: torch...{node.attr}')
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module]
+        found.extend(f'line {node.lineno}: import {name}' for name in names
+                     if name.startswith(PRIVATE_MODULE_PREFIXES))
+    return found
 
 
 @pytest.mark.parametrize('module', sorted(MODULES))
 def test_core_rooms_import_no_ros_and_no_front_room(module: str) -> None:
     if room(module) in FRONT_ROOMS:
         pytest.skip('front room')
-    imported = imports_of(MODULES[module])
+    # compat holds the node's rclpy workarounds: ROS inside its functions only.
+    imported = (top_level_imports if module == COMPAT else imports_of)(MODULES[module])
     ros = sorted(name for name in imported if name.split('.')[0] in ROS_MODULE_PREFIXES)
     front = sorted(name for name in imported if name.startswith('espnet_ros.')
                    and room(name) in FRONT_ROOMS)
@@ -119,11 +167,11 @@ def test_building_an_engine_changes_nothing_process_wide(tmp_path: Path) -> None
     code = """
 import ctypes, sys
 import numpy as np
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.zoo.registry import get_spec
 interval = sys.getswitchinterval()
 spec = get_spec('espnet_p2q3_cityscapes')
-engine = SegmentationEngine(spec, spec.build(), input_size=(64, 32))
+engine = SegmentationEngine(spec, spec.build(), EngineConfig(input_size=(64, 32)))
 engine.segment(np.zeros((32, 64, 3), np.uint8))
 assert sys.getswitchinterval() == interval, sys.getswitchinterval()
 libc = ctypes.CDLL('libc.so.6')
@@ -139,3 +187,18 @@ print('ok')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0 and 'ok' in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize('module', sorted(m for m in MODULES if m != COMPAT))
+def test_private_apis_only_through_compat(module: str) -> None:
+    uses = private_uses(MODULES[module].read_text())
+    assert not uses, f'{module} uses private APIs outside {COMPAT}: {uses}'
+
+
+def test_the_private_api_check_can_fail() -> None:
+    source = ('import torch\nfrom torch._inductor import config\n'
+              'from rclpy.impl.implementation_singleton import rclpy_implementation\n'
+              'torch._inductor.aoti_load_package("x")\ntorch.ops.mkldnn._is_x()\n'
+              'torch.nn.Module\ntorch.__version__\n')
+    assert len(private_uses(source)) == 4, private_uses(source)
+    assert private_uses(MODULES[COMPAT].read_text()), 'compat.py holds them all'

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from espnet_ros.networks.layers import ConvBN, ConvBNPReLU, UpConvBNPReLU
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.engine import (EngineConfig, EngineConfigError, RunnerOptions,
+                                       SegmentationEngine)
 from espnet_ros.runtime.runners import (build_runner, fold_batch_norms, OnnxRuntimeRunner,
-                                        resolve_backend, TorchRunner)
+                                        TorchRunner)
 from espnet_ros.zoo.registry import get_spec, load
 
 SIZE = (256, 128)
@@ -42,8 +43,8 @@ def network(name: str, weights_dir: Path) -> nn.Module:
 
 def street_batch(name: str, weights_dir: Path, image: np.ndarray) -> torch.Tensor:
     """Return the image normalised for model ``name`` at SIZE, 1 x 3 x H x W."""
-    engine = SegmentationEngine(get_spec(name), network(name, weights_dir), input_size=SIZE,
-                                backend='torch')
+    engine = SegmentationEngine(get_spec(name), network(name, weights_dir),
+                                EngineConfig(input_size=SIZE, backend='torch'))
     return engine.preprocess([image], 'bgr')
 
 
@@ -139,18 +140,18 @@ def test_torch_runner_cuda_graph_replays_the_network(weights_dir: Path,
 
 
 def test_build_runner_passes_the_benchmark_options(weights_dir: Path) -> None:
-    original = network('espnet_p2q3_cityscapes', weights_dir)
-    eager = build_runner(original, backend='torch', device=CPU, dtype=torch.float32,
-                         input_size=SIZE, fold=False, channels_last=False)
-    default = build_runner(original, backend='torch', device=CPU, dtype=torch.float32,
-                           input_size=SIZE)
+    name = 'espnet_p2q3_cityscapes'
+    original, spec = network(name, weights_dir), get_spec(name)
+    plain = EngineConfig(input_size=SIZE, backend='torch',
+                         runner=RunnerOptions(fold=False, channels_last=False))
+    eager = build_runner(original, plain.resolve(spec))
+    default = build_runner(original, EngineConfig(input_size=SIZE, backend='torch').resolve(spec))
     assert batch_norms(eager.network) == batch_norms(original)
     assert eager.memory_format == torch.contiguous_format
     assert batch_norms(default.network) < batch_norms(original)
     assert default.memory_format == torch.channels_last
-    with pytest.raises(ValueError, match='fp32 only'):
-        build_runner(original, backend='onnxruntime', device=CPU, dtype=torch.bfloat16,
-                     input_size=SIZE)
+    with pytest.raises(EngineConfigError, match='runs fp32 or int8, not bf16'):
+        EngineConfig(input_size=SIZE, backend='onnxruntime', precision='bf16').resolve(spec)
 
 
 def test_onnxruntime_runner_matches_torch_and_does_not_spin(weights_dir: Path,
@@ -168,12 +169,25 @@ def test_onnxruntime_runner_matches_torch_and_does_not_spin(weights_dir: Path,
     assert torch.allclose(logits, expected, atol=1e-3)
 
 
+def resolved_backend(backend: str, device: str = 'cpu', compile_mode: str = 'eager') -> str:
+    """Return the runner's backend the one configuration check gives."""
+    config = EngineConfig(backend=backend, device=device, compile_mode=compile_mode)
+    return config.resolve(get_spec('espnet_p2q3_cityscapes')).backend
+
+
 def test_resolve_backend_choices_and_errors() -> None:
-    assert resolve_backend('auto', CPU) == 'torch'
-    assert resolve_backend('auto', torch.device('cuda')) == 'torch'
+    assert resolved_backend('auto') == 'torch'
+    if torch.cuda.is_available():
+        assert resolved_backend('auto', 'cuda') == 'torch'
     for backend in ('torch', 'torch-compile', 'onnxruntime'):
-        assert resolve_backend(backend, CPU) == backend
-    with pytest.raises(ValueError, match='not one of auto, torch'):
-        resolve_backend('tensorrt', CPU)
-    with pytest.raises(ValueError, match='runs on the CPU'):
-        resolve_backend('onnxruntime', torch.device('cuda'))
+        assert resolved_backend(backend) == backend
+    # One way to compile: compile_mode jit; backend torch-compile is its older spelling.
+    assert resolved_backend('auto', compile_mode='jit') == 'torch-compile'
+    assert resolved_backend('torch', compile_mode='jit') == 'torch-compile'
+    with pytest.raises(EngineConfigError, match='not one of auto, torch'):
+        resolved_backend('tensorrt')
+    with pytest.raises(EngineConfigError, match='compile_mode jit compiles PyTorch'):
+        resolved_backend('onnxruntime', compile_mode='jit')
+    if torch.cuda.is_available():
+        with pytest.raises(EngineConfigError, match='runs on the CPU'):
+            resolved_backend('onnxruntime', 'cuda')

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from espnet_ros.cli import main as cli_main
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, onnx_session
 from espnet_ros.tools import benchmark, procfs, variants
 from espnet_ros.zoo.registry import get_spec, load, registry
@@ -39,7 +39,7 @@ REQUIRED_KEYS = {'model', 'size', 'device', 'precision', 'backend', 'median_ms',
 def test_onnx_export_matches_pytorch(name: str, weights_dir: Path,
                                      street_bgr: np.ndarray) -> None:
     spec, network = get_spec(name), load(name, weights_dir)
-    engine = SegmentationEngine(spec, network, input_size=SIZE, backend='torch')
+    engine = SegmentationEngine(spec, network, EngineConfig(input_size=SIZE, backend='torch'))
     street = engine.preprocess([street_bgr], 'bgr')
     # Batch 2 checks that the batch axis is dynamic (the export traced batch 1).
     batch = torch.cat([street, torch.randn_like(street)])

@@ -26,10 +26,11 @@ import pytest
 import torch
 from torch import nn
 
-from espnet_ros.runtime.engine import EngineConfigError, resolve_precision, SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, SegmentationEngine
 from espnet_ros.runtime.mixed_precision import (apply_mixed_precision, BFloat16Conv,
                                                 cpu_bf16_supported, supports_mixed_precision)
-from espnet_ros.runtime.runners import class_labels, TorchRunner
+from espnet_ros.runtime.postprocess import class_labels
+from espnet_ros.runtime.runners import TorchRunner
 from espnet_ros.tools import benchmark, variants
 from espnet_ros.tools.benchmark_worker import prepare_in_worker, WorkerError
 from espnet_ros.zoo.registry import get_spec
@@ -41,7 +42,7 @@ needs_bf16 = pytest.mark.skipif(not cpu_bf16_supported(), reason='no native bf16
 
 
 def street_batch(network: nn.Module, name: str, image: np.ndarray) -> torch.Tensor:
-    engine = SegmentationEngine(get_spec(name), network, input_size=SIZE)
+    engine = SegmentationEngine(get_spec(name), network, EngineConfig(input_size=SIZE))
     return engine.preprocess([image], 'bgr')
 
 
@@ -104,19 +105,33 @@ def test_compiled_runner_labels_match_its_logits(pretrained: Pretrained,
     assert (labels == eager.labels(batch)).float().mean() > 0.999
 
 
+def resolved(precision: str, *, backend: str = 'auto', compile_mode: str = 'eager',
+             device: str = 'cpu', mixed_supported: bool = True) -> tuple[str, object]:
+    """Return the runner's and the cached graph's precision the one configuration check gives."""
+    config = EngineConfig(precision=precision, backend=backend, compile_mode=compile_mode,
+                          device=device)
+    settings = config.resolve(get_spec('espnet_p2q8_cityscapes'),
+                              mixed_supported=mixed_supported)
+    return settings.precision, settings.graph_precision
+
+
 def test_precision_auto_and_mixed_refusals(pretrained: Pretrained) -> None:
-    cuda = torch.device('cuda')
-    assert resolve_precision('auto', cuda) == 'fp16'
-    assert resolve_precision('auto', CPU, backend='torch') == 'fp32'
+    if torch.cuda.is_available():
+        assert resolved('auto', device='cuda')[0] == 'fp16'
+        with pytest.raises(EngineConfigError, match='on CUDA use fp16'):
+            resolved('mixed', device='cuda')
+    assert resolved('auto', backend='torch') == ('fp32', None)
     expected = 'mixed' if cpu_bf16_supported() else 'fp32'
-    assert resolve_precision('auto', CPU, backend='torch-compile') == expected
-    assert resolve_precision('auto', CPU, backend='torch-compile',
-                             mixed_supported=False) == 'fp32'
-    with pytest.raises(EngineConfigError, match='on CUDA use fp16'):
-        resolve_precision('mixed', cuda)
+    assert resolved('auto', backend='torch-compile')[0] == expected
+    assert resolved('auto', compile_mode='jit')[0] == expected
+    assert resolved('auto', compile_mode='jit', mixed_supported=False)[0] == 'fp32'
+    # compile_mode background: eager fp32 at once, the compiled graph in mixed where it can.
+    assert resolved('auto', compile_mode='background') == ('fp32', expected)
+    assert resolved('fp32', compile_mode='cached') == ('fp32', 'fp32')
+    assert resolved('auto', backend='torch', compile_mode='cached') == ('fp32', None)
     name = 'espnetv2_s0.5_cityscapes_512x256'
     with pytest.raises(EngineConfigError, match='this one does not'):
-        SegmentationEngine(get_spec(name), pretrained(name), precision='mixed')
+        SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(precision='mixed'))
 
 
 FAULTS_PER_FRAME = textwrap.dedent("""
@@ -204,9 +219,12 @@ def test_engine_built_on_a_passing_thread_leaves_the_inference_thread_spinning(
         run = subprocess.run([sys.executable, '-c', SLEEPS_PER_FRAME, where, str(weights_dir)],
                              check=True, capture_output=True, text=True, timeout=120)
         return float(run.stdout)
-    # Two OpenMP teams on the cores: libgomp's barriers sleep (about 240 times a frame).
-    assert sleeps('kept') > 50
-    assert sleeps('passing') < 10
+    # Two OpenMP teams on the cores: libgomp's barriers sleep (about 240 times a frame). One
+    # team spins (no sleep on a quiet machine); other processes on the cores preempt its
+    # workers and make some barriers sleep, so the check is relative, in the same run.
+    kept, passing = sleeps('kept'), sleeps('passing')
+    assert kept > 50
+    assert passing < kept / 3, (passing, kept)
 
 
 def test_bench_worker_times_and_labels_in_its_own_process(pretrained: Pretrained,

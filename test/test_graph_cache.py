@@ -32,10 +32,12 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_ros.runtime.engine import EngineConfigError, resolve_precision, SegmentationEngine
-from espnet_ros.runtime.graph_cache import (CACHE_ENV, cache_folder, Entry, GraphKey,
-                                            MIN_PROBE_AGREEMENT, PACKAGE_SUFFIX,
-                                            SIDECAR_SUFFIX, weights_sha256)
+from espnet_ros.runtime.engine import (EngineConfig, EngineConfigError, probe_frame,
+                                       SegmentationEngine)
+from espnet_ros.runtime.graph_cache import (CACHE_ENV, cache_folder, Entry, GraphCacheError,
+                                            GraphKey, load_verified, MIN_PROBE_AGREEMENT,
+                                            PACKAGE_SUFFIX, prepare_network, SIDECAR_SUFFIX,
+                                            weights_sha256)
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
 from espnet_ros.zoo import DEFAULT_MODEL
@@ -48,15 +50,28 @@ BENCHMARK_AGREEMENT = 0.995  # what `espnet-ros bench` asks of a fast path again
 SWITCH_FRAMES = 400
 
 
+def engine_config(mode: str, cache: Path, precision: str = 'auto') -> EngineConfig:
+    """Return the configuration of an engine over ``cache`` (no autotuning: short builds)."""
+    return EngineConfig(input_size=SIZE, device='cpu', precision=precision, backend='auto',
+                        compile_mode=mode, cache=cache, autotune=False)
+
+
+def graph_precision(cache: Path) -> str:
+    """Return the precision the default graph is built in on this CPU."""
+    from espnet_ros.zoo.registry import get_spec
+
+    return engine_config('background', cache).resolve(get_spec(DEFAULT_MODEL)).graph_precision
+
+
 def built_engine(weights_dir: Path, cache: Path, mode: str, log: list,
                  precision: str = 'auto') -> SegmentationEngine:
-    """Return an engine over ``cache`` (no autotuning, to keep the build short)."""
+    """Return an engine over ``cache``, its graph switch started."""
     from espnet_ros.zoo.registry import get_spec, load
 
-    return SegmentationEngine(get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
-                              input_size=SIZE, device='cpu', precision=precision,
-                              backend='auto', compile_mode=mode, cache=cache, autotune=False,
-                              log=log.append)
+    engine = SegmentationEngine(get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
+                                engine_config(mode, cache, precision), log=log.append)
+    engine.start_background()
+    return engine
 
 
 @pytest.fixture()
@@ -123,7 +138,7 @@ def test_built_graph_agrees_with_eager_on_a_real_frame(
     if precision == 'mixed' and not cpu_bf16_supported():
         pytest.skip('this CPU has no native bf16: mixed precision is not built')
     log: list = []
-    default = resolve_precision('auto', torch.device('cpu'), backend='torch-compile')
+    default = graph_precision(cache)
     mode = 'cached' if precision == default else 'background'
     served = built_engine(weights_dir, cache if mode == 'cached' else tmp_path / 'graphs',
                           mode, log, precision)
@@ -151,7 +166,7 @@ def test_a_disagreeing_graph_is_remembered_and_not_rebuilt(
     """A rule no graph can meet: the entry is removed, recorded, and no start builds it."""
     from espnet_ros.runtime import graph_cache
 
-    precision = resolve_precision('auto', torch.device('cpu'), backend='torch-compile')
+    precision = graph_precision(cache)
     monkeypatch.setitem(graph_cache.MIN_PROBE_AGREEMENT, precision, 1.5)
     log: list = []
     first = built_engine(weights_dir, cache, 'background', log)
@@ -172,6 +187,45 @@ def test_a_disagreeing_graph_is_remembered_and_not_rebuilt(
     assert graph_cache.rejected_before(entry) is None
     record.write_text('{not json')
     assert graph_cache.rejected_before(entry) is None
+
+
+def test_building_an_engine_starts_nothing(tmp_path: Path, weights_dir: Path) -> None:
+    """Inert until asked: no thread, no builder, no job file, the caller's network as it was."""
+    import threading
+
+    from espnet_ros.zoo.registry import get_spec, load
+
+    network = load(DEFAULT_MODEL, weights_dir).train()
+    threads = set(threading.enumerate())
+    log: list = []
+    served = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
+                                engine_config('background', tmp_path), log=log.append)
+    assert network.training, "the engine set the caller's network to eval mode"
+    assert set(threading.enumerate()) == threads and served.graph_switch is None
+    assert not list(tmp_path.iterdir()) and served.describe_graph() == 'none'
+    switch = served.start_background()
+    try:
+        assert switch is not None and served.graph_switch is switch
+        assert served.start_background() is switch, 'a second call starts no second switch'
+    finally:
+        served.close()
+
+
+def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Path) -> None:
+    """Labels alone would pass: logits doubled keep every arg-max, not the probabilities."""
+    from espnet_ros.zoo.registry import get_spec, load
+
+    _, sidecar = entry_files(cache)
+    key = GraphKey.from_json(json.loads(sidecar.read_text())['key'])
+    network = load(DEFAULT_MODEL, weights_dir)
+    engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
+                                EngineConfig(input_size=SIZE))
+    probe = engine.preprocess([probe_frame(*SIZE)]).float()
+    load_verified(Entry(cache, key), prepare_network(network, key.precision), probe)
+    with torch.no_grad():
+        network.classifier.weight.mul_(2)  # the last layer: linear, no bias
+    with pytest.raises(GraphCacheError, match='confidence differs'):
+        load_verified(Entry(cache, key), prepare_network(network, key.precision), probe)
 
 
 def test_corrupt_package_is_removed_not_trusted(cache: Path, weights_dir: Path) -> None:
@@ -226,9 +280,10 @@ def test_other_weights_miss_the_entry(cache: Path, weights_dir: Path) -> None:
     with torch.no_grad():
         next(network.parameters()).view(-1)[0] += 1.0
     log: list = []
-    served = SegmentationEngine(get_spec(DEFAULT_MODEL), network, input_size=SIZE,
-                                device='cpu', backend='auto', compile_mode='cached',
-                                cache=cache, log=log.append)
+    served = SegmentationEngine(get_spec(DEFAULT_MODEL), network, EngineConfig(
+        input_size=SIZE, device='cpu', backend='auto', compile_mode='cached', cache=cache),
+        log=log.append)
+    served.start_background()
     assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
     assert 'not in the cache' in served.graph_switch.describe()
     assert len(list(cache.glob(f'*{PACKAGE_SUFFIX}'))) == 1  # the other model's entry stays
@@ -317,7 +372,7 @@ def test_other_backends_stay_as_asked(backend: str, device_reason: str, weights_
     served = SegmentationEngine.from_pretrained(
         DEFAULT_MODEL, weights_dir=weights_dir, input_size=SIZE, device='cpu',
         backend=backend, compile_mode='background', log=log.append)
-    assert served.graph_switch is None
+    assert served.start_background() is None and served.graph_switch is None
     assert any(device_reason in line for line in log), log
 
 

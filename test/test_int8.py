@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from espnet_ros.cli import main as cli_main
-from espnet_ros.runtime.engine import EngineConfigError, SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, SegmentationEngine
 from espnet_ros.zoo.registry import get_spec, load
 
 MODEL = 'espnet_p2q3_cityscapes'
@@ -41,9 +41,10 @@ def crops(image: np.ndarray, count: int) -> list[np.ndarray]:
 def test_int8_agrees_with_fp32_on_a_real_frame(weights_dir: Path,
                                                street_bgr: np.ndarray) -> None:
     spec, network = get_spec(MODEL), load(MODEL, weights_dir)
-    fp32 = SegmentationEngine(spec, network, input_size=SIZE, backend='onnxruntime')
-    int8 = SegmentationEngine(spec, network, input_size=SIZE, backend='onnxruntime',
-                              precision='int8', calibration=crops(street_bgr, 4))
+    fp32 = SegmentationEngine(spec, network, EngineConfig(input_size=SIZE, backend='onnxruntime'))
+    int8 = SegmentationEngine(spec, network, EngineConfig(input_size=SIZE, backend='onnxruntime',
+                                                          precision='int8'),
+                              calibration=crops(street_bgr, 4))
     assert int8.precision == 'int8' and int8.backend == 'onnxruntime'
     expected = fp32.segment(street_bgr, order='bgr').labels
     got = int8.segment(street_bgr, order='bgr').labels
@@ -60,8 +61,8 @@ def test_int8_refuses_what_it_cannot_do(weights_dir: Path, street_bgr: np.ndarra
                                         backend: str, calibration: bool, reason: str) -> None:
     spec = get_spec(MODEL)
     with pytest.raises(EngineConfigError, match=reason):
-        SegmentationEngine(spec, spec.build(), input_size=SIZE, backend=backend,
-                           precision='int8',
+        SegmentationEngine(spec, spec.build(),
+                           EngineConfig(input_size=SIZE, backend=backend, precision='int8'),
                            calibration=crops(street_bgr, 2) if calibration else None)
 
 

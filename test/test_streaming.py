@@ -24,7 +24,7 @@ from typing import Any, Optional
 import pytest
 
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.streaming.diagnostics import HEALTHY, Level, NOT_CONFIGURED, summarize, THREADS_KEY
 from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
@@ -40,7 +40,7 @@ CAMERA = (48, 40)  # camera frames, height x width
 @pytest.fixture(scope='module')
 def engine() -> SegmentationEngine:
     spec = get_spec('espnet_p2q3_cityscapes')
-    return SegmentationEngine(spec, spec.build(), input_size=SIZE)
+    return SegmentationEngine(spec, spec.build(), EngineConfig(input_size=SIZE))
 
 
 @dataclass

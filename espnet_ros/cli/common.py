@@ -29,7 +29,7 @@ from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.offline.stream import Summary
 from espnet_ros.runtime import options
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.options import (Backend, CompileMode, DEFAULT_DEVICE,
                                         DEFAULT_OUTPUT_RESOLUTION, DEFAULT_PRECISION,
                                         DEFAULT_THREADS, MAX_THREADS, NODE_COMPILE_MODE,
@@ -94,7 +94,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                         help='backend auto on the CPU: switch to the compiled graph the cache '
                              'holds (cached), also building it aside (background), or stay '
                              f'eager (default {CompileMode.EAGER}; the node uses '
-                             f'{NODE_COMPILE_MODE})')
+                             f'{NODE_COMPILE_MODE}); jit: compile in the process at every '
+                             'start (what --backend torch-compile does)')
     add_threads_argument(parser)
     parser.add_argument('--calibration', type=Path, metavar='DIR',
                         help="frames of the model's own dataset to calibrate precision int8 on "
@@ -113,11 +114,15 @@ def calibration_frames(folder: Optional[Path]) -> Optional[list]:
 def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
     """Set the thread count and build the engine the common arguments describe."""
     use_threads(args.threads)
-    return SegmentationEngine.from_pretrained(
-        args.model, weights_dir=args.weights_dir, checkpoint=args.checkpoint,
-        input_size=args.size, device=args.device, precision=args.precision,
-        backend=args.backend, calibration=calibration_frames(args.calibration),
-        compile_mode=args.compile_mode, log=lambda text: print(text, file=sys.stderr))
+    engine = SegmentationEngine.from_pretrained(
+        args.model, EngineConfig(input_size=args.size, device=args.device,
+                                 precision=args.precision, backend=args.backend,
+                                 compile_mode=args.compile_mode),
+        weights_dir=args.weights_dir, checkpoint=args.checkpoint,
+        calibration=calibration_frames(args.calibration),
+        log=lambda text: print(text, file=sys.stderr))
+    engine.start_background()  # the compiled graph compile_mode asks for, if any
+    return engine
 
 
 def positive_int(text: str) -> int:

@@ -63,14 +63,15 @@ def run(args: argparse.Namespace) -> int:
         args.model, weights_dir=args.weights_dir, input_size=args.size, device='cpu',
         precision=args.precision, backend=Backend.AUTO, compile_mode=CompileMode.BACKGROUND,
         log=print, warn=lambda text: print(text, file=sys.stderr))
-    if engine.graph_switch is None:
+    switch = engine.start_background()
+    if switch is None:
         raise ValueError(f'{args.model}: no compiled graph is kept for this model')
     try:
-        state = engine.graph_switch.wait()
+        state = switch.wait()
     finally:
         engine.close()
     if state != SwitchState.COMPILED:
-        print(f'espnet-ros compile: {engine.graph_switch.describe()}', file=sys.stderr)
+        print(f'espnet-ros compile: {switch.describe()}', file=sys.stderr)
         return 1
-    print(f'{engine.graph_switch.entry.package} ({engine.describe_runner()})')
+    print(f'{switch.entry.package} ({engine.describe_runner()})')
     return 0

@@ -27,7 +27,7 @@ from espnet_ros.cli.bench import agreement_images
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import OUTPUT_DIR, parse_size, SIZE_HELP
 from espnet_ros.compat import SubParsers
-from espnet_ros.runtime.engine import check_input_size, SegmentationEngine
+from espnet_ros.runtime.engine import check_input_size, EngineConfig, SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, ONNX_OPSET, onnx_session
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load, ModelSpec, registry
@@ -79,7 +79,7 @@ def trtexec_command(path: Path, size: tuple[int, int]) -> str:
 def compare(spec: ModelSpec, network: nn.Module, model: Path, size: tuple[int, int],
             images: list[np.ndarray]) -> tuple[float, float]:
     """Return (max abs logit difference, label agreement) of ONNX Runtime vs eager PyTorch."""
-    engine = SegmentationEngine(spec, network, input_size=size, device='cpu', backend='torch')
+    engine = SegmentationEngine(spec, network, EngineConfig(input_size=size, backend='torch'))
     batch = torch.cat([engine.preprocess([image], 'bgr') for image in images])
     with torch.inference_mode():
         expected = network.eval()(batch)

@@ -26,10 +26,11 @@ from espnet_ros.compat import SubParsers
 EPILOG = """\
 Each way of starting runs in a fresh process; its clock starts just before the process is
 spawned, so importing PyTorch and loading the checkpoint count. eager: backend auto with
-compile_mode eager. jit: backend torch-compile, compiled at every start. cold: compile_mode
-background on an empty cache, serving eager while the graph is built aside. warm:
-compile_mode cached on the cache cold filled, as every start after the first. The cache is
-a fresh temporary folder, removed at the end. The cold phase compiles for minutes.
+compile_mode eager. jit: compile_mode jit (the older backend torch-compile), compiled at
+every start. cold: compile_mode background on an empty cache, serving eager while the graph
+is built aside. warm: compile_mode cached on the cache cold filled, as every start after the
+first. The cache is a fresh temporary folder, removed at the end. The cold phase compiles
+for minutes.
 
 example: espnet-ros bench-startup --size 512x256 --json docs/startup.json
 """

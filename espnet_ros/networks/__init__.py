@@ -15,9 +15,11 @@
 
 """ESPNet and ESPNetv2 in pure PyTorch; no ROS import, no I/O."""
 
-from espnet_ros.networks.espnet import ESPNet, espnet_checkpoint_filter, ESPNetC
+from espnet_ros.networks.espnet import (ESPNet, espnet_architecture_for_classes,
+                                        espnet_checkpoint_filter, ESPNetC)
 from espnet_ros.networks.espnetv2 import espnetv2_checkpoint_filter, ESPNetv2Segmentation
 from espnet_ros.networks.subnormals import count_subnormals, flush_subnormals
 
-__all__ = ['ESPNet', 'ESPNetC', 'espnet_checkpoint_filter', 'ESPNetv2Segmentation',
-           'espnetv2_checkpoint_filter', 'count_subnormals', 'flush_subnormals']
+__all__ = ['ESPNet', 'ESPNetC', 'espnet_architecture_for_classes', 'espnet_checkpoint_filter',
+           'ESPNetv2Segmentation', 'espnetv2_checkpoint_filter', 'count_subnormals',
+           'flush_subnormals']

@@ -23,7 +23,7 @@ pooled, concatenated in). ESPNet puts a light reduce-upsample-merge decoder on E
 """
 
 import re
-from typing import Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn, Tensor
@@ -340,6 +340,21 @@ _ESP_PART_RENAMES: tuple[tuple[re.Pattern, Union[str, Callable[[re.Match], str]]
     (re.compile(r'^bn\.(bn|act)\.'), r'norm.\1.'),
     (re.compile(r'^(bn|act)\.'), r'norm.\1.'),
 )
+
+
+def espnet_architecture_for_classes(architecture: Mapping[str, Any], base_classes: int,
+                                    num_classes: int) -> dict[str, Any]:
+    """
+    Return ESPNet's ``architecture`` (made for ``base_classes``) for ``num_classes`` outputs.
+
+    ESPNet's decoder is as wide as the class count and its ESP module needs one channel per
+    branch; a smaller table keeps the base's decoder width (and so the whole base decoder),
+    mapped to the classes by the last transposed convolution alone.
+    """
+    adapted = dict(architecture)
+    if num_classes < len(ESP_DILATIONS):
+        adapted['decoder_channels'] = base_classes
+    return adapted
 
 
 def _rename(key: str) -> str:

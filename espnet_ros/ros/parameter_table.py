@@ -106,12 +106,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'bf16 in the ESP branches).', RELOAD, choices=Precision.values()),
     ParameterSpec('backend', DEFAULT_BACKEND.value,
                   'auto (eager PyTorch with folded batch norms and channels-last, then on the '
-                  'CPU the compiled graph, see compile_mode), torch, torch-compile (compiled at '
-                  'every start) or onnxruntime.', RELOAD, choices=Backend.values()),
+                  'CPU the compiled graph, see compile_mode), torch, torch-compile (older '
+                  'spelling of torch with compile_mode jit) or onnxruntime.', RELOAD,
+                  choices=Backend.values()),
     ParameterSpec('compile_mode', NODE_COMPILE_MODE.value,
                   'For backend auto on the CPU: background (serve eager at once, switch to the '
                   'compiled graph from the cache, compiling it aside the first time), cached '
-                  '(switch only to a cached graph) or eager (no compiled graph).', RELOAD,
+                  '(switch only to a cached graph), eager (no compiled graph), or jit (any '
+                  'backend but onnxruntime: compiled in the process at every start).', RELOAD,
                   choices=CompileMode.values()),
     ParameterSpec('threads', DEFAULT_THREADS,
                   'CPU threads for inference; 0 = half the cores the node may use (at least 1), '

@@ -41,12 +41,11 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from espnet_ros.compat import finish_rcl_logging
+from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
 from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.depth_input import DepthInput
@@ -128,6 +127,7 @@ class SegmenterNode(LifecycleNode):
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
+        engine.start_background()  # the compiled graph of compile_mode, while serving eager
         with self._state_lock:
             self.sink = PublisherSink(self, closed=self._stopping,
                                       warn=self.get_logger().warning)
@@ -140,7 +140,7 @@ class SegmenterNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to the camera and start the inference thread."""
-        self.worker.engine.to_device()
+        self.worker.to_device()
         self._subscribe()
         self.worker.start()
         return super().on_activate(state)
@@ -149,7 +149,7 @@ class SegmenterNode(LifecycleNode):
         """Stop taking frames and give the GPU memory back."""
         self._unsubscribe()
         self.worker.stop()
-        self.worker.engine.release()
+        self.worker.release_device()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -157,7 +157,7 @@ class SegmenterNode(LifecycleNode):
         with self._state_lock:
             self.sink.destroy()
             self.sink = None
-            self.worker.engine.close()
+            self.worker.close_engine()
             self.worker = None
         return TransitionCallbackReturn.SUCCESS
 
@@ -178,7 +178,7 @@ class SegmenterNode(LifecycleNode):
         worker = self.worker
         if worker is not None:
             worker.stop(SHUTDOWN_WAIT_S)
-            worker.engine.close()  # a graph still compiling would outlive the node's purpose
+            worker.close_engine()  # a graph still compiling would outlive the node's purpose
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
@@ -196,20 +196,17 @@ class SegmenterNode(LifecycleNode):
         on). rclpy answers an unavailable transition asked by label with success=False, but
         by id its state machine raised RCLError out of the callback, which ended the node.
         """
-        group = MutuallyExclusiveCallbackGroup()
-        for service in self.services:
-            if service.srv_type.__module__.startswith('lifecycle_msgs'):
-                service.callback_group = group
-                group.add_entity(service)
-                if service.srv_type is ChangeState:
-                    service.callback = self._refusing_unavailable(service.callback)
+        regroup_lifecycle_services(self, MutuallyExclusiveCallbackGroup(),
+                                   self._refusing_unavailable)
 
     def _refusing_unavailable(self, change_state: Callable) -> Callable:
+        refused = rcl_error()
+
         def answer(request: ChangeState.Request,
                    response: ChangeState.Response) -> ChangeState.Response:
             try:
                 return change_state(request, response)
-            except rclpy_implementation.RCLError as error:
+            except refused as error:
                 transition = request.transition
                 self.callback_failures.warning(
                     f'refused lifecycle transition id {transition.id} '
@@ -308,7 +305,7 @@ class SegmenterNode(LifecycleNode):
             worker = self.worker
             if worker is None:
                 return 'the node was cleaned up before the reload began'
-            serving = worker.engine
+            serving = worker.describe_engine()
             settings = EngineSettings.from_values(proposed)
             self.reloading = f'{settings.model}, {settings.backend} on {settings.device}'
             try:
@@ -316,8 +313,7 @@ class SegmenterNode(LifecycleNode):
             except Abandoned:
                 return 'the node is shutting down'
             except Exception as error:  # noqa: B902 - refused with the reason, old engine kept
-                self.get_logger().error(f'reload refused, keeping {serving.spec.name} on '
-                                        f'{serving.device}: {error}')
+                self.get_logger().error(f'reload refused, keeping {serving}: {error}')
                 return f'cannot load with the new settings ({error}); kept the old ones'
             finally:
                 self.reloading = None
@@ -326,13 +322,14 @@ class SegmenterNode(LifecycleNode):
                     engine.release()
                     return 'the node was cleaned up or shut down during the reload'
                 worker.swap_engine(engine)
+            engine.start_background()
             self._announce_classes()
             return None
 
     # Outputs that are not per frame ----------------------------------------------------
 
     def _announce_classes(self) -> None:
-        spec = self.worker.engine.spec
+        spec = self.worker.spec
         self.sink.set_palette(spec.dataset.palette)
         self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
         label_info = label_info_message(spec, self.worker.last_header or Header())

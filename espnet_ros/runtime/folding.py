@@ -28,6 +28,11 @@ from espnet_ros.networks.layers import ConvBN, UpConvBNPReLU
 from espnet_ros.networks.subnormals import flush_subnormals
 
 
+def folded_fp32_copy(network: nn.Module) -> nn.Module:
+    """Return a folded fp32 CPU copy of ``network`` in eval mode; ``network`` is untouched."""
+    return fold_batch_norms(copy.deepcopy(network).eval().float().cpu())
+
+
 @torch.no_grad()
 def fold_batch_norms(network: nn.Module) -> nn.Module:
     """

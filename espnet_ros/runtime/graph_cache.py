@@ -17,15 +17,15 @@ Compiled graphs kept on disk: AOTInductor packages, keyed by everything that mak
 
 ``torch.compile`` with frozen weights is the fastest CPU path, but it compiles for minutes at
 every start: frozen graphs miss inductor's own cache. Here the same graph (folded batch
-norms, weights frozen, arg-max and confidence fused into the last kernels) is compiled ahead
-of time into a ``.pt2`` package with AOTInductor, once per :class:`GraphKey`, and loaded
-(and checked) in seconds afterwards.
+norms, weights frozen, the head of :mod:`espnet_ros.runtime.head` fused into the last
+kernels) is compiled ahead of time into a ``.pt2`` package with AOTInductor, once per
+:class:`GraphKey`, and loaded (and checked) in seconds afterwards.
 
 An entry is a package and a JSON sidecar holding its key and the package's sha256. An entry
 is used only when its sidecar names the same key and the package has that sha256, and when,
-once loaded, its labels agree with the eager network's on a probe frame; anything else (a
-stale key, a truncated or corrupt file, a failed load or a disagreement) is deleted and
-rebuilt, never trusted.
+once loaded, its labels and confidence agree with the eager network's on a probe frame;
+anything else (a stale key, a truncated or corrupt file, a failed load or a disagreement)
+is deleted and rebuilt, never trusted.
 
 The cache folder is ``$ESPNET_ROS_CACHE`` if set, else ``$XDG_CACHE_HOME/espnet_ros`` (by
 default ``~/.cache/espnet_ros``), plus ``graphs/``. Building runs in a child process
@@ -46,11 +46,13 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
-from espnet_ros.runtime.folding import fold_batch_norms
+from espnet_ros.compat import aoti_compile_and_package, aoti_load_package, inductor_config_patch
+from espnet_ros.runtime.folding import folded_fp32_copy
+from espnet_ros.runtime.head import LabelsAndConfidence
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Precision
-from espnet_ros.runtime.postprocess import class_labels, upsample_logits
 from espnet_ros.zoo.checkpoints import sha256_of
+from espnet_ros.zoo.registry import NetworkSpec
 
 CACHE_ENV = 'ESPNET_ROS_CACHE'
 GRAPHS_FOLDER = 'graphs'
@@ -73,6 +75,8 @@ MIN_PROBE_AGREEMENT = {Precision.FP32: 0.999, Precision.MIXED: 0.995}
 # serves eager at once instead of compiling the same graph again (it would disagree again:
 # the key holds everything the build depends on). Deleting it asks for another build.
 REJECTED_SUFFIX = '.rejected.json'
+# ... and a pixel's confidence (a probability) by float and bf16 rounding only.
+MAX_PROBE_CONFIDENCE_DIFFERENCE = 0.05
 # The child compiles at a lower priority than the frames being served.
 BUILDER_NICENESS = 10
 
@@ -167,30 +171,9 @@ def graph_key(model: str, network: nn.Module, *, input_size: tuple[int, int], pr
                     torch_version=str(torch.__version__))
 
 
-class LabelsAndConfidence(nn.Module):
-    """
-    The graph that is compiled: network, upsampling, arg-max and winning-class probability.
-
-    N x 3 x H x W float input -> (N x H x W uint8 labels, N x H x W float32 confidence), so
-    the full-size logits are never written out.
-    """
-
-    def __init__(self, network: nn.Module) -> None:
-        """Wrap a prepared (folded, cast) network."""
-        super().__init__()
-        self.network = network
-
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the labels and confidence of ``batch`` at its resolution."""
-        logits = upsample_logits(self.network(batch), batch.shape[-2:])
-        return class_labels(logits), logits.float().softmax(1).amax(1)
-
-
 def prepare_network(network: nn.Module, precision: str) -> nn.Module:
     """Return a folded fp32 CPU copy of ``network``, bf16 where 'mixed' says, channels-last."""
-    import copy
-
-    prepared = fold_batch_norms(copy.deepcopy(network).eval().float().cpu())
+    prepared = folded_fp32_copy(network)
     if precision == Precision.MIXED:
         apply_mixed_precision(prepared)
     elif precision != Precision.FP32:
@@ -250,7 +233,7 @@ class PackagedGraph:
     def __init__(self, entry: Entry) -> None:
         """Load ``entry``'s package (checked with :meth:`Entry.check` first)."""
         try:
-            self._model = torch._inductor.aoti_load_package(str(entry.package))
+            self._model = aoti_load_package(entry.package)
         except Exception as error:  # noqa: B902 - a bad package fails in many ways
             raise GraphCacheError(f'{entry.package}: cannot be loaded ({error})') from None
         self.key = entry.key
@@ -268,13 +251,20 @@ class PackagedGraph:
         return labels, confidence
 
 
-def probe_agreement(graph: PackagedGraph, reference: nn.Module, probe: torch.Tensor) -> float:
-    """Return the share of probe pixels where ``graph`` and the eager ``reference`` agree."""
+def probe_agreement(graph: PackagedGraph, reference: nn.Module, probe: torch.Tensor
+                    ) -> tuple[float, float]:
+    """
+    Compare ``graph`` with the eager ``reference`` on ``probe``.
+
+    Return the share of pixels whose labels agree, and the largest absolute difference of
+    a pixel's confidence.
+    """
     with torch.inference_mode():
-        expected, _ = LabelsAndConfidence(reference)(probe.contiguous(
+        expected, expected_confidence = LabelsAndConfidence(reference)(probe.contiguous(
             memory_format=torch.channels_last))
-        labels, _ = graph(probe)
-    return float((labels == expected).float().mean())
+        labels, confidence = graph(probe)
+    difference = (confidence.float() - expected_confidence.float()).abs().max()
+    return float((labels == expected).float().mean()), float(difference)
 
 
 class ProbeDisagreement(GraphCacheError):
@@ -295,12 +285,17 @@ def load_verified(entry: Entry, reference: nn.Module, probe: torch.Tensor) -> Pa
     """
     entry.check()
     graph = PackagedGraph(entry)
-    agreement = probe_agreement(graph, reference, probe)
+    agreement, difference = probe_agreement(graph, reference, probe)
     required = MIN_PROBE_AGREEMENT[Precision(entry.key.precision)]
     if agreement < required:
         raise ProbeDisagreement(f'{entry.package}: its labels agree with the eager network on '
                                 f'{100 * agreement:.2f}% of a probe frame, under '
                                 f'{100 * required:.1f}%', agreement)
+    # NaN (a graph that computes garbage) fails this comparison too.
+    if not difference <= MAX_PROBE_CONFIDENCE_DIFFERENCE:
+        raise GraphCacheError(f'{entry.package}: its confidence differs from the eager '
+                              f"network's by up to {difference:.3f} on a probe frame, over "
+                              f'{MAX_PROBE_CONFIDENCE_DIFFERENCE}')
     return graph
 
 
@@ -351,18 +346,16 @@ def build_package(network: nn.Module, key: GraphKey, target: Path, *,
     options = {'freezing': True, 'max_autotune': autotune}
     with torch.no_grad():
         exported = torch.export.export(graph, (example,))
-        torch._inductor.aoti_compile_and_package(exported, package_path=str(target),
-                                                 inductor_configs=options)
+        aoti_compile_and_package(exported, target, options)
 
 
-def write_job(folder: Path, *, family: str, architecture: Mapping[str, Any], num_classes: int,
-              network: nn.Module, key: GraphKey, autotune: bool) -> Path:
+def write_job(folder: Path, *, spec: NetworkSpec, network: nn.Module, key: GraphKey,
+              autotune: bool) -> Path:
     """Write what the builder child needs (weights-only loadable) and return the file."""
     folder.mkdir(parents=True, exist_ok=True)
     descriptor, path = tempfile.mkstemp(prefix='job-', suffix='.pt', dir=folder)
     os.close(descriptor)
-    torch.save({'family': family, 'architecture': dict(architecture),
-                'num_classes': num_classes, 'autotune': autotune,
+    torch.save({'network': spec.to_json(), 'autotune': autotune,
                 'key': key.to_json(), 'folder': str(folder),
                 'state_dict': {name: value.detach().cpu() for name, value in
                                network.state_dict().items()}}, path)
@@ -384,15 +377,10 @@ def run_job(job: Path) -> Entry:
     import fcntl
     import time
 
-    from torch._inductor import config as inductor_config
-
-    from espnet_ros.zoo.registry import FAMILIES
-
     description = torch.load(job, map_location='cpu', weights_only=True)
     key = GraphKey.from_json(description['key'])
     torch.set_num_threads(key.threads)
-    network = FAMILIES[description['family']].constructor(
-        num_classes=description['num_classes'], **description['architecture'])
+    network = NetworkSpec.from_json(description['network']).build()
     network.load_state_dict(description['state_dict'])
     if weights_sha256(network) != key.weights_sha256:
         raise GraphCacheError(f'{job}: its weights are not the ones its key names')
@@ -409,7 +397,7 @@ def run_job(job: Path) -> Entry:
         partial = entry.package.with_name(f'{entry.package.stem}.partial{PACKAGE_SUFFIX}')
         try:
             # One compiler process: a robot's other programs keep the remaining cores.
-            with inductor_config.patch(compile_threads=1):
+            with inductor_config_patch(compile_threads=1):
                 build_package(prepare_network(network, key.precision), key, partial,
                               autotune=description['autotune'])
             entry.write(partial, time.monotonic() - started)

@@ -39,6 +39,7 @@ from espnet_ros.runtime.graph_cache import (builder_command, Entry, GraphCacheEr
                                             load_verified, PackagedGraph, ProbeDisagreement,
                                             rejected_before, remember_rejection, write_job)
 from espnet_ros.runtime.options import CompileMode
+from espnet_ros.zoo.registry import NetworkSpec
 
 # How long close() waits for a terminated builder before killing it.
 BUILDER_STOP_TIMEOUT_S = 5.0
@@ -73,15 +74,15 @@ class GraphSwitch:
     """Finds or builds one compiled graph in the background and hands it to ``on_ready``."""
 
     def __init__(self, entry: Entry, *, mode: str, network: nn.Module, reference: nn.Module,
-                 probe: torch.Tensor, family: str, architecture: dict, num_classes: int,
-                 autotune: bool,
+                 probe: torch.Tensor, spec: NetworkSpec, autotune: bool,
                  on_ready: Callable[[PackagedGraph], None],
                  log: Callable[[str], None], warn: Optional[Callable[[str], None]] = None
                  ) -> None:
         """
         Prepare to bring ``entry``'s graph in; :meth:`start` begins.
 
-        ``network``: the engine's network, whose weights a builder child compiles;
+        ``network``: the engine's network, whose weights a builder child compiles into the
+        network ``spec`` builds;
         ``reference``: that network at the graph's precision, prepared the same way, which a
         loaded graph must agree with on ``probe`` (a preprocessed frame; how closely:
         :data:`~espnet_ros.runtime.graph_cache.MIN_PROBE_AGREEMENT`). A graph that disagrees
@@ -92,8 +93,8 @@ class GraphSwitch:
         self.mode = CompileMode(mode)
         self._reference = reference
         self._probe = probe
-        self._job = {'family': family, 'architecture': architecture,
-                     'num_classes': num_classes, 'autotune': autotune}
+        self._spec = spec
+        self._autotune = autotune
         self._on_ready = on_ready
         self._log = log
         self._warn = warn or log
@@ -201,8 +202,8 @@ class GraphSwitch:
     def _build(self) -> bool:
         folder = self.entry.package.parent
         try:
-            job = write_job(folder, network=self._network, key=self.key,
-                            **self._job)
+            job = write_job(folder, spec=self._spec, network=self._network, key=self.key,
+                            autotune=self._autotune)
         except OSError as error:
             self._report(SwitchState.FAILED, f'staying eager: cannot write to the cache '
                          f'folder {folder} ({error})')

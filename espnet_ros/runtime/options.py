@@ -58,16 +58,24 @@ class Backend(Choice):
 
     AUTO = 'auto'                    # eager PyTorch (folded, channels-last); see CompileMode
     TORCH = 'torch'
-    TORCH_COMPILE = 'torch-compile'  # inductor, weights frozen into the graph
+    # = torch with compile_mode jit: the older spelling, still accepted, and the name the
+    # engine gives that runner (see espnet_ros.runtime.config).
+    TORCH_COMPILE = 'torch-compile'
     ONNXRUNTIME = 'onnxruntime'
 
 
 class CompileMode(Choice):
-    """Whether backend auto on the CPU moves from eager to a compiled graph kept on disk."""
+    """
+    How PyTorch's compiler is used: the one name for compiling.
+
+    cached and background apply to backend auto on the CPU, which moves from eager to a
+    compiled graph kept on disk; jit compiles in the process (any device).
+    """
 
     EAGER = 'eager'            # no compiled graph ('off' would read as a YAML boolean)
     CACHED = 'cached'          # switch to a compiled graph if the cache holds one; never build
     BACKGROUND = 'background'  # also build a missing one in a child process, then switch
+    JIT = 'jit'                # inductor in the process at the first frame, at every start
 
 
 class ChannelOrder(Choice):

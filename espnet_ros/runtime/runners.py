@@ -25,8 +25,9 @@ uint8 labels. The fast paths, each measured against the eager fp32 baseline by
   output, and the arg-max over classes reads it contiguously;
 * ``torch.compile`` with frozen weights fuses the element-wise tails and the arg-max and
   calls oneDNN with its weights packed once; frozen graphs miss inductor's on-disk cache,
-  so backend torch-compile compiles at every start (backend auto reaches the same graph
-  through :mod:`espnet_ros.runtime.graph_cache` instead);
+  so compile_mode jit (the older spelling: backend torch-compile) compiles at every start
+  (compile_mode cached or background reaches the same graph through
+  :mod:`espnet_ros.runtime.graph_cache` instead);
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin, since spinning threads take
   the cores from everything else in the process.
@@ -47,34 +48,15 @@ from torch import nn
 
 from espnet_ros.compat import with_frozen_weights
 from espnet_ros.networks.subnormals import flush_subnormals
-from espnet_ros.runtime.folding import fold_batch_norms
+from espnet_ros.runtime import head
+from espnet_ros.runtime.config import (onnxruntime_available,  # noqa: F401 - its old home
+                                       ResolvedConfig)
+from espnet_ros.runtime.folding import fold_batch_norms, folded_fp32_copy
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
-from espnet_ros.runtime.options import Backend
-from espnet_ros.runtime.postprocess import class_labels, upsample_logits
+from espnet_ros.runtime.options import Backend, CompileMode
 from espnet_ros.runtime.quantization import quantize_static_onnx
 
 ONNX_OPSET = 17
-
-
-def onnxruntime_available() -> bool:
-    """Return True if ONNX Runtime can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Return the runner's backend; ``auto`` is eager PyTorch (see the module docstring)."""
-    if backend not in Backend.values():
-        raise ValueError(f'backend {backend!r} is not one of {", ".join(Backend.values())}')
-    if backend == Backend.ONNXRUNTIME and device.type != 'cpu':
-        raise ValueError('backend onnxruntime runs on the CPU here; use torch for CUDA '
-                         '(or export the model and run it with TensorRT)')
-    if backend == Backend.ONNXRUNTIME and not onnxruntime_available():
-        raise ValueError('backend onnxruntime asked for, but onnxruntime is not installed')
-    return str(Backend.TORCH if backend == Backend.AUTO else Backend(backend))
 
 
 def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int = 1,
@@ -89,7 +71,7 @@ def export_onnx(network: nn.Module, input_size: tuple[int, int], *, batch: int =
     depend on; the TorchScript one warns that it is deprecated.)
     """
     width, height = input_size
-    model = fold_batch_norms(copy.deepcopy(network).eval().float().cpu())
+    model = folded_fp32_copy(network)
     example = torch.zeros(batch, 3, height, width)
     buffer = target if target is not None else io.BytesIO()
     with warnings.catch_warnings():
@@ -126,13 +108,18 @@ class Runner:
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x H x W uint8 labels at the batch's resolution."""
         with torch.inference_mode():
-            return class_labels(upsample_logits(self(batch), batch.shape[-2:]))
+            return head.labels(self(batch), batch.shape[-2:])
+
+    def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
+        with torch.inference_mode():
+            return head.labels_and_confidence(self(batch), batch.shape[-2:])
 
     def release(self) -> None:
-        """Let the device memory go (nothing to do for host-only runners)."""
+        """Give the device memory back; host-only runners have none, and do nothing."""
 
     def to_device(self) -> None:
-        """Move back to the device after :meth:`release` (nothing to do for host-only ones)."""
+        """Take the device memory again after :meth:`release`; host-only runners do nothing."""
 
 
 class TorchRunner(Runner):
@@ -179,8 +166,7 @@ class TorchRunner(Runner):
                 # Labels in the same graph: the arg-max fuses into the last kernels and the
                 # full-size logits are never written out.
                 self._compiled_labels = with_frozen_weights(torch.compile(
-                    lambda batch: class_labels(upsample_logits(self.network(batch),
-                                                               batch.shape[-2:])),
+                    lambda batch: head.labels(self.network(batch), batch.shape[-2:]),
                     dynamic=False, options=options))
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
@@ -219,14 +205,14 @@ class TorchRunner(Runner):
             self._static_output = self.forward(self._static_input)
 
     def release(self) -> None:
-        """Move to host memory and let the GPU memory go."""
+        """On CUDA: drop the CUDA graph, move the network to host memory, empty the cache."""
         if self.device.type == 'cuda':
             self._graph = self._static_input = self._static_output = None
             self.network.to('cpu')
             torch.cuda.empty_cache()
 
     def to_device(self) -> None:
-        """Move back to the device after :meth:`release`."""
+        """Move the network back to its device after :meth:`release` (recaptured lazily)."""
         self.network.to(self.device)
 
 
@@ -256,25 +242,24 @@ class OnnxRuntimeRunner(Runner):
         return torch.from_numpy(logits).contiguous(memory_format=torch.channels_last)
 
 
-def build_runner(network: nn.Module, *, backend: str, device: torch.device,
-                 dtype: torch.dtype, input_size: tuple[int, int], mixed: bool = False,
-                 fold: bool = True, channels_last: bool = True,
-                 cuda_graph: Optional[bool] = None, keep_subnormals: bool = False,
+def build_runner(network: nn.Module, settings: ResolvedConfig, *,
                  int8_calibration: Optional[Sequence[np.ndarray]] = None) -> Runner:
     """
-    Return the runner for a resolved backend (see :func:`resolve_backend`).
+    Return the runner that ``settings`` (checked by :mod:`espnet_ros.runtime.config`) name.
 
-    ``mixed`` (bf16 in the tolerant convolutions), ``fold`` and ``channels_last`` apply to
-    PyTorch; ``cuda_graph`` defaults to on for CUDA. The benchmark turns them off one by one
-    to show each one's gain, and ``keep_subnormals`` on for its as-loaded anchor row.
+    ``network`` is left as it is: the runners work on copies of it. ``int8_calibration``:
+    preprocessed batches, for precision int8. ``settings.config.runner.keep_subnormals``: the
+    benchmark's as-loaded anchor row.
     """
-    if backend == Backend.ONNXRUNTIME:
-        if dtype != torch.float32 or mixed:
-            raise ValueError('backend onnxruntime runs fp32 only')
-        return OnnxRuntimeRunner(network, input_size=input_size,
+    if settings.backend == Backend.ONNXRUNTIME:
+        return OnnxRuntimeRunner(network, input_size=settings.input_size,
                                  int8_calibration=int8_calibration)
-    return TorchRunner(network, device=device, dtype=dtype,
-                       compile_network=backend == Backend.TORCH_COMPILE,
-                       cuda_graph=device.type == 'cuda' if cuda_graph is None else cuda_graph,
-                       channels_last=channels_last, fold=fold, mixed=mixed,
-                       keep_subnormals=keep_subnormals)
+    options = settings.config.runner
+    device = settings.device
+    return TorchRunner(network, device=device, dtype=settings.dtype,
+                       compile_network=settings.compile_mode == CompileMode.JIT,
+                       cuda_graph=(device.type == 'cuda' if options.cuda_graph is None
+                                   else options.cuda_graph),
+                       channels_last=options.channels_last, fold=options.fold,
+                       mixed=settings.mixed,
+                       keep_subnormals=options.keep_subnormals)

@@ -38,6 +38,7 @@ from espnet_ros.runtime.process import prepare_inference_thread
 from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, RateMeter
+from espnet_ros.zoo.registry import ModelSpec
 
 TAKE_TIMEOUT_S = 0.1   # how often an idle or pacing worker re-reads its stop flag and rate
 NS_PER_S = 1_000_000_000
@@ -158,6 +159,28 @@ class FrameWorker:
         return self._engine
 
     @property
+    def spec(self) -> ModelSpec:
+        """Return the model serving now."""
+        return self._engine.spec
+
+    def describe_engine(self) -> str:
+        """Return the model serving now and its device, e.g. 'espnet_p2q8_camvid on cpu'."""
+        engine = self._engine
+        return f'{engine.spec.name} on {engine.device}'
+
+    def to_device(self) -> None:
+        """Move the engine back to its device, before the thread starts again."""
+        self._engine.to_device()
+
+    def release_device(self) -> None:
+        """Give the engine's GPU memory back while stopped (nothing on the CPU)."""
+        self._engine.release()
+
+    def close_engine(self) -> None:
+        """Stop the engine's compiled-graph switch and a build in progress."""
+        self._engine.close()
+
+    @property
     def last_header(self) -> Any:
         """Return the header of the last frame whose outputs went out (None before one)."""
         return self._last_header
@@ -220,8 +243,7 @@ class FrameWorker:
                 latency_p95_s=self._latency.percentile(95),
                 processing_median_s=self._processing.percentile(50), threads=self._threads,
                 runner=engine.describe_runner(),
-                compiled_graph=(engine.graph_switch.describe() if engine.graph_switch
-                                else 'none'))
+                compiled_graph=engine.describe_graph())
 
     # The thread ---------------------------------------------------------------------------
 

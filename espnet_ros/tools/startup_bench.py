@@ -20,7 +20,7 @@ measured from just before the process is spawned (Python, PyTorch and the model 
 included):
 
 * ``eager``: backend auto, compile_mode eager;
-* ``jit``: backend torch-compile, compiled in the process at every start;
+* ``jit``: compile_mode jit (backend torch-compile), compiled in the process at every start;
 * ``cold``: backend auto, compile_mode background on an empty cache (built aside);
 * ``warm``: backend auto, compile_mode cached, on the cache ``cold`` filled.
 
@@ -65,15 +65,14 @@ def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
     from espnet_ros.runtime.engine import probe_frame, SegmentationEngine
 
     use_threads(request.threads)
-    backend = 'torch-compile' if phase == 'jit' else 'auto'
-    mode = {'eager': 'eager', 'jit': 'eager', 'cold': 'background', 'warm': 'cached'}[phase]
+    mode = {'eager': 'eager', 'jit': 'jit', 'cold': 'background', 'warm': 'cached'}[phase]
     engine = SegmentationEngine.from_pretrained(
         request.model, weights_dir=request.weights_dir, input_size=request.size, device='cpu',
-        precision='auto', backend=backend, compile_mode=mode)
+        precision='auto', backend='auto', compile_mode=mode)
+    switch = engine.start_background()
     frame = probe_frame(*request.size)
     engine.segment(frame)
     first_labels = time.time() - started
-    switch = engine.graph_switch
     while switch is not None and not switch.settled():
         engine.segment(frame)  # serving meanwhile, as the node does
     final = time.time() - started

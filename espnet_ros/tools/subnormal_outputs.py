@@ -34,6 +34,7 @@ import torch
 from espnet_ros.imaging.files import read_bgr
 from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou, protocol_ignore
 from espnet_ros.networks.subnormals import count_subnormals
+from espnet_ros.runtime.config import EngineConfig, RunnerOptions
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.postprocess import class_labels, upsample_logits
 from espnet_ros.tools.procfs import cpu_model
@@ -56,10 +57,9 @@ class FrameSet:
 
 def _engine(name: str, network: torch.nn.Module, size: Optional[tuple[int, int]],
             keep_subnormals: bool) -> SegmentationEngine:
-    return SegmentationEngine(get_spec(name), network, input_size=size, device='cpu',
-                              precision='fp32', backend='torch',
-                              runner_options={**AUTHORS_RUNNER,
-                                              'keep_subnormals': keep_subnormals})
+    return SegmentationEngine(get_spec(name), network, EngineConfig(
+        input_size=size, device='cpu', precision='fp32', backend='torch',
+        runner=RunnerOptions(**AUTHORS_RUNNER, keep_subnormals=keep_subnormals)))
 
 
 def _labels_and_logits(engine: SegmentationEngine, image: np.ndarray

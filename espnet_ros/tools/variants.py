@@ -34,10 +34,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from espnet_ros.imaging.codec import decode_image, encode_mono8, encode_rgb8
 from espnet_ros.imaging.pipeline import OutputRequest, run_frame
-from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.config import onnxruntime_available
+from espnet_ros.runtime.engine import EngineConfig, RunnerOptions, SegmentationEngine
 from espnet_ros.runtime.host_memory import retain_freed_memory
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
-from espnet_ros.runtime.runners import onnxruntime_available
 from espnet_ros.tools import procfs
 from espnet_ros.zoo.registry import ModelSpec
 
@@ -139,18 +139,18 @@ def unavailable(variant: Variant) -> Optional[str]:
 def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
                  size: tuple[int, int]) -> SegmentationEngine:
     """Return an engine that runs ``network`` the way ``variant`` says (once switched)."""
-    engine = SegmentationEngine(spec, network, input_size=size, device=variant.device,
-                                precision=variant.precision, backend=variant.backend,
-                                preprocess_on_device=not variant.host_preprocess,
-                                runner_options={'fold': variant.fold,
-                                                'channels_last': variant.channels_last,
-                                                'cuda_graph': variant.cuda_graph,
-                                                'keep_subnormals': variant.keep_subnormals},
-                                compile_mode=variant.compile_mode)
-    if engine.graph_switch is not None:
-        engine.graph_switch.wait()
+    engine = SegmentationEngine(spec, network, EngineConfig(
+        input_size=size, device=variant.device, precision=variant.precision,
+        backend=variant.backend, preprocess_on_device=not variant.host_preprocess,
+        runner=RunnerOptions(fold=variant.fold, channels_last=variant.channels_last,
+                             cuda_graph=variant.cuda_graph,
+                             keep_subnormals=variant.keep_subnormals),
+        compile_mode=variant.compile_mode))
+    switch = engine.start_background()
+    if switch is not None:
+        switch.wait()
         if not engine.compiled:
-            raise RuntimeError(f'{variant.label}: {engine.graph_switch.describe()}')
+            raise RuntimeError(f'{variant.label}: {switch.describe()}')
     return engine
 
 

@@ -24,7 +24,7 @@ generators seeded per epoch from ``seed``, so a run, and a resumed run, repeat e
 the same machine.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import re
 import time
@@ -39,8 +39,8 @@ from tqdm import tqdm
 
 from espnet_ros.imaging.files import read_bgr
 from espnet_ros.imaging.metrics import ConfusionMatrix, mean_iou
-from espnet_ros.networks.espnet import ESP_DILATIONS
-from espnet_ros.runtime.engine import check_input_size, resolve_device, SegmentationEngine
+from espnet_ros.runtime.engine import (check_input_size, EngineConfig, resolve_device,
+                                       SegmentationEngine)
 from espnet_ros.runtime.postprocess import upsample_logits
 from espnet_ros.training.classes import ClassTable
 from espnet_ros.training.data import (IGNORE_INDEX, LabelledFolder, normalise, scan_folder,
@@ -49,7 +49,7 @@ from espnet_ros.training.model_folder import (atomic_path, checkpoint_name, regi
                                               save_state, write_json)
 from espnet_ros.training.recipe import AUTHORS_RECIPE, Recipe
 from espnet_ros.zoo import checkpoints
-from espnet_ros.zoo.registry import Dataset, FAMILIES, get_spec, load, ModelSpec, official
+from espnet_ros.zoo.registry import Dataset, get_spec, load, ModelSpec, official
 
 STATE_FILE = 'state.pt'
 HISTORY_FILE = 'history.json'
@@ -103,30 +103,15 @@ class Outcome:
     sha256: str = ''
 
 
-def architecture_for(base: ModelSpec, num_classes: int) -> dict[str, Any]:
-    """
-    Return the base's architecture for ``num_classes`` outputs.
-
-    ESPNet's decoder is as wide as the class count and its ESP module needs one channel per
-    branch; a smaller table keeps the base's decoder width (and so the whole base decoder),
-    mapped to the classes by the last transposed convolution alone.
-    """
-    architecture = dict(base.architecture)
-    if base.family == 'espnet' and num_classes < len(ESP_DILATIONS):
-        architecture['decoder_channels'] = base.num_classes
-    return architecture
-
-
 def class_dependent_modules(base: ModelSpec, num_classes: int) -> set[str]:
     """Return the modules whose parameters do not fit the base's for ``num_classes``."""
-    build = FAMILIES[base.family].constructor
-    architecture = architecture_for(base, num_classes)
+    ours = base.network.for_classes(num_classes)
     with torch.device('meta'):
         official = base.build().state_dict()
-        ours = build(num_classes=num_classes, **architecture).state_dict()
-        more = build(num_classes=num_classes + 1, **architecture).state_dict()
-    return {key.rpartition('.')[0] for key in ours
-            if ours[key].shape != more[key].shape or ours[key].shape != official[key].shape}
+        built = ours.build().state_dict()
+        more = replace(ours, num_classes=num_classes + 1).build().state_dict()
+    return {key.rpartition('.')[0] for key in built
+            if built[key].shape != more[key].shape or built[key].shape != official[key].shape}
 
 
 def initial_network(run: TrainingRun, base: ModelSpec) -> tuple[nn.Module, set[str]]:
@@ -136,9 +121,7 @@ def initial_network(run: TrainingRun, base: ModelSpec) -> tuple[nn.Module, set[s
                      else class_dependent_modules(base, run.table.num_classes))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(run.seed)
-        network = FAMILIES[base.family].constructor(
-            num_classes=run.table.num_classes,
-            **architecture_for(base, run.table.num_classes))
+        network = base.network.for_classes(run.table.num_classes).build()
     kept = {key: value for key, value in official.items()
             if key.rpartition('.')[0] not in fresh_modules}
     network.load_state_dict(kept, strict=False)
@@ -150,8 +133,8 @@ def initial_network(run: TrainingRun, base: ModelSpec) -> tuple[nn.Module, set[s
 def trained_spec(run: TrainingRun, base: ModelSpec, input_size: tuple[int, int]) -> ModelSpec:
     """Return the registry entry of the model being trained (before it has a checkpoint)."""
     table = run.table
-    return ModelSpec(name=run.name, family=base.family,
-                     architecture=architecture_for(base, table.num_classes),
+    network = base.network.for_classes(table.num_classes)
+    return ModelSpec(name=run.name, family=network.family, architecture=network.architecture,
                      checkpoint=checkpoint_name(run.name), sha256='', url='',
                      dataset=Dataset(run.name, table.classes, table.palette, table.void),
                      normalization=base.normalization, input_size=input_size, base=base.name)
@@ -160,14 +143,13 @@ def trained_spec(run: TrainingRun, base: ModelSpec, input_size: tuple[int, int])
 def validate(spec: ModelSpec, network: nn.Module, folder: LabelledFolder, table: ClassTable,
              device: str, show_progress: bool) -> float:
     """Return the mean IoU (void ignored) of ``network`` on ``folder`` through the engine."""
-    engine = SegmentationEngine(spec, network, device=device, backend='torch')
+    engine = SegmentationEngine(spec, network, EngineConfig(device=device, backend='torch'))
     matrix = ConfusionMatrix(table.num_classes)
     for image_path, label_path in tqdm(folder.pairs, desc='  validation', unit='img',
                                        leave=False, disable=not show_progress):
         truth = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
         prediction = engine.segment(read_bgr(image_path), order='bgr').labels
         matrix.update(prediction, truth, ignore=table.void)
-    network.train()
     return mean_iou(matrix, table.void)
 
 

@@ -37,9 +37,9 @@ import warnings
 import numpy as np
 from torch import nn, Tensor
 
-from espnet_ros.networks import (ESPNet, espnet_checkpoint_filter, ESPNetC,
-                                 espnetv2_checkpoint_filter, ESPNetv2Segmentation,
-                                 flush_subnormals)
+from espnet_ros.networks import (ESPNet, espnet_architecture_for_classes,
+                                 espnet_checkpoint_filter, ESPNetC, espnetv2_checkpoint_filter,
+                                 ESPNetv2Segmentation, flush_subnormals)
 from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
@@ -51,26 +51,82 @@ USER = 'user'          # ModelSpec.source of a model folder's manifest
 _LOG = logging.getLogger(__name__)
 
 StateFilter = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
+# (architecture, the class count it was made for, the class count wanted) -> architecture
+ArchitectureAdapter = Callable[[Mapping[str, Any], int, int], dict[str, Any]]
+
+
+def same_architecture(architecture: Mapping[str, Any], base_classes: int,
+                      num_classes: int) -> dict[str, Any]:
+    """Return ``architecture`` unchanged: the family's class count changes the head only."""
+    return dict(architecture)
 
 
 @dataclass(frozen=True)
 class Family:
-    """How to build one architecture family and map its official checkpoint keys."""
+    """How to build one architecture family, adapt it to a class count and map checkpoints."""
 
     constructor: Callable[..., nn.Module]
     checkpoint_filter: StateFilter
     output_stride: int
     size_multiple: int  # input width and height must be multiples of this
+    adapt_architecture: ArchitectureAdapter = same_architecture
+
+    def build(self, num_classes: int, architecture: Mapping[str, Any]) -> nn.Module:
+        """Return the network of ``architecture`` for ``num_classes``, freshly initialised."""
+        return self.constructor(num_classes=num_classes, **architecture)
+
+    def adapt(self, architecture: Mapping[str, Any], base_classes: int,
+              num_classes: int) -> dict[str, Any]:
+        """Return ``architecture`` (made for ``base_classes``) for ``num_classes`` outputs."""
+        return self.adapt_architecture(architecture, base_classes, num_classes)
 
 
 FAMILIES: dict[str, Family] = {
     # ESPNet downsamples three times (1/8); ESPNetv2's backbone four times (1/16), and its
     # pyramid pooling halves that once more, so its sizes are multiples of 32.
     'espnet_c': Family(ESPNetC, espnet_checkpoint_filter, output_stride=8, size_multiple=8),
-    'espnet': Family(ESPNet, espnet_checkpoint_filter, output_stride=1, size_multiple=8),
+    'espnet': Family(ESPNet, espnet_checkpoint_filter, output_stride=1, size_multiple=8,
+                     adapt_architecture=espnet_architecture_for_classes),
     'espnetv2': Family(ESPNetv2Segmentation, espnetv2_checkpoint_filter, output_stride=1,
                        size_multiple=32),
 }
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """
+    What builds a model's network: family, architecture and class count, as plain values.
+
+    The part of a :class:`ModelSpec` that travels with weights: to a graph builder's child
+    process (as JSON-safe values) and into training.
+    """
+
+    family: str
+    architecture: Mapping[str, Any]
+    num_classes: int
+
+    def build(self) -> nn.Module:
+        """Return the network with freshly initialised weights."""
+        return FAMILIES[self.family].build(self.num_classes, self.architecture)
+
+    def for_classes(self, num_classes: int) -> 'NetworkSpec':
+        """Return this network adapted to ``num_classes`` outputs, as its family adapts it."""
+        architecture = FAMILIES[self.family].adapt(self.architecture, self.num_classes,
+                                                   num_classes)
+        return NetworkSpec(self.family, architecture, num_classes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the fields as plain values (weights-only loadable, JSON writable)."""
+        return {'family': self.family, 'architecture': dict(self.architecture),
+                'num_classes': self.num_classes}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> 'NetworkSpec':
+        """Return the spec :meth:`to_json` wrote; an unknown family is refused by name."""
+        if values['family'] not in FAMILIES:
+            raise ValueError(f'unknown network family {values["family"]!r}; known: '
+                             f'{", ".join(FAMILIES)}')
+        return cls(values['family'], dict(values['architecture']), int(values['num_classes']))
 
 
 @dataclass(frozen=True)
@@ -133,10 +189,14 @@ class ModelSpec:
         """Return the number the network's input width and height must be multiples of."""
         return FAMILIES[self.family].size_multiple
 
+    @property
+    def network(self) -> NetworkSpec:
+        """Return what builds this model's network."""
+        return NetworkSpec(self.family, dict(self.architecture), self.num_classes)
+
     def build(self) -> nn.Module:
         """Return the architecture with freshly initialised weights."""
-        return FAMILIES[self.family].constructor(num_classes=self.num_classes,
-                                                 **self.architecture)
+        return self.network.build()
 
 
 class ManifestError(ValueError):
