@@ -33,8 +33,9 @@ import pytest
 import torch
 
 from espnet_ros.runtime.engine import EngineConfigError, SegmentationEngine
-from espnet_ros.runtime.graph_cache import (CACHE_ENV, cache_folder, Entry, GraphKey,
-                                            PACKAGE_SUFFIX, SIDECAR_SUFFIX, weights_sha256)
+from espnet_ros.runtime.graph_key import GraphKey, weights_sha256
+from espnet_ros.runtime.graph_store import (CACHE_ENV, cache_folder, Entry, PACKAGE_SUFFIX,
+                                            SIDECAR_SUFFIX)
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.zoo import DEFAULT_MODEL
 
@@ -218,7 +219,7 @@ def test_cached_mode_never_builds(tmp_path: Path, weights_dir: Path) -> None:
     served = built_engine(weights_dir, tmp_path, 'cached', log)
     assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
     assert 'does not build' in served.graph_switch.describe()
-    assert not list(tmp_path.glob('job-*'))
+    assert not list(tmp_path.glob('build-*'))
 
 
 def test_close_ends_a_build_in_progress(tmp_path: Path, weights_dir: Path) -> None:
@@ -249,14 +250,18 @@ def test_failed_build_keeps_serving_eager(tmp_path: Path, weights_dir: Path,
 
 
 def test_builder_child_reports_a_bad_job(tmp_path: Path) -> None:
-    job = tmp_path / 'job.pt'
+    from espnet_ros.runtime.graph_store import open_store
+
+    with open_store(tmp_path / 'graphs') as store:
+        build = store.new_build()
+    job = build.folder / 'job.pt'
     job.write_bytes(b'not a job')
-    result = subprocess.run([sys.executable, '-m', 'espnet_ros.runtime.graph_cache', str(job),
+    result = subprocess.run([sys.executable, '-m', 'espnet_ros.runtime.graph_builder', str(job),
                              str(os.getpid())],
                             capture_output=True, text=True, timeout=LOAD_TIMEOUT_S)
+    build.close()
     assert result.returncode == 1
     assert result.stderr.startswith('graph build failed:')
-    assert not job.exists()
 
 
 @pytest.mark.parametrize('backend,device_reason', [

@@ -33,8 +33,10 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from espnet_ros.runtime.graph_cache import cache_folder, Entry, graph_key, PackagedGraph, \
-    prepare_network
+from espnet_ros.runtime.graph_builder import prepare_network
+from espnet_ros.runtime.graph_cache import PackagedGraph
+from espnet_ros.runtime.graph_key import graph_key
+from espnet_ros.runtime.graph_store import cache_folder, Entry
 from espnet_ros.runtime.graph_switch import GraphSwitch
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported, supports_mixed_precision
 from espnet_ros.runtime.options import (Backend, ChannelOrder, choice_error, CompileMode,
@@ -202,7 +204,7 @@ class SegmentationEngine:
         The benchmark turns them off one by one. ``calibration``: H x W x 3 uint8 RGB frames of
         the model's own dataset, which precision int8 needs. ``compile_mode`` (backend auto
         on the CPU): switch to a compiled graph from the ``cache`` folder (default
-        :func:`~espnet_ros.runtime.graph_cache.cache_folder`), built in the background if
+        :func:`~espnet_ros.runtime.graph_store.cache_folder`), built in the background if
         'background', with ``autotune``; ``log`` hears each step and ``warn`` a failure (see
         :mod:`espnet_ros.runtime.graph_switch`). Building an engine changes nothing
         process-wide: see :mod:`espnet_ros.runtime.process` for what a long-running program
