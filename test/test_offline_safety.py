@@ -32,12 +32,12 @@ import time
 
 import numpy as np
 import pytest
+from rosbags.rosbag2 import StoragePlugin, Writer
 from test_offline_bag import (camvid_frames, ENGINE_ARGS, raw_image, read_bag, run_cli, STORE,
                               TOPIC, write_bag)
 from test_offline_video import write_video
 
 from espnet_ros.offline.bag import BagJob, BagSegmentation
-from espnet_ros.offline.output_paths import MARKER
 from espnet_ros.offline.stream import OfflineError
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.options import Backend, DEFAULT_PRECISION
@@ -97,6 +97,8 @@ def test_force_never_replaces_a_folder_holding_other_things(tmp_path: Path,
 
 
 def test_force_replaces_this_tools_own_output(tmp_path: Path, frames: list) -> None:
+    from espnet_ros.offline.output_paths import MARKER
+
     source = write_bag(tmp_path / 'in', [raw_image(0, frames[0])])
     out = tmp_path / 'out'
     for _ in range(2):
@@ -162,17 +164,28 @@ def test_sigterm_and_sighup_close_a_valid_bag(tmp_path: Path, camvid_dir: Path,
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
 def test_a_full_disk_while_copying_gives_one_error(tmp_path: Path, frames: list,
-                                                   small_disk) -> None:
-    source = write_bag(tmp_path / 'in', [raw_image(i, frames[i % len(frames)])
-                                         for i in range(12)], storage='mcap')
+                                                   small_disk, storage: str) -> None:
+    """Another camera's frames come first: copying them must not fill the disk unchecked."""
+    other = [raw_image(i, frames[i % len(frames)]) for i in range(8)]  # about 4 MB
+    path = tmp_path / 'in'
+    with Writer(path, version=8, storage_plugin=StoragePlugin[storage.upper()]) as writer:
+        first = writer.add_connection('/other/image_raw', 'sensor_msgs/msg/Image',
+                                      typestore=STORE)
+        camera = writer.add_connection(TOPIC, 'sensor_msgs/msg/Image', typestore=STORE)
+        for index, message in enumerate(other):
+            writer.write(first, index + 1, STORE.serialize_cdr(message, 'sensor_msgs/msg/Image'))
+        writer.write(camera, 100, STORE.serialize_cdr(raw_image(0, frames[0]),
+                                                      'sensor_msgs/msg/Image'))
     disk = small_disk(tmp_path / 'disk', '1m')
-    result = run_cli('bag', str(source), '--image-topic', TOPIC, '--out', str(disk / 'out'),
+    result = run_cli('bag', str(path), '--image-topic', TOPIC, '--out', str(disk / 'out'),
                      *ENGINE_ARGS)
     assert result.returncode == 2
     line = one_error_line(result)
     assert 'not enough disk space' in line and 'valid bag' in line, line
     assert (disk / 'out' / 'metadata.yaml').is_file()
+    read_bag(disk / 'out')
 
 
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
@@ -208,6 +221,28 @@ def test_numbers_are_range_checked(tmp_path: Path, frames: list, arguments: list
     assert expected in one_error_line(result) and 'Traceback' not in result.stderr
 
 
+def test_a_full_disk_removes_a_video_cut_short(tmp_path: Path, camvid_dir: Path,
+                                               small_disk) -> None:
+    video = write_video(tmp_path / 'in.mp4', camvid_dir)
+    out = small_disk(tmp_path / 'disk', '1m') / 'out.mp4'
+    result = run_cli('video', str(video), '--out', str(out), *ENGINE_ARGS)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert 'not enough disk space' in line and 'removed the partial video' in line, line
+    assert not out.exists()
+
+
+def test_half_a_db3_is_refused_in_one_line(tmp_path: Path, frames: list) -> None:
+    source = write_bag(tmp_path / 'in', [raw_image(i, f) for i, f in enumerate(frames)])
+    db3, = source.glob('*.db3')
+    db3.write_bytes(db3.read_bytes()[:db3.stat().st_size // 2])
+    result = run_cli('bag', str(source), '--image-topic', TOPIC, '--out', str(tmp_path / 'out'),
+                     *ENGINE_ARGS)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = one_error_line(result)
+    assert line.startswith('espnet-ros bag: error: ') and str(source) in line, line
+
+
 def test_a_run_whose_frames_all_failed_exits_non_zero(tmp_path: Path, frames: list) -> None:
     bad = [raw_image(i, frames[0], encoding='nonsense') for i in range(3)]
     source = write_bag(tmp_path / 'in', bad)
@@ -219,8 +254,6 @@ def test_a_run_whose_frames_all_failed_exits_non_zero(tmp_path: Path, frames: li
 
 
 def test_a_topic_with_two_types_is_named(tmp_path: Path, frames: list) -> None:
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
     path = tmp_path / 'mixed'
     with Writer(path, version=8, storage_plugin=StoragePlugin.SQLITE3) as writer:
         image = writer.add_connection(TOPIC, 'sensor_msgs/msg/Image', typestore=STORE)

@@ -33,7 +33,6 @@ import pytest
 
 from espnet_ros.training.classes import ClassFileError, read_class_file
 from espnet_ros.zoo import checkpoints, registry
-from espnet_ros.zoo.user_files import MAX_DOCUMENT_BYTES, read_document, UserFileError
 
 ALIAS_BOMB = """\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -80,6 +79,8 @@ def test_deep_nesting_is_refused_not_a_recursion_error(tmp_path: Path, suffix: s
 
 
 def test_large_files_are_refused_unread(tmp_path: Path) -> None:
+    from espnet_ros.zoo.user_files import MAX_DOCUMENT_BYTES, read_document, UserFileError
+
     path = tmp_path / 'big.yaml'
     path.write_text('x: ' + 'y' * (MAX_DOCUMENT_BYTES + 10))
     with pytest.raises(UserFileError, match='larger than'):

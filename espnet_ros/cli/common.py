@@ -17,6 +17,7 @@
 
 import argparse
 import math
+import os
 from pathlib import Path
 import signal
 import sys
@@ -138,13 +139,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+def largest_batch() -> int:
+    """Return the most frames a batch may hold: :data:`MAX_BATCH`, fewer if memory is short."""
+    try:
+        available = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError):
+        return MAX_BATCH
+    # Half of the memory free now, at full-HD frames with all their outputs.
+    return max(1, min(MAX_BATCH, available // 2 // FULL_HD_FRAME_BYTES))
+
+
 def batch_argument(text: str) -> int:
-    """Parse --batch: 1 to :data:`MAX_BATCH` frames held at once (they are all in memory)."""
+    """Parse --batch: 1 to :func:`largest_batch` frames (a batch is held in memory at once)."""
     value = positive_int(text)
-    if value > MAX_BATCH:
+    limit = largest_batch()
+    if value > limit:
         raise argparse.ArgumentTypeError(
-            f'at most {MAX_BATCH} frames: a batch holds its frames and all their outputs in '
-            f'memory (about {MAX_BATCH * FULL_HD_FRAME_BYTES >> 30} GiB at full HD), got {value}')
+            f'at most {limit} frames here: a batch holds its frames and all their outputs in '
+            f'memory (about {FULL_HD_FRAME_BYTES >> 20} MiB a full-HD frame, up to half the '
+            f'free memory, {MAX_BATCH} at most), got {value}')
     return value
 
 
@@ -163,8 +176,8 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --batch, --alpha, --output-resolution and --force for the offline commands."""
     defaults = OutputRequest()
     parser.add_argument('--batch', type=batch_argument, default=1,
-                        help=f'frames per network call, 1 to {MAX_BATCH} (default 1; more can '
-                             'pay on a GPU)')
+                        help=f'frames per network call, 1 to {MAX_BATCH} as memory allows '
+                             '(default 1; more can pay on a GPU)')
     parser.add_argument('--alpha', type=float, default=defaults.alpha,
                         help=f'overlay opacity of the colours (default {defaults.alpha})')
     parser.add_argument('--output-resolution', default=DEFAULT_OUTPUT_RESOLUTION.value,
