@@ -219,7 +219,7 @@ def test_planted_lock_link_is_not_followed(cache: Path, weights_dir: Path,
         job.finish()
     assert result.returncode == 0, result.stderr[-2000:]
     assert victim.read_text() == VICTIM_TEXT, 'the lock link was followed'
-    assert not lock.is_symlink()
+    assert not os.path.lexists(lock), 'the lock is removed once released'
     assert list(cache.glob('build-*')) == []
 
 
@@ -277,6 +277,26 @@ def test_failed_job_write_on_a_full_disk_leaves_nothing(tmp_path: Path, weights_
     assert 'No space left' in described, described
     assert list(cache.iterdir()) == [], 'the job file stayed on the full disk'
     assert not filler.exists()
+
+
+def test_a_build_that_fills_the_disk_leaves_nothing(tmp_path: Path, weights_dir: Path,
+                                                    small_disk) -> None:
+    """The job fits, the package does not: the build fails and its folder goes with it."""
+    cache = small_disk(tmp_path / 'disk', '2m') / 'graphs'
+    log: list = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        served = engine_over(weights_dir, cache, 'background', log)
+        try:
+            assert served.graph_switch.wait(BUILD_TIMEOUT_S) == SwitchState.FAILED, log
+        finally:
+            served.close()
+    finally:
+        torch.set_num_threads(threads)
+    assert 'the build failed' in served.graph_switch.describe(), log
+    assert any('compiling it in the background' in line for line in log), log
+    assert list(cache.iterdir()) == [], 'a failed build left files in the cache'
 
 
 def test_untrusted_store_raises_one_clear_error(tmp_path: Path) -> None:
