@@ -59,6 +59,19 @@ def test_yaml_alias_bomb_is_refused_in_a_short_message(tmp_path: Path) -> None:
     assert len(text) < MAX_MESSAGE and text.count('lol') < 20, text[:MAX_MESSAGE]
 
 
+def test_train_refuses_an_alias_bomb_in_one_line(tmp_path: Path) -> None:
+    bomb = tmp_path / 'classes.yaml'
+    bomb.write_text(ALIAS_BOMB)
+    result = subprocess.run(
+        [sys.executable, '-m', 'espnet_ros.cli', 'train', '--classes', str(bomb), '--images',
+         str(tmp_path), '--labels', str(tmp_path), '--name', 'bomb', '--out',
+         str(tmp_path / 'out'), '--epochs', '1'], capture_output=True, text=True,
+        timeout=TIMEOUT_S)
+    assert result.returncode == 2, result.stderr[-MAX_MESSAGE:]
+    assert 'aliases' in result.stderr and len(result.stderr) < MAX_MESSAGE, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+
+
 def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
     path = tmp_path / 'classes.yaml'
     path.write_text('red: &red [255, 0, 0]\nclasses:\n  - {name: a, color: *red}\n'

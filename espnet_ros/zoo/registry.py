@@ -53,7 +53,7 @@ USER = 'user'          # ModelSpec.source of a model folder's manifest
 _LOG = logging.getLogger(__name__)
 # A model name is also a file name (checkpoints, cache entries): no separators, no spaces.
 MAX_MODEL_NAME = 100
-MODEL_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.+-]{0,%d}' % (MAX_MODEL_NAME - 1))
+MODEL_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}' % (MAX_MODEL_NAME - 1))
 SHA256 = re.compile(r'[0-9a-f]{64}')
 MAX_CLASSES = 255          # labels are 8-bit
 MAX_INPUT_SIDE = 16384
@@ -220,7 +220,7 @@ def check_model_name(name: str, *, source: Path) -> str:
     if not MODEL_NAME.fullmatch(name) or name in ('.', '..'):
         raise ManifestError(
             f'{source}: model name {short_repr(name)} is not allowed: use letters, digits, '
-            "'_', '-', '.' and '+' only (no path separators, no spaces), at most "
+            "'_', '-' and '.' only (no path separators, no spaces), at most "
             f'{MAX_MODEL_NAME} characters, starting with a letter or digit')
     return name
 
