@@ -30,6 +30,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from typing import Iterator
 import zipfile
 
@@ -250,6 +251,11 @@ def test_sweep_removes_locks_and_builds_nobody_holds(tmp_path: Path) -> None:
         stale.close()  # its holders are gone: a killed parent and child
         live = store.new_build()
         (folder / 'old.lock').write_text('')
+        leftover = folder / 'job-abc123.pt'  # the earlier layout's job file, a day old
+        leftover.write_bytes(b'x' * 1000)
+        os.utime(leftover, (time.time() - 2 * 24 * 3600,) * 2)
+        recent = folder / 'job-def456.pt'
+        recent.write_bytes(b'x')
         held = folder / 'held.lock'
         held.write_text('')
         holder = os.open(held, os.O_RDONLY)
@@ -258,6 +264,7 @@ def test_sweep_removes_locks_and_builds_nobody_holds(tmp_path: Path) -> None:
             store.sweep()
             assert not stale.folder.exists() and not (folder / 'old.lock').exists()
             assert live.folder.exists() and held.exists()
+            assert not leftover.exists() and recent.exists()
         finally:
             os.close(holder)
             live.close()

@@ -47,9 +47,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import re
 import secrets
 import shutil
 import stat
+import time
 from typing import Any, Iterator, Mapping, Optional
 
 from espnet_ros.runtime.graph_key import GraphKey
@@ -66,6 +68,10 @@ FOLDER_MODE = 0o700
 FILE_MODE = 0o600
 # Group or others may write: anyone in them could plant a library.
 SHARED_WRITE_BITS = stat.S_IWGRP | stat.S_IWOTH
+# What builders of the earlier layout left beside the entries when killed: job files and
+# partial packages and sidecars. Removed once old enough that no such builder still runs.
+LEGACY_LEFTOVER = re.compile(r'job-.+\.pt|.+\.partial(\.pt2)?|.+\.json\.partial')
+LEGACY_LEFTOVER_AGE_S = 24 * 3600
 MAX_SIDECAR_BYTES = 64 << 10
 READ_CHUNK = 1 << 20
 NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
@@ -160,13 +166,19 @@ class Store:
 
     def sweep(self) -> None:
         """Remove builds and entry locks whose holders are gone (killed or failed builds)."""
+        now = time.time()
         for name in os.listdir(self.fd):
             if name.startswith(BUILD_PREFIX):
-                held = self._held(name + '/' + OWNER_LOCK)
-                if not held:
+                if not self._held(name + '/' + OWNER_LOCK):
                     remove_name(self.fd, name)
-            elif name.endswith(LOCK_SUFFIX) and not self._held(name):
-                remove_name(self.fd, name)
+            elif name.endswith(LOCK_SUFFIX):
+                if not self._held(name):
+                    remove_name(self.fd, name)
+            elif LEGACY_LEFTOVER.fullmatch(name):
+                with contextlib.suppress(FileNotFoundError):
+                    status = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+                    if now - status.st_mtime > LEGACY_LEFTOVER_AGE_S:
+                        remove_name(self.fd, name)
 
     def _held(self, name: str) -> bool:
         """Return True if a live process holds the lock file ``name`` (False if none is)."""
