@@ -45,6 +45,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 FAILED_STATUS = 1
 # A batch holds this many frames with all their outputs in memory at once.
 MAX_BATCH = 64
+KIB = 1024
 FULL_HD_FRAME_BYTES = 1920 * 1080 * 3 * 8  # the frame, its outputs and the network's copies
 # Where commands write what they make unless told otherwise; git-ignored in the source tree.
 OUTPUT_DIR = Path('out')
@@ -139,11 +140,25 @@ def positive_int(text: str) -> int:
     return value
 
 
+def available_memory() -> Optional[int]:
+    """Return the bytes the kernel could give now (MemAvailable: free plus reclaimable)."""
+    try:
+        with open('/proc/meminfo') as meminfo:
+            for line in meminfo:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * KIB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError):
+        return None
+
+
 def largest_batch() -> int:
     """Return the most frames a batch may hold: :data:`MAX_BATCH`, fewer if memory is short."""
-    try:
-        available = os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-    except (ValueError, OSError):
+    available = available_memory()
+    if available is None:
         return MAX_BATCH
     # Half of the memory free now, at full-HD frames with all their outputs.
     return max(1, min(MAX_BATCH, available // 2 // FULL_HD_FRAME_BYTES))
