@@ -381,7 +381,6 @@ def _merged(folders: tuple[tuple[Path, int], ...]
         except ManifestError as error:
             # One bad folder must not take the official models (or other folders) with it.
             _LOG.warning('skipping the user model folder %s: %s', folder, error)
-            warnings.warn(f'skipping the user model folder {folder}: {error}', stacklevel=2)
             skipped.append(str(error))
             continue
         merged.update(specs)
