@@ -188,7 +188,7 @@ def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
     import torch
 
     from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
-    from espnet_ros.runtime.graph_cache import cache_folder, CACHE_ENV
+    from espnet_ros.runtime.graph_store import cache_folder, CACHE_ENV
     from espnet_ros.runtime.graph_switch import SwitchState
     from espnet_ros.zoo import DEFAULT_MODEL
     from espnet_ros.zoo.registry import get_spec
@@ -211,6 +211,30 @@ def compiled_cache(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
     assert state == SwitchState.COMPILED, log
     assert any('compiling it in the background' in line for line in log), log
     return cached
+
+
+@pytest.fixture()
+def small_disk() -> Iterator[Callable[[Path, str], Path]]:
+    """
+    Return a function mounting a real tmpfs of a given size (e.g. '2m') at a folder.
+
+    A full disk is a real full disk here: a small tmpfs, unmounted at the end. Skips where
+    mounting is not allowed (not root, or no mount namespace rights).
+    """
+    mounted: list[Path] = []
+
+    def mount(folder: Path, size: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size},mode=700',
+                                 'tmpfs', str(folder)], capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f'cannot mount a small tmpfs here: {result.stderr.strip()}')
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(['umount', '-l', str(folder)], capture_output=True)
 
 
 @pytest.fixture(scope='module')

@@ -34,10 +34,11 @@ import torch
 
 from espnet_ros.runtime.engine import (EngineConfig, EngineConfigError, probe_frame,
                                        SegmentationEngine)
-from espnet_ros.runtime.graph_cache import (CACHE_ENV, cache_folder, Entry, GraphCacheError,
-                                            GraphKey, load_verified, MIN_PROBE_AGREEMENT,
-                                            PACKAGE_SUFFIX, prepare_network, SIDECAR_SUFFIX,
-                                            weights_sha256)
+from espnet_ros.runtime.graph_builder import prepare_network
+from espnet_ros.runtime.graph_cache import load_verified, MIN_PROBE_AGREEMENT
+from espnet_ros.runtime.graph_key import GraphKey, weights_sha256
+from espnet_ros.runtime.graph_store import (CACHE_ENV, cache_folder, Entry, GraphCacheError,
+                                            open_store, PACKAGE_SUFFIX, SIDECAR_SUFFIX)
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
 from espnet_ros.zoo import DEFAULT_MODEL
@@ -172,7 +173,7 @@ def test_a_disagreeing_graph_is_remembered_and_not_rebuilt(
     first = built_engine(weights_dir, cache, 'background', log)
     assert first.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER, log
     entry = first.graph_switch.entry
-    record = graph_cache.rejection_record(entry)
+    record = entry.folder / graph_cache.rejection_name(entry)
     assert not entry.exists() and record.is_file()
     assert json.loads(record.read_text())['agreement'] <= 1.0
     assert 'not building it again' in first.graph_switch.describe()
@@ -181,12 +182,13 @@ def test_a_disagreeing_graph_is_remembered_and_not_rebuilt(
     assert second.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER, again
     assert str(record) in second.graph_switch.describe()
     assert not any('compiling' in line for line in again), again
-    assert not list(cache.glob('job-*')) and not list(cache.glob(f'*{PACKAGE_SUFFIX}'))
+    assert not list(cache.glob('build-*')) and not list(cache.glob(f'*{PACKAGE_SUFFIX}'))
     # The record holds for this rule only: under the real one the graph may be built again.
     monkeypatch.undo()
-    assert graph_cache.rejected_before(entry) is None
-    record.write_text('{not json')
-    assert graph_cache.rejected_before(entry) is None
+    with open_store(cache) as store:
+        assert graph_cache.rejected_before(entry, store) is None
+        record.write_text('{not json')
+        assert graph_cache.rejected_before(entry, store) is None
 
 
 def test_building_an_engine_starts_nothing(tmp_path: Path, weights_dir: Path) -> None:
@@ -221,11 +223,13 @@ def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Pa
     engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
                                 EngineConfig(input_size=SIZE))
     probe = engine.preprocess([probe_frame(*SIZE)]).float()
-    load_verified(Entry(cache, key), prepare_network(network, key.precision), probe)
-    with torch.no_grad():
-        network.classifier.weight.mul_(2)  # the last layer: linear, no bias
-    with pytest.raises(GraphCacheError, match='confidence differs'):
-        load_verified(Entry(cache, key), prepare_network(network, key.precision), probe)
+    with open_store(cache) as store:
+        load_verified(Entry(cache, key), prepare_network(network, key.precision), probe, store)
+        with torch.no_grad():
+            network.classifier.weight.mul_(2)  # the last layer: linear, no bias
+        with pytest.raises(GraphCacheError, match='confidence differs'):
+            load_verified(Entry(cache, key), prepare_network(network, key.precision), probe,
+                          store)
 
 
 def test_corrupt_package_is_removed_not_trusted(cache: Path, weights_dir: Path) -> None:
@@ -323,7 +327,7 @@ def test_cached_mode_never_builds(tmp_path: Path, weights_dir: Path) -> None:
     served = built_engine(weights_dir, tmp_path, 'cached', log)
     assert served.graph_switch.wait(LOAD_TIMEOUT_S) == SwitchState.EAGER
     assert 'does not build' in served.graph_switch.describe()
-    assert not list(tmp_path.glob('job-*'))
+    assert not list(tmp_path.glob('build-*'))
 
 
 def test_close_ends_a_build_in_progress(tmp_path: Path, weights_dir: Path) -> None:
@@ -354,14 +358,18 @@ def test_failed_build_keeps_serving_eager(tmp_path: Path, weights_dir: Path,
 
 
 def test_builder_child_reports_a_bad_job(tmp_path: Path) -> None:
-    job = tmp_path / 'job.pt'
+    from espnet_ros.runtime.graph_store import open_store
+
+    with open_store(tmp_path / 'graphs') as store:
+        build = store.new_build()
+    job = build.folder / 'job.pt'
     job.write_bytes(b'not a job')
-    result = subprocess.run([sys.executable, '-m', 'espnet_ros.runtime.graph_cache', str(job),
+    result = subprocess.run([sys.executable, '-m', 'espnet_ros.runtime.graph_builder', str(job),
                              str(os.getpid())],
                             capture_output=True, text=True, timeout=LOAD_TIMEOUT_S)
+    build.close()
     assert result.returncode == 1
     assert result.stderr.startswith('graph build failed:')
-    assert not job.exists()
 
 
 @pytest.mark.parametrize('backend,device_reason', [

@@ -343,7 +343,7 @@ def test_a_full_disk_stops_with_a_valid_bag(tmp_path: Path, frames: list[np.ndar
         segmentation.run(engine)
     found = read_bag(out)
     assert '/cam/segmentation/labels' not in found
-    assert [t for t, _ in found[TOPIC]] == [FIRST_RECEIVED_NS]
+    assert TOPIC not in found, 'copying the input counts against the free space too'
 
 
 def test_camera_info_is_rescaled_to_the_labels(tmp_path: Path, frames: list[np.ndarray]

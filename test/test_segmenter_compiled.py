@@ -43,7 +43,7 @@ IMAGE_TOPIC = '/compiled/image_raw'
 LABELS_TOPIC = '/segmentation/labels'
 CAMERA_SIZE = (256, 128)
 SWITCH_TIMEOUT_S = 120.0
-BUILDER_MODULE = 'espnet_ros.runtime.graph_cache'
+BUILDER_MODULE = 'espnet_ros.runtime.graph_builder'
 BUILDER_GONE_TIMEOUT_S = 20.0
 MIN_AGREEMENT = 0.99  # fp32 or mixed precision against the eager fp32 network
 

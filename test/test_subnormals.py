@@ -32,7 +32,7 @@ import torch
 from espnet_ros.cli import main as cli_main
 from espnet_ros.networks import count_subnormals, flush_subnormals
 from espnet_ros.runtime import process
-from espnet_ros.runtime.graph_cache import prepare_network
+from espnet_ros.runtime.graph_builder import prepare_network
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
 from espnet_ros.runtime.runners import TorchRunner
 from espnet_ros.zoo import checkpoints, DEFAULT_MODEL, registry

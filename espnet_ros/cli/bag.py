@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 
 from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
-                                   run_offline)
+                                   run_offline, seconds_argument)
 from espnet_ros.compat import SubParsers
 from espnet_ros.offline.bag import BagJob, BagSegmentation, DEFAULT_OUTPUTS, OUTPUTS, STORAGES
 
@@ -43,9 +43,9 @@ def register(subparsers: SubParsers) -> None:
                         help='write only the segmentation, not the input topics')
     parser.add_argument('--storage', choices=tuple(STORAGES),
                         help="output storage (default: the input's)")
-    parser.add_argument('--start', type=float, metavar='S',
+    parser.add_argument('--start', type=seconds_argument, metavar='S',
                         help="first second to segment, from the bag's start")
-    parser.add_argument('--end', type=float, metavar='S',
+    parser.add_argument('--end', type=seconds_argument, metavar='S',
                         help="second to stop at, from the bag's start")
     parser.add_argument('--camera-info-topic',
                         help='sensor_msgs/CameraInfo topic for segmentation/camera_info '

@@ -16,6 +16,8 @@
 """Arguments and helpers shared by the ``espnet-ros`` subcommands."""
 
 import argparse
+import math
+import os
 from pathlib import Path
 import signal
 import sys
@@ -27,7 +29,7 @@ import cv2
 from espnet_ros.cli.commands import INTERRUPTED_STATUS
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.pipeline import OutputRequest
-from espnet_ros.offline.stream import Summary
+from espnet_ros.offline.stream import MAX_SECONDS, Summary
 from espnet_ros.runtime import options
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.options import (Backend, CompileMode, DEFAULT_DEVICE,
@@ -38,6 +40,13 @@ from espnet_ros.runtime.process import use_threads
 from espnet_ros.zoo import DEFAULT_MODEL
 
 CALIBRATION_FRAMES = 32
+# Signals that end an offline run as Ctrl-C does: closed, valid, status 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+FAILED_STATUS = 1
+# A batch holds this many frames with all their outputs in memory at once.
+MAX_BATCH = 64
+KIB = 1024
+FULL_HD_FRAME_BYTES = 1920 * 1080 * 3 * 8  # the frame, its outputs and the network's copies
 # Where commands write what they make unless told otherwise; git-ignored in the source tree.
 OUTPUT_DIR = Path('out')
 SIZE_HELP = ('network input WxH, multiples of the network stride; a 0 side (640x0) follows the '
@@ -136,11 +145,59 @@ def positive_int(text: str) -> int:
     return value
 
 
+def available_memory() -> Optional[int]:
+    """Return the bytes the kernel could give now (MemAvailable: free plus reclaimable)."""
+    try:
+        with open('/proc/meminfo') as meminfo:
+            for line in meminfo:
+                if line.startswith('MemAvailable:'):
+                    return int(line.split()[1]) * KIB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+    except (ValueError, OSError):
+        return None
+
+
+def largest_batch() -> int:
+    """Return the most frames a batch may hold: :data:`MAX_BATCH`, fewer if memory is short."""
+    available = available_memory()
+    if available is None:
+        return MAX_BATCH
+    # Half of the memory free now, at full-HD frames with all their outputs.
+    return max(1, min(MAX_BATCH, available // 2 // FULL_HD_FRAME_BYTES))
+
+
+def batch_argument(text: str) -> int:
+    """Parse --batch: 1 to :func:`largest_batch` frames (a batch is held in memory at once)."""
+    value = positive_int(text)
+    limit = largest_batch()
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f'at most {limit} frames here: a batch holds its frames and all their outputs in '
+            f'memory (about {FULL_HD_FRAME_BYTES >> 20} MiB a full-HD frame, up to half the '
+            f'free memory, {MAX_BATCH} at most), got {value}')
+    return value
+
+
+def seconds_argument(text: str) -> float:
+    """Parse a time in seconds from a bag's start: finite, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number of seconds') from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f'must be from 0 to {MAX_SECONDS:g} seconds, got {text}')
+    return value
+
+
 def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
     """Add --batch, --alpha, --output-resolution and --force for the offline commands."""
     defaults = OutputRequest()
-    parser.add_argument('--batch', type=positive_int, default=1,
-                        help='frames per network call (default 1; more can pay on a GPU)')
+    parser.add_argument('--batch', type=batch_argument, default=1,
+                        help=f'frames per network call, 1 to {MAX_BATCH} as memory allows '
+                             '(default 1; more can pay on a GPU)')
     parser.add_argument('--alpha', type=float, default=defaults.alpha,
                         help=f'overlay opacity of the colours (default {defaults.alpha})')
     parser.add_argument('--output-resolution', default=DEFAULT_OUTPUT_RESOLUTION.value,
@@ -169,8 +226,10 @@ def run_offline(job: OfflineJob, args: argparse.Namespace, announcement: str) ->
     """
     Load the engine, run a checked offline job and print its summary.
 
-    Ctrl-C asks the job to stop after the batch in hand and close its output properly.
-    Returns 0, or 130 when it was interrupted.
+    Ctrl-C, SIGTERM (timeout, systemd, docker) and SIGHUP (a closed terminal) each ask the
+    job to stop after the batch in hand and close its output properly. Returns 0; 128 plus
+    the signal's number when one ended it (130 for Ctrl-C, 143 for SIGTERM); 1 when frames
+    were read but none could be segmented.
     """
     try:
         engine = engine_from_args(args)
@@ -179,24 +238,36 @@ def run_offline(job: OfflineJob, args: argparse.Namespace, announcement: str) ->
         raise
     print(announcement)
     interrupted = threading.Event()
+    received: list[int] = []
 
-    def on_sigint(signum: int, frame: object) -> None:
+    def on_signal(signum: int, frame: object) -> None:
         if interrupted.is_set():
-            raise KeyboardInterrupt  # a second Ctrl-C: stop now, outputs still close
+            raise KeyboardInterrupt  # a second signal: stop now, outputs still close
+        received.append(signum)
         interrupted.set()
-        print('\ninterrupted: finishing the frames in hand and closing the output '
-              '(Ctrl-C again to stop at once)', file=sys.stderr)
+        print(f'\n{signal.Signals(signum).name}: finishing the frames in hand and closing the '
+              'output (Ctrl-C again to stop at once)', file=sys.stderr)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
     try:
         summary = job.run(engine, interrupted.is_set)
+    except KeyboardInterrupt:
+        if not received:
+            raise
+        print(f'stopped at once; {args.out} was closed', file=sys.stderr)
+        return INTERRUPTED_STATUS - signal.SIGINT + received[0]
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     for line in summary.lines():
         print(line)
     if interrupted.is_set():
         print(f'interrupted after {summary.frames} frames; {args.out} holds them and is '
               'complete')
-        return INTERRUPTED_STATUS
+        return INTERRUPTED_STATUS - signal.SIGINT + received[0]
+    if summary.frames and not summary.segmented:
+        print(f'espnet-ros: none of the {summary.frames} frames could be segmented (all '
+              f'malformed); {args.out} holds no segmentation', file=sys.stderr)
+        return FAILED_STATUS
     print(f'wrote {args.out}')
     return 0

@@ -33,6 +33,7 @@ topic in :meth:`BagSegmentation._decode` and written in :meth:`BagSegmentation._
 """
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import shutil
 from typing import Any, Callable, Iterator, Optional
@@ -45,7 +46,8 @@ from espnet_ros.imaging.outputs import (CLASSES_TOPIC, encode_outputs, LABEL_INF
                                         OUTPUT_TOPICS)
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.offline import messages
-from espnet_ros.offline.stream import OfflineError, segment_stream, Summary
+from espnet_ros.offline.output_paths import check_not_input, clear_bag_output, mark_bag
+from espnet_ros.offline.stream import MAX_SECONDS, OfflineError, segment_stream, Summary
 from espnet_ros.runtime.engine import SegmentationEngine
 
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
@@ -60,6 +62,8 @@ MIB = 1 << 20
 # Free space the run keeps on the output's disk, so that a bag stopped for want of space can
 # still be closed (index, metadata): a few full-HD frames with all their outputs.
 DEFAULT_MIN_FREE_BYTES = 128 * MIB
+# Free space is checked again after this many bytes of copied input messages.
+SPACE_CHECK_BYTES = 4 * MIB
 _TOPICS = {**OUTPUT_TOPICS, 'classes': CLASSES_TOPIC, 'label_info': LABEL_INFO_TOPIC}
 
 
@@ -153,19 +157,11 @@ def _image_topics(reader: Reader) -> str:
     return ', '.join(names) if names else 'none'
 
 
-def _clear_output(out: Path, source: Path, force: bool) -> None:
-    """Make way for the output bag, or raise if something is in the way."""
-    if out.resolve() == source.resolve():
-        raise OfflineError(f'the output {out} is the input bag')
-    if not out.exists():
-        return
-    if not force:
-        raise OfflineError(f'{out} exists; pass --force to replace it')
-    if out.is_dir() and ((out / 'metadata.yaml').exists() or not any(out.iterdir())):
-        shutil.rmtree(out)
-    else:
-        raise OfflineError(f'{out} exists and is not a rosbag2 bag; not replacing it even with '
-                           '--force')
+def check_seconds(name: str, value: Optional[float]) -> None:
+    """Raise unless ``value`` (seconds from the bag's start) is None or finite and in range."""
+    if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+        raise OfflineError(f'{name} must be a number of seconds from 0 to {MAX_SECONDS:g}, '
+                           f'got {value}')
 
 
 class BagSegmentation:
@@ -177,22 +173,28 @@ class BagSegmentation:
         if job.storage is not None and job.storage not in STORAGES:
             raise OfflineError(f'unknown storage {job.storage!r}; choose from '
                                f"{', '.join(STORAGES)}")
+        check_seconds('--start', job.start)
+        check_seconds('--end', job.end)
         self.job = job
+        check_not_input(job.out, job.source)
         self.reader = open_bag(job.source)
         try:
             self._check_input()
-            _clear_output(job.out, job.source, job.force)
+            self.store = messages.typestore()
+            self.namespace = ('/' + job.namespace.strip('/') if job.namespace
+                              else camera_namespace(job.image_topic, self.msgtype))
+            self.topics = {output: output_topic(self.namespace, output)
+                           for output in (*job.outputs, 'classes', 'label_info')}
+            self.camera_info_topic = self._find_camera_info()
+            if self.camera_info_topic:
+                self.topics['camera_info'] = output_topic(self.namespace, 'camera_info')
+            clear_bag_output(job.out, job.source, force=job.force,
+                             ours=[output_topic(self.namespace, name) for name in _TOPICS],
+                             input_topics=self.reader.topics)
         except BaseException:
-            self.reader.close()
+            if self.reader.is_open:
+                self.reader.close()
             raise
-        self.store = messages.typestore()
-        self.namespace = ('/' + job.namespace.strip('/') if job.namespace
-                          else camera_namespace(job.image_topic, self.msgtype))
-        self.topics = {output: output_topic(self.namespace, output)
-                       for output in (*job.outputs, 'classes', 'label_info')}
-        self.camera_info_topic = self._find_camera_info()
-        if self.camera_info_topic:
-            self.topics['camera_info'] = output_topic(self.namespace, 'camera_info')
         self.camera_info: Any = None
 
     def _find_camera_info(self) -> Optional[str]:
@@ -204,7 +206,6 @@ class BagSegmentation:
         if info is not None and info.msgtype == messages.CAMERA_INFO:
             return topic
         if asked:
-            self.reader.close()
             raise OfflineError(f'camera info topic {asked} is not a {messages.CAMERA_INFO} '
                                f'topic of {self.job.source}')
         return None
@@ -217,6 +218,10 @@ class BagSegmentation:
         if info is None:
             raise OfflineError(f'topic {job.image_topic} is not in {job.source}; its image '
                                f'topics: {_image_topics(reader)}')
+        if info.msgtype is None:
+            kinds = sorted({c.msgtype for c in reader.connections if c.topic == job.image_topic})
+            raise OfflineError(f'topic {job.image_topic} holds several message types '
+                               f"({', '.join(kinds)}); a camera topic has one")
         if info.msgtype not in IMAGE_TYPES:
             raise OfflineError(f'topic {job.image_topic} holds {info.msgtype}, not '
                                f'{" or ".join(IMAGE_TYPES)}; image topics: '
@@ -246,6 +251,7 @@ class BagSegmentation:
             self.writer = Writer(job.out, version=WRITER_VERSION,
                                  storage_plugin=STORAGES[storage])
             self.writer.open()
+            mark_bag(job.out)
         except OSError as error:
             raise OfflineError(f'cannot write the output bag {job.out}: '
                                f'{error.strerror or error}') from None
@@ -253,6 +259,7 @@ class BagSegmentation:
         self.copies: dict[int, Connection] = {}
         self.read_error = ''
         self.written = 0
+        self.unchecked_bytes = 0
         self._add_connections()
         summary = Summary()
         try:
@@ -269,14 +276,16 @@ class BagSegmentation:
                 f'writing {job.out} failed after {self.written} frames: '
                 f'{error.strerror or error}')) from None
         except Exception as error:  # noqa: B902 - apsw's disk-full error is no OSError
-            if type(error).__module__.split('.')[0] in ('apsw', 'rosbags'):
+            if type(error).__module__.split('.')[0] in ('apsw', 'sqlite3', 'mcap', 'rosbags'):
                 raise OfflineError(self._closed_after(
                     f'writing {job.out} failed after {self.written} frames: {error}')) from None
             raise
         finally:
             closing_error = self._close()
         if closing_error:
-            raise OfflineError(f'closing {job.out} failed: {closing_error}')
+            shutil.rmtree(job.out, ignore_errors=True)
+            raise OfflineError(f'closing {job.out} failed ({closing_error}); the unreadable '
+                               'partial bag was removed')
         if self.read_error:
             raise OfflineError(f'{job.source} is corrupt or truncated after '
                                f'{summary.frames} frames ({self.read_error}); {job.out} '
@@ -347,18 +356,26 @@ class BagSegmentation:
         item.camera_size = image.pixels.shape[:2]
         return image
 
-    def _emit(self, item: _Item, outputs: Optional[FrameOutputs]) -> None:
-        copy = self.copies.get(item.connection.id)
-        if copy is not None:
-            self.writer.write(copy, item.timestamp, item.raw)
-        if outputs is not None:
-            self._write_outputs(item, outputs)
-
-    def _write_outputs(self, item: _Item, outputs: FrameOutputs) -> None:
+    def _check_space(self) -> None:
+        """Stop while the disk still has room to close the bag (copies count too)."""
+        self.unchecked_bytes = 0
         free = shutil.disk_usage(self.job.out).free
         if free < self.job.min_free_bytes:
             raise _DiskLow(f'{free / MIB:.0f} MiB free, under the '
                            f'{self.job.min_free_bytes / MIB:.0f} MiB kept for closing the bag')
+
+    def _emit(self, item: _Item, outputs: Optional[FrameOutputs]) -> None:
+        copy = self.copies.get(item.connection.id)
+        if copy is not None:
+            if self.unchecked_bytes + len(item.raw) >= SPACE_CHECK_BYTES or not self.written:
+                self._check_space()
+            self.writer.write(copy, item.timestamp, item.raw)
+            self.unchecked_bytes += len(item.raw)
+        if outputs is not None:
+            self._write_outputs(item, outputs)
+
+    def _write_outputs(self, item: _Item, outputs: FrameOutputs) -> None:
+        self._check_space()
         header = item.message.header
         if not self.announced:
             self._write(self.latched['classes'], item.timestamp,
@@ -383,8 +400,11 @@ class BagSegmentation:
 
     def _closed_after(self, text: str) -> str:
         closing_error = self._close()
-        return text + (f'; closing it failed too: {closing_error}' if closing_error
-                       else '; what was written before is a valid bag')
+        if not closing_error:
+            return text + '; what was written before is a valid bag'
+        # A bag that cannot be closed is unreadable: it goes rather than pose as one.
+        shutil.rmtree(self.job.out, ignore_errors=True)
+        return text + f'; closing it failed too ({closing_error}), so it was removed'
 
     def _close(self) -> str:
         """Close the writer (index and metadata) and the reader; return a failure, or ''."""

@@ -35,6 +35,8 @@ from espnet_ros.runtime.engine import SegmentationEngine
 Item = TypeVar('Item')
 # The summary lists this many distinct reasons for malformed frames, most frequent first.
 REASONS_SHOWN = 5
+# Seconds from a bag's start: beyond this, its nanoseconds leave int64.
+MAX_SECONDS = 9e9
 
 
 class OfflineError(ValueError):

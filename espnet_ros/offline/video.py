@@ -23,6 +23,7 @@ optionally with each frame's class ids as ``<labels_dir>/frame_NNNNNN.png``.
 
 from dataclasses import dataclass, field
 from pathlib import Path
+import shutil
 from typing import Callable, Iterator, Optional
 
 import cv2
@@ -30,12 +31,16 @@ import numpy as np
 
 from espnet_ros.imaging.codec import DecodedImage
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
+from espnet_ros.offline.output_paths import clear_video_outputs
 from espnet_ros.offline.stream import OfflineError, segment_stream, Summary
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.options import OutputResolution
 
 FOURCC = {'.mp4': 'mp4v', '.m4v': 'mp4v', '.mov': 'mp4v', '.avi': 'MJPG', '.mkv': 'MJPG'}
 LABEL_NAME = 'frame_{:06d}.png'
+MIB = 1 << 20
+# Free space kept on the output's disk: OpenCV's writer fails silently on a full one.
+DEFAULT_MIN_FREE_BYTES = 64 * MIB
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ class VideoJob:
     request: OutputRequest = field(default_factory=OutputRequest)
     batch: int = 1
     force: bool = False
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+
+
+class _DiskLow(Exception):
+    """The output's disk has less free space than the run keeps for finishing the video."""
 
 
 class VideoSegmentation:
@@ -60,9 +70,7 @@ class VideoSegmentation:
                                f"{', '.join(FOURCC)}")
         if not job.source.is_file():
             raise OfflineError(f'{job.source} does not exist or is not a file')
-        for path in (job.out, job.labels_dir):
-            if path is not None and path.exists() and not job.force:
-                raise OfflineError(f'{path} exists; pass --force to replace it')
+        clear_video_outputs(job.out, job.labels_dir, job.source, force=job.force)
         self.job = job
         self.capture = cv2.VideoCapture(str(job.source))
         if not self.capture.isOpened():
@@ -96,6 +104,13 @@ class VideoSegmentation:
                 self._frames(), engine=engine, request=request, decode=lambda frame: frame,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
                 desc=f'video ({engine.spec.name})', should_stop=should_stop)
+        except (_DiskLow, OSError) as error:
+            self.close()
+            # A video cut short on a full disk has no index: it goes rather than pose as one.
+            job.out.unlink(missing_ok=True)
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            raise OfflineError(f'not enough disk space for {job.out} ({reason}); stopped after '
+                               f'{self.index} frames and removed the partial video') from None
         finally:
             self.close()
         if summary.frames == 0:
@@ -110,6 +125,10 @@ class VideoSegmentation:
             yield DecodedImage(bgr, 'bgr')
 
     def _emit(self, frame: DecodedImage, outputs: Optional[FrameOutputs]) -> None:
+        free = shutil.disk_usage(self.job.out.parent).free
+        if free < self.job.min_free_bytes:
+            raise _DiskLow(f'{free / MIB:.0f} MiB free, under the '
+                           f'{self.job.min_free_bytes / MIB:.0f} MiB kept for finishing it')
         if self.writer is None:
             height, width = frame.pixels.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*FOURCC[self.job.out.suffix.lower()])

@@ -81,7 +81,7 @@ class EngineConfig:
     ``input_size``: network input (width, height), None or a 0 side as
     :func:`check_input_size` says. ``preprocess_on_device``: resize on the GPU (uint8
     upload) rather than with OpenCV. ``cache``: the folder of compiled graphs (default
-    :func:`~espnet_ros.runtime.graph_cache.cache_folder`); ``autotune``: a graph built there
+    :func:`~espnet_ros.runtime.graph_store.cache_folder`); ``autotune``: a graph built there
     also times inductor's GEMM templates against oneDNN.
     """
 

@@ -36,8 +36,10 @@ import torch.nn.functional as F
 from espnet_ros.runtime.config import (  # noqa: F401
     CACHE_MODES, check_input_size, describe_input_size, DTYPES, EngineConfig, EngineConfigError,
     nearest_multiple, resolve_device, RunnerOptions)
-from espnet_ros.runtime.graph_cache import cache_folder, Entry, graph_key, PackagedGraph, \
-    prepare_network
+from espnet_ros.runtime.graph_builder import prepare_network
+from espnet_ros.runtime.graph_cache import PackagedGraph
+from espnet_ros.runtime.graph_key import graph_key
+from espnet_ros.runtime.graph_store import cache_folder, Entry
 from espnet_ros.runtime.graph_switch import GraphSwitch
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
 from espnet_ros.runtime.options import ChannelOrder, choice_error, OutputResolution, Precision

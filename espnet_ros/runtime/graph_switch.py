@@ -18,14 +18,17 @@ From eager to compiled while serving: a compiled graph loaded from the cache or 
 An engine with ``compile_mode`` ``cached`` or ``background`` serves on its eager runner from
 the first frame. A :class:`GraphSwitch` thread meanwhile looks for the graph's cache entry
 (:mod:`espnet_ros.runtime.graph_cache`), and with ``background`` builds a missing or bad one
-in a child process. Once the graph is loaded and agrees with the eager network on a probe
-frame, the switch hands it to the engine in one assignment: a frame in flight finishes on
-the runner it started on, the next one takes the graph. Every step is reported through
+in a child process. A cache folder that is not private to this user is not used at all (one
+warning naming it; see :mod:`espnet_ros.runtime.graph_store`). Once the graph is loaded and
+agrees with the eager network on a probe frame, the switch hands it to the engine in one
+assignment: a frame in flight finishes on the runner it started on, the next one takes the
+graph. Every step is reported through
 ``log`` and :meth:`GraphSwitch.describe`.
 """
 
 import enum
 import os
+from pathlib import Path
 import signal
 import subprocess
 import threading
@@ -35,9 +38,11 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from espnet_ros.runtime.graph_cache import (builder_command, Entry, GraphCacheError, GraphKey,
-                                            load_verified, PackagedGraph, ProbeDisagreement,
-                                            rejected_before, remember_rejection, write_job)
+from espnet_ros.runtime.graph_builder import builder_command, write_job
+from espnet_ros.runtime.graph_cache import (load_verified, PackagedGraph, ProbeDisagreement,
+                                            rejected_before, remember_rejection)
+from espnet_ros.runtime.graph_key import GraphKey
+from espnet_ros.runtime.graph_store import Entry, GraphCacheError, Store, UntrustedCacheError
 from espnet_ros.runtime.options import CompileMode
 from espnet_ros.zoo.registry import NetworkSpec
 
@@ -163,32 +168,48 @@ class GraphSwitch:
 
     def _run(self) -> None:
         try:
-            if self.entry.exists() and self._try_load('loaded from the cache',
+            store = self.entry.open_store(create=self.mode == CompileMode.BACKGROUND)
+        except UntrustedCacheError as error:
+            self._report(SwitchState.FAILED, f'staying eager: {error}')
+            return
+        except Exception as error:  # noqa: B902 - the engine keeps serving eager either way
+            self._report(SwitchState.FAILED, f'staying eager: {type(error).__name__}: {error}')
+            return
+        if store is None:
+            self._report(SwitchState.EAGER, 'not in the cache; staying eager '
+                         f'(compile_mode {self.mode.value} does not build)')
+            return
+        with store:
+            self._run_in(store)
+
+    def _run_in(self, store: Store) -> None:
+        try:
+            if self.entry.exists() and self._try_load(store, 'loaded from the cache',
                                                       SwitchState.LOOKING):
                 return
             if self.mode != CompileMode.BACKGROUND:
                 self._report(SwitchState.EAGER, 'not in the cache; staying eager '
                              f'(compile_mode {self.mode.value} does not build)')
                 return
-            rejected = rejected_before(self.entry)
+            rejected = rejected_before(self.entry, store)
             if rejected:
                 self._report(SwitchState.EAGER, f'staying eager, not building it again: '
                              f'{rejected}')
                 return
             if self._build():
-                self._try_load('built', SwitchState.FAILED)
+                self._try_load(store, 'built', SwitchState.FAILED)
         except Exception as error:  # noqa: B902 - the engine keeps serving eager either way
             self._report(SwitchState.FAILED, f'staying eager: {type(error).__name__}: {error}')
 
-    def _try_load(self, how: str, otherwise: SwitchState) -> bool:
+    def _try_load(self, store: Store, how: str, otherwise: SwitchState) -> bool:
         """Load, check and hand over the entry's graph; else remove it and report ``otherwise``."""
         started = time.monotonic()
         try:
-            graph = load_verified(self.entry, self._reference, self._probe)
+            graph = load_verified(self.entry, self._reference, self._probe, store)
         except GraphCacheError as error:
-            self.entry.remove()
+            self.entry.remove(store)
             if isinstance(error, ProbeDisagreement):
-                remember_rejection(self.entry, error)
+                remember_rejection(self.entry, error, store)
             prefix = 'staying eager: ' if otherwise == SwitchState.FAILED else ''
             self._report(otherwise, f'{prefix}{error}; removed')
             return False
@@ -200,36 +221,52 @@ class GraphSwitch:
         return True
 
     def _build(self) -> bool:
-        folder = self.entry.package.parent
+        folder = self.entry.folder
         try:
-            job = write_job(folder, spec=self._spec, network=self._network, key=self.key,
+            job = write_job(self.entry, spec=self._spec, network=self._network,
                             autotune=self._autotune)
-        except OSError as error:
+        except Exception as error:  # noqa: B902 - OSError, or torch.save's RuntimeError
             self._report(SwitchState.FAILED, f'staying eager: cannot write to the cache '
-                         f'folder {folder} ({error})')
+                         f'folder {folder} ({describe_write_error(error)})')
             return False
+        try:
+            return self._run_builder(job.job, job.lock_fd)
+        finally:
+            job.finish()  # the build folder goes, whatever the child did
+
+    def _run_builder(self, job: Path, lock_fd: int) -> bool:
         started = time.monotonic()
         with self._lock:
             if self._closed.is_set():
-                job.unlink(missing_ok=True)
                 return False
             # A session of its own: close() ends the builder and the compilers it started.
+            # The child inherits the build's owner lock: the build is live while either lives.
             self._process = subprocess.Popen(builder_command(job), stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, text=True,
-                                             start_new_session=True)
+                                             start_new_session=True, pass_fds=(lock_fd,))
             self._set(SwitchState.BUILDING, 'compiling in a child process '
                       f'(pid {self._process.pid}); serving eager meanwhile')
         self._log(f'compiled graph {self.entry.package.name}: not in the cache; compiling '
                   f'it in the background (pid {self._process.pid}), serving eager meanwhile')
         _, errors = self._process.communicate()
         if self._closed.is_set():
-            job.unlink(missing_ok=True)
             return False
         if self._process.returncode != 0:
-            reason = (errors.strip().splitlines() or ['no message'])[-1]
+            lines = errors.strip().splitlines() or ['no message']
+            reason = lines[-1]
+            if any('No space left' in line for line in lines):
+                reason = f'the disk of {self.entry.folder} is full ({reason})'
             self._report(SwitchState.FAILED, f'staying eager: the build failed '
                          f'(exit {self._process.returncode}): {reason}')
             return False
         self._log(f'compiled graph {self.entry.package.name}: built in '
                   f'{time.monotonic() - started:.0f} s')
         return True
+
+
+def describe_write_error(error: BaseException) -> str:
+    """Return why writing failed, with a full disk said plainly."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    text = str(error)
+    return f'{type(error).__name__}: {text}' if text else type(error).__name__

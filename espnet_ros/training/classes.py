@@ -29,14 +29,13 @@ leave it out or set it to null when every pixel is labelled.
 """
 
 from dataclasses import dataclass
-import json
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
 
 from espnet_ros.zoo.registry import Dataset, official
+from espnet_ros.zoo.user_files import read_document, short_repr, UserFileError
 
 # Short names accepted for the registry's datasets.
 DATASET_ALIASES = {'camvid': 'camvid', 'cityscapes': 'cityscapes', 'pascal': 'pascal_voc',
@@ -91,22 +90,16 @@ def _check_colour(path: Path, index: int, colour: Any) -> list[int]:
     if (not isinstance(colour, (list, tuple)) or len(colour) != 3
             or not all(isinstance(c, int) and 0 <= c <= MAX_LABEL_VALUE for c in colour)):
         raise ClassFileError(f'{path}: class {index} colour must be [r, g, b] with 0..255 '
-                             f'integers, got {colour!r}')
+                             f'integers, got {short_repr(colour)}')
     return list(colour)
 
 
 def read_class_file(path: Path) -> ClassTable:
     """Return the class table of a YAML or JSON file; any problem raises naming the file."""
     try:
-        text = path.read_text()
-    except OSError as error:
-        raise ClassFileError(f'{path}: cannot read the class file: {error.strerror}') from None
-    try:
-        document = (json.loads(text) if path.suffix.lower() == '.json'
-                    else yaml.safe_load(text))
-    except (ValueError, yaml.YAMLError) as error:
-        detail = ' '.join(str(error).split())
-        raise ClassFileError(f'{path}: the class file does not parse: {detail}') from None
+        document = read_document(path)
+    except UserFileError as error:
+        raise ClassFileError(f'the class file does not parse: {error}') from None
     if not isinstance(document, dict) or not isinstance(document.get('classes'), list) \
             or not document['classes']:
         raise ClassFileError(f'{path}: expected a mapping with a non-empty list `classes` of '
@@ -116,16 +109,17 @@ def read_class_file(path: Path) -> ClassTable:
         if not isinstance(entry, dict) or not isinstance(entry.get('name'), str) \
                 or not entry['name']:
             raise ClassFileError(f'{path}: class {index} must be a mapping with a `name` string '
-                                 f'and a `color`, got {entry!r}')
+                                 f'and a `color`, got {short_repr(entry)}')
         names.append(entry['name'])
         palette.append(_check_colour(path, index, entry.get('color')))
     if len(set(names)) != len(names):
-        raise ClassFileError(f'{path}: class names repeat: {names}')
+        raise ClassFileError(f'{path}: class names repeat: {short_repr(names)}')
     if len(names) > MAX_LABEL_VALUE:
         raise ClassFileError(f'{path}: {len(names)} classes do not fit 8-bit labels')
     void = document.get('void')
     if void is not None and (not isinstance(void, int) or not 0 <= void <= MAX_LABEL_VALUE):
-        raise ClassFileError(f'{path}: void must be a label value 0..255 or null, got {void!r}')
+        raise ClassFileError(f'{path}: void must be a label value 0..255 or null, got '
+                             f'{short_repr(void)}')
     return ClassTable(path.stem, tuple(names), np.asarray(palette, np.uint8), void)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import math
 from pathlib import Path
 from typing import Optional
+import warnings
 
 import cv2
 import numpy as np
@@ -36,6 +37,9 @@ from espnet_ros.training.classes import ClassTable
 from espnet_ros.zoo.registry import Normalization
 
 IGNORE_INDEX = -1  # target of pixels left out of the loss: void and crop padding
+
+# A training frame's largest area: 8K x 4K; a larger one is likely a decompression bomb.
+MAX_TRAINING_PIXELS = 8192 * 4096
 
 
 class DataError(ValueError):
@@ -65,10 +69,17 @@ def _files(folder: Path, what: str) -> dict[str, Path]:
 
 def _image_size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as image:
-            return image.size
-    except (OSError, ValueError) as error:
+        with warnings.catch_warnings():
+            # Checked below against a bound of our own, with the file named.
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                size = image.size
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f'{path}: cannot be read as an image ({error})') from None
+    if size[0] * size[1] > MAX_TRAINING_PIXELS:
+        raise DataError(f'{path}: {size[0]}x{size[1]} is larger than the {MAX_TRAINING_PIXELS} '
+                        'pixels a training frame may have; scale the frames down first')
+    return size
 
 
 def _read_label(path: Path, size: tuple[int, int], table: ClassTable) -> np.ndarray:

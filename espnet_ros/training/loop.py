@@ -26,7 +26,6 @@ the same machine.
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-import re
 import time
 from typing import Any, Callable, Optional
 
@@ -49,14 +48,14 @@ from espnet_ros.training.model_folder import (atomic_path, checkpoint_name, regi
                                               save_state, write_json)
 from espnet_ros.training.recipe import AUTHORS_RECIPE, Recipe
 from espnet_ros.zoo import checkpoints
-from espnet_ros.zoo.registry import Dataset, get_spec, load, ModelSpec, official
+from espnet_ros.zoo.registry import (Dataset, get_spec, load, MAX_MODEL_NAME, MODEL_NAME,
+                                     ModelSpec, official)
 
 STATE_FILE = 'state.pt'
 HISTORY_FILE = 'history.json'
 PLOT_FILE = 'curve.png'
 EPOCH_SEED_STRIDE = 1_000_003  # a prime: per-epoch seeds of different runs do not collide
 PROTOCOL = 'ignore-void'
-MODEL_NAME_PATTERN = r'[A-Za-z0-9][A-Za-z0-9_.-]*'
 
 
 class TrainingError(RuntimeError):
@@ -209,9 +208,9 @@ class Trainer:
         self.run = run
         self.log = log
         self.base = get_spec(run.base)
-        if not re.fullmatch(MODEL_NAME_PATTERN, run.name):
-            raise TrainingError(f'--name {run.name!r}: use letters, digits, _ . and - only '
-                                '(it names the checkpoint file)')
+        if not MODEL_NAME.fullmatch(run.name):
+            raise TrainingError(f'--name {run.name!r}: use letters, digits, _ . and - only, at '
+                                f'most {MAX_MODEL_NAME} (it names the checkpoint file)')
         if run.name in official():
             raise TrainingError(f'--name {run.name!r} is an official model; choose another')
         if run.epochs is None and run.time_budget_s is None:

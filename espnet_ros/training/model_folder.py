@@ -36,6 +36,7 @@ import torch
 from espnet_ros.training.classes import ClassTable
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo.registry import MANIFEST, MANIFEST_FORMAT, ModelSpec, user_manifest
+from espnet_ros.zoo.user_files import read_json
 
 
 class WriteError(OSError):
@@ -86,7 +87,7 @@ def _existing(folder: Path) -> dict[str, Any]:
     if not (folder / MANIFEST).is_file():
         return {'format': MANIFEST_FORMAT, 'datasets': {}, 'normalizations': {}, 'models': []}
     user_manifest(folder)  # raises ManifestError naming the file if it is not valid
-    return json.loads((folder / MANIFEST).read_text())
+    return read_json(folder / MANIFEST)
 
 
 def register_model(folder: Path, *, spec: ModelSpec, base: ModelSpec, table: ClassTable,

@@ -28,9 +28,11 @@ marked ``source='user'``, with checkpoints relative to that folder and verified 
 
 from dataclasses import dataclass, field
 import functools
-import json
+import inspect
 import logging
-from pathlib import Path
+import math
+from pathlib import Path, PurePosixPath
+import re
 from typing import Any, Callable, Mapping, Optional, Union
 import warnings
 
@@ -43,12 +45,21 @@ from espnet_ros.networks import (ESPNet, espnet_architecture_for_classes,
 from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
+from espnet_ros.zoo.user_files import read_json, short_repr, UserFileError
 
 MANIFEST = 'manifest.json'
 MANIFEST_FORMAT = 1
 OFFICIAL = 'official'  # ModelSpec.source of the package's own manifest
 USER = 'user'          # ModelSpec.source of a model folder's manifest
 _LOG = logging.getLogger(__name__)
+# A model name is also a file name (checkpoints, cache entries): no separators, no spaces.
+MAX_MODEL_NAME = 100
+MODEL_NAME = re.compile(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}' % (MAX_MODEL_NAME - 1))
+SHA256 = re.compile(r'[0-9a-f]{64}')
+MAX_CLASSES = 255          # labels are 8-bit
+MAX_INPUT_SIDE = 16384
+MAX_ARCHITECTURE_VALUE = 64  # p, q, scale: small numbers; a huge one would allocate forever
+CHANNEL_ORDERS = ('rgb', 'bgr')
 
 StateFilter = Callable[[Mapping[str, Tensor]], dict[str, Tensor]]
 # (architecture, the class count it was made for, the class count wanted) -> architecture
@@ -220,70 +231,221 @@ def manifest_path() -> Path:
                             'share/espnet_ros/models: the package is not installed correctly')
 
 
-def _parse(manifest: Mapping[str, Any], *, folder: Optional[Path] = None
+class _Fields:
+    """Checks the fields of one manifest part; each error names the file, the part and field."""
+
+    def __init__(self, source: Path, part: str, entry: Any) -> None:
+        self.source, self.part = source, part
+        if not isinstance(entry, Mapping):
+            self.fail('', f'must be a mapping, got {type(entry).__name__}')
+        self.entry = entry
+
+    def fail(self, name: str, reason: str) -> None:
+        where = f'{self.part}, field {name!r}' if name else self.part
+        raise ManifestError(f'{self.source}: {where}: {reason}')
+
+    def get(self, name: str, kind: Union[type, tuple], *, optional: bool = False) -> Any:
+        if name not in self.entry:
+            if optional:
+                return None
+            self.fail(name, 'missing')
+        value = self.entry[name]
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.fail(name, f'must be {_kind_name(kind)}, got a boolean')
+        if not isinstance(value, kind):
+            self.fail(name, f'must be {_kind_name(kind)}, got {type(value).__name__}')
+        return value
+
+    def numbers(self, name: str, count: int, *, positive: bool = False) -> tuple:
+        values = self.get(name, list)
+        if len(values) != count or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values):
+            self.fail(name, f'must be {count} finite numbers, got {short_repr(values)}')
+        if positive and not all(v > 0 for v in values):
+            self.fail(name, f'must all be above 0, got {short_repr(values)}')
+        return tuple(values)
+
+
+def _kind_name(kind: Union[type, tuple]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: 'a string', int: 'an integer', float: 'a number', list: 'a list',
+             dict: 'a mapping', bool: 'true or false'}
+    return ' or '.join(names.get(k, k.__name__) for k in kinds)
+
+
+def check_model_name(name: str, *, source: Path) -> str:
+    """Return ``name`` if it can name a model (and a file), else raise naming the file."""
+    if not MODEL_NAME.fullmatch(name) or name in ('.', '..'):
+        raise ManifestError(
+            f'{source}: model name {short_repr(name)} is not allowed: use letters, digits, '
+            "'_', '-' and '.' only (no path separators, no spaces), at most "
+            f'{MAX_MODEL_NAME} characters, starting with a letter or digit')
+    return name
+
+
+def _dataset(source: Path, name: str, entry: Any) -> Dataset:
+    fields = _Fields(source, f'dataset {name!r}', entry)
+    classes = fields.get('classes', list)
+    if not classes or len(classes) > MAX_CLASSES or not all(
+            isinstance(c, str) and c for c in classes):
+        fields.fail('classes', f'must be 1..{MAX_CLASSES} non-empty names')
+    palette = fields.get('palette', list)
+    if len(palette) != len(classes) or not all(
+            isinstance(colour, list) and len(colour) == 3 and all(
+                isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= MAX_CLASSES
+                for c in colour) for colour in palette):
+        fields.fail('palette', f'must be one [r, g, b] of 0..{MAX_CLASSES} integers per class '
+                    f'({len(classes)})')
+    void = fields.get('void_class', int, optional=True)
+    if void is not None and not 0 <= void <= MAX_CLASSES:
+        fields.fail('void_class', f'must be a label value 0..{MAX_CLASSES} or null, got {void}')
+    return Dataset(name, tuple(classes), np.asarray(palette, dtype=np.uint8), void)
+
+
+def _normalization(source: Path, name: str, entry: Any) -> Normalization:
+    fields = _Fields(source, f'normalization {name!r}', entry)
+    order = fields.get('channel_order', str)
+    if order not in CHANNEL_ORDERS:
+        fields.fail('channel_order', f"must be one of {', '.join(CHANNEL_ORDERS)}, got "
+                    f'{short_repr(order)}')
+    scale = fields.get('post_scale', (int, float))
+    if not math.isfinite(scale) or scale <= 0:
+        fields.fail('post_scale', f'must be a finite number above 0, got {scale}')
+    return Normalization(order, fields.numbers('mean', 3), fields.numbers('std', 3, positive=True),
+                         scale, fields.get('description', str, optional=True) or '')
+
+
+def _architecture(fields: '_Fields', family: str) -> dict[str, Any]:
+    architecture = fields.get('architecture', dict)
+    accepted = {name for name in inspect.signature(FAMILIES[family].constructor).parameters
+                if name != 'num_classes'}
+    for key, value in architecture.items():
+        if key not in accepted:
+            fields.fail('architecture', f'unknown key {short_repr(key)} for family {family} '
+                        f"(it takes {', '.join(sorted(accepted))})")
+        if isinstance(value, bool) or (isinstance(value, str) and 0 < len(value) <= 40):
+            continue  # a switch or a named variant: the constructor checks its values
+        if not isinstance(value, (int, float)) or not 0 < value <= MAX_ARCHITECTURE_VALUE:
+            fields.fail('architecture', f'{key} must be a number in (0, '
+                        f'{MAX_ARCHITECTURE_VALUE}], got {short_repr(value)}')
+    return architecture
+
+
+def _checkpoint(fields: '_Fields', folder: Optional[Path]) -> str:
+    checkpoint = fields.get('checkpoint', str)
+    relative = PurePosixPath(checkpoint)
+    if (not checkpoint or checkpoint != checkpoint.strip() or relative.is_absolute()
+            or '..' in relative.parts or '\\' in checkpoint):
+        fields.fail('checkpoint', f'must be a path inside the model folder, got '
+                    f'{short_repr(checkpoint)}')
+    if folder is not None:
+        resolved = (folder / checkpoint).resolve()
+        if not resolved.is_relative_to(folder.resolve()):
+            fields.fail('checkpoint', f'{checkpoint} leads out of {folder} (a link)')
+    return checkpoint
+
+
+def _parse(manifest: Any, *, source: Path, folder: Optional[Path] = None
            ) -> dict[str, ModelSpec]:
-    datasets = {
-        name: Dataset(name, tuple(entry['classes']),
-                      np.asarray(entry['palette'], dtype=np.uint8), entry['void_class'])
-        for name, entry in manifest['datasets'].items()}
-    normalizations = {
-        name: Normalization(entry['channel_order'], tuple(entry['mean']), tuple(entry['std']),
-                            entry['post_scale'], entry.get('description', ''))
-        for name, entry in manifest['normalizations'].items()}
-    specs = {}
-    for entry in manifest['models']:
-        specs[entry['name']] = ModelSpec(
-            name=entry['name'], family=entry['family'], architecture=entry['architecture'],
-            checkpoint=entry['checkpoint'], sha256=entry['sha256'], url=entry.get('url', ''),
-            dataset=datasets[entry['dataset']],
-            normalization=normalizations[entry['normalization']],
-            input_size=tuple(entry['input_size']), published_miou=entry.get('published_miou'),
+    top = _Fields(source, 'manifest', manifest)
+    datasets = {name: _dataset(source, name, entry)
+                for name, entry in top.get('datasets', dict).items()}
+    normalizations = {name: _normalization(source, name, entry)
+                      for name, entry in top.get('normalizations', dict).items()}
+    specs: dict[str, ModelSpec] = {}
+    for index, entry in enumerate(top.get('models', list)):
+        raw_name = entry.get('name') if isinstance(entry, Mapping) else None
+        fields = _Fields(source, f'model {short_repr(raw_name) if raw_name else index}', entry)
+        name = check_model_name(fields.get('name', str), source=source)
+        if name in specs:
+            fields.fail('name', 'appears twice in this manifest')
+        family = fields.get('family', str)
+        if family not in FAMILIES:
+            fields.fail('family', f'unknown family {short_repr(family)}; known: '
+                        f"{', '.join(FAMILIES)}")
+        sha256 = fields.get('sha256', str)
+        if not SHA256.fullmatch(sha256):
+            fields.fail('sha256', 'must be 64 hexadecimal digits')
+        dataset, normalization = fields.get('dataset', str), fields.get('normalization', str)
+        if dataset not in datasets:
+            fields.fail('dataset', f"{short_repr(dataset)} is not among the manifest's datasets")
+        if normalization not in normalizations:
+            fields.fail('normalization', f'{short_repr(normalization)} is not among the '
+                        "manifest's normalizations")
+        size = fields.get('input_size', list)
+        if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                     and 1 <= v <= MAX_INPUT_SIDE for v in size):
+            fields.fail('input_size', f'must be [width, height], integers 1..{MAX_INPUT_SIDE}, '
+                        f'got {short_repr(size)}')
+        specs[name] = ModelSpec(
+            name=name, family=family, architecture=_architecture(fields, family),
+            checkpoint=_checkpoint(fields, folder), sha256=sha256,
+            url=fields.get('url', str, optional=True) or '',
+            dataset=datasets[dataset], normalization=normalizations[normalization],
+            input_size=tuple(size), published_miou=fields.get('published_miou', dict,
+                                                              optional=True),
             source=OFFICIAL if folder is None else USER, folder=folder,
-            base=entry.get('base'), val_miou=entry.get('val_miou'))
+            base=fields.get('base', str, optional=True),
+            val_miou=fields.get('val_miou', dict, optional=True))
     return specs
 
 
 @functools.lru_cache(maxsize=1)
 def _manifest() -> Mapping[str, Any]:
-    return json.loads(manifest_path().read_text())
+    return read_json(manifest_path())
 
 
 @functools.lru_cache(maxsize=1)
 def official() -> dict[str, ModelSpec]:
     """Return the package's own models by name, in manifest order."""
-    return _parse(_manifest())
+    return _parse(_manifest(), source=manifest_path())
 
 
 def user_manifest(folder: Path) -> dict[str, ModelSpec]:
     """Return the models of a model folder's ``manifest.json``, or raise naming the file."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text())
-        if manifest.get('format') != MANIFEST_FORMAT:
-            raise ValueError(f'format is {manifest.get("format")!r}, expected {MANIFEST_FORMAT}')
-        specs = _parse(manifest, folder=folder)
-        for spec in specs.values():
-            if spec.family not in FAMILIES:
-                raise ValueError(f'model {spec.name}: unknown family {spec.family!r}')
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-        detail = f'missing key {error}' if isinstance(error, KeyError) else str(error)
+        manifest = read_json(path)
+    except UserFileError as error:
         raise ManifestError(f'{path} is not a valid espnet_ros model manifest: '
-                            f'{detail}') from None
-    return specs
+                            f'{str(error).removeprefix(f"{path}: ")}') from None
+    if not isinstance(manifest, Mapping) or manifest.get('format') != MANIFEST_FORMAT:
+        found = manifest.get('format') if isinstance(manifest, Mapping) else None
+        raise ManifestError(f'{path} is not a valid espnet_ros model manifest: format is '
+                            f'{short_repr(found)}, expected {MANIFEST_FORMAT}')
+    try:
+        return _parse(manifest, source=path, folder=folder)
+    except ManifestError as error:
+        raise ManifestError(f'{path} is not a valid espnet_ros model manifest: '
+                            f'{str(error).removeprefix(f"{path}: ")}') from None
 
 
 @functools.lru_cache(maxsize=8)
-def _merged(folders: tuple[tuple[Path, int], ...]) -> dict[str, ModelSpec]:
+def _merged(folders: tuple[tuple[Path, int], ...]
+            ) -> tuple[dict[str, ModelSpec], tuple[str, ...]]:
+    """Return the models of the official and user manifests, and the user folders skipped."""
     merged = dict(official())
+    skipped = []
     for folder, _ in folders:
-        for name, spec in user_manifest(folder).items():
-            if name in merged:
-                raise ManifestError(
-                    f'{folder / MANIFEST}: model {name!r} is already registered by '
-                    f'{merged[name].folder / MANIFEST if merged[name].folder else "the package"}'
-                    '; give the user model another name')
-            merged[name] = spec
-    return merged
+        try:
+            specs = user_manifest(folder)
+            for name, spec in specs.items():
+                if name in merged:
+                    owner = merged[name].folder
+                    raise ManifestError(
+                        f'{folder / MANIFEST}: model {name!r} is already registered by '
+                        f'{owner / MANIFEST if owner else "the package"}'
+                        '; give the user model another name')
+        except ManifestError as error:
+            # One bad folder must not take the official models (or other folders) with it.
+            _LOG.warning('skipping the user model folder %s: %s', folder, error)
+            skipped.append(str(error))
+            continue
+        merged.update(specs)
+    return merged, tuple(skipped)
 
 
 def user_model_folders() -> list[Path]:
@@ -297,9 +459,18 @@ def user_model_folders() -> list[Path]:
 
 def registry() -> dict[str, ModelSpec]:
     """Return every model by name: the official ones, then those of the user's folders."""
+    return _merged(_folder_versions())[0]
+
+
+def _folder_versions() -> tuple[tuple[Path, int], ...]:
     # Keyed by each manifest's modification time: a model trained since is seen.
-    return _merged(tuple((folder, (folder / MANIFEST).stat().st_mtime_ns)
-                         for folder in user_model_folders()))
+    return tuple((folder, (folder / MANIFEST).stat().st_mtime_ns)
+                 for folder in user_model_folders())
+
+
+def skipped_folders() -> tuple[str, ...]:
+    """Return why each user model folder left out of :func:`registry` was skipped."""
+    return _merged(_folder_versions())[1]
 
 
 def sample_images() -> list[Mapping[str, str]]:
@@ -313,7 +484,9 @@ def get_spec(name: str) -> ModelSpec:
         return registry()[name]
     except KeyError:
         known = ', '.join(registry())
-        raise UnknownModelError(f'unknown model {name!r}; known models: {known}') from None
+        skipped = ''.join(f'; skipped: {reason}' for reason in skipped_folders())
+        raise UnknownModelError(f'unknown model {short_repr(name)}; known models: {known}'
+                                f'{skipped}') from None
 
 
 def class_table(spec: ModelSpec) -> dict[str, Any]:
