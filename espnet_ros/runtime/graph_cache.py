@@ -51,13 +51,13 @@ from espnet_ros.runtime.options import Precision
 # precision on the probe frame: the path it replaces, computing the same function. An fp32
 # graph is the same arithmetic in other kernels: labels may differ only at near-ties. A mixed
 # graph rounds to bf16 (8 significant bits) at other points than eager mixed precision does,
-# so near-ties flip more often (99.85-99.89% of the probe at 512x256 here): it is allowed the
-# 0.5% the benchmark allows any fast path against fp32. Not against fp32 itself: the probe's
-# smooth colour waves are full of near-ties, where eager mixed precision agrees with fp32 on
-# 99.25% of it (99.95% of a real street frame); agreement with fp32 on real frames is the
-# benchmark's and the test suite's to show. A broken graph (say a wrongly folded batch norm:
-# 24% of labels off) fails either way.
-MIN_PROBE_AGREEMENT = {Precision.FP32: 0.999, Precision.MIXED: 0.995}
+# and the probe's smooth colour waves are full of near-ties: 99.56% to 99.89% of it agreed in
+# builds at 512x256 here (eager mixed against fp32: 99.25% of the probe, 99.95% of a real
+# street frame). So mixed is allowed 1%, margin over what correct graphs do; a broken graph
+# (say a wrongly folded batch norm: 24% of labels off) still fails. Agreement with fp32 on
+# real frames, the quality that matters, is the benchmark's and test_graph_cache's to show
+# (99.5%, the rule of every fast path).
+MIN_PROBE_AGREEMENT = {Precision.FP32: 0.999, Precision.MIXED: 0.99}
 # ... and a pixel's confidence (a probability) by float and bf16 rounding only.
 MAX_PROBE_CONFIDENCE_DIFFERENCE = 0.05
 # Beside an entry: the record that its graph was built and disagreed, so that the next start

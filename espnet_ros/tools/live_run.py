@@ -225,9 +225,10 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     from espnet_ros.tools.variants import camera_message, frame_path
     from espnet_ros.imaging.files import list_images, read_bgr
     from espnet_ros.runtime.engine import SegmentationEngine
-    from espnet_ros.runtime.process import use_threads
+    from espnet_ros.runtime.process import flush_denormals_in_inference_threads, use_threads
 
     use_threads(args.threads)  # as the node does
+    flush_denormals_in_inference_threads()  # so does this: the live tool's own process
     engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
                                                 precision=args.precision,
                                                 input_size=tuple(args.size) if all(args.size)

@@ -57,7 +57,8 @@ class Request:
 
 def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
     """Run one phase in this (fresh) process; return its figures."""
-    from espnet_ros.runtime.process import use_threads, wait_passively
+    from espnet_ros.runtime.process import (flush_denormals_in_inference_threads, use_threads,
+                                            wait_passively)
 
     wait_passively()  # as the node's entry point does, before PyTorch loads
     import numpy as np
@@ -65,6 +66,7 @@ def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
     from espnet_ros.runtime.engine import probe_frame, SegmentationEngine
 
     use_threads(request.threads)
+    flush_denormals_in_inference_threads()  # as the node does, in this fresh process
     mode = {'eager': 'eager', 'jit': 'jit', 'cold': 'background', 'warm': 'cached'}[phase]
     engine = SegmentationEngine.from_pretrained(
         request.model, weights_dir=request.weights_dir, input_size=request.size, device='cpu',
