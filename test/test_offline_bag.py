@@ -404,8 +404,8 @@ def depth_message(index: int, metres: np.ndarray, offset_ns: int) -> Any:
     millimetres = np.rint(metres * 1000).astype('<u2')
     return STORE.types['sensor_msgs/msg/Image'](
         header=STORE.types['std_msgs/msg/Header'](
-            stamp=STORE.types['builtin_interfaces/msg/Time'](sec=total // 10 ** 9,
-                                                            nanosec=total % 10 ** 9),
+            stamp=STORE.types['builtin_interfaces/msg/Time'](
+                sec=total // 10 ** 9, nanosec=total % 10 ** 9),
             frame_id=header(index).frame_id),  # registered to the colour camera
         height=metres.shape[0], width=metres.shape[1], encoding='16UC1', is_bigendian=0,
         step=metres.shape[1] * 2, data=millimetres.view(np.uint8).reshape(-1))

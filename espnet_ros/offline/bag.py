@@ -439,7 +439,7 @@ class BagSegmentation:
             if self.depth_info_topic:
                 self.depth = BagDepth(job.source, job.depth_topic, self.depth_info_topic,
                                       max(self.window[0] - DEPTH_LEAD_NS, 0), self.store)
-                self.writer_of_outputs.use_depth(self.depth)
+                self.output_writer.use_depth(self.depth)
             summary = segment_stream(
                 self._items(), engine=engine, request=self._request(), decode=self._decode,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
@@ -463,7 +463,7 @@ class BagSegmentation:
             raise OfflineError(f'closing {job.out} failed: {closing_error}')
         if self.depth is not None and self.depth.read_error:
             self.read_error = self.read_error or f'depth: {self.depth.read_error}'
-        clouds = self.writer_of_outputs.cloud_stats()
+        clouds = self.output_writer.cloud_stats()
         if clouds is not None:
             summary.notes.append(
                 f'{clouds.published} clouds written; {clouds.unpaired} frames without depth '
@@ -480,7 +480,7 @@ class BagSegmentation:
         base = self.job.request
         return request_for(OutputRequest(color=True, overlay=True, confidence=True,
                                          output_resolution=base.output_resolution,
-                                         alpha=base.alpha), self.writer_of_outputs.wants)
+                                         alpha=base.alpha), self.output_writer.wants)
 
     def _add_connections(self) -> None:
         writer, job = self.writer, self.job
@@ -501,9 +501,10 @@ class BagSegmentation:
                                       else messages.OUTPUT_QOS])
             for output, topic in self.topics.items()}
         self.backend = BagBackend(writer, self.store, connections)
-        self.writer_of_outputs = OutputWriter(self.backend, warn=lambda text: None,
-                                              depth_info_topic=self.depth_info_topic or '')
-        self.writer_of_outputs.apply(job.settings)
+        # Clouds not made are counted, and the summary says why; no warning per frame.
+        self.output_writer = OutputWriter(self.backend, warn=lambda text: None,
+                                          depth_info_topic=self.depth_info_topic or '')
+        self.output_writer.apply(job.settings)
         self.announced = False
 
     def _items(self) -> Iterator[_Item]:
@@ -548,10 +549,10 @@ class BagSegmentation:
         header = item.message.header
         self.backend.timestamp = item.timestamp
         if not self.announced:
-            self.writer_of_outputs.announce(self.engine.spec, header)
+            self.output_writer.announce(self.engine.spec, header)
             self.announced = True
-        self.writer_of_outputs.use_camera_info(item.camera_info)
-        self.writer_of_outputs.publish(header, outputs, item.camera_size)
+        self.output_writer.use_camera_info(item.camera_info)
+        self.output_writer.publish(header, outputs, item.camera_size)
         self.written += 1
 
     def _closed_after(self, text: str) -> str:

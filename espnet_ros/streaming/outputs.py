@@ -34,11 +34,11 @@ from espnet_ros.imaging.camera_model import intrinsics_for_labels
 from espnet_ros.imaging.cloud import OrganizedCloud
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS, EncodedImage
 from espnet_ros.imaging.outputs import encode_outputs
+from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S, Output
 from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
 
-if TYPE_CHECKING:  # the pipeline and the registry import PyTorch
-    from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
+if TYPE_CHECKING:
     from espnet_ros.zoo.registry import ModelSpec
 
 
@@ -135,9 +135,8 @@ class DepthSource(Protocol):
         """Return the depth image nearest the colour ``stamp`` within ``slop_s``, or None."""
 
 
-def request_for(wanted: 'OutputRequest', wants: Callable[[Output], bool]) -> 'OutputRequest':
+def request_for(wanted: OutputRequest, wants: Callable[[Output], bool]) -> OutputRequest:
     """Return the ``wanted`` outputs less those nobody takes, judged by ``wants``."""
-    from espnet_ros.imaging.pipeline import OutputRequest  # PyTorch: only with frames
     return OutputRequest(color=wanted.color and wants(Output.COLOR),
                          overlay=wanted.overlay and wants(Output.OVERLAY),
                          confidence=wanted.confidence and wants(Output.CONFIDENCE),
@@ -192,7 +191,7 @@ class OutputWriter:
             return True
         return self._backend.wants(output)
 
-    def publish(self, header: Any, outputs: 'FrameOutputs',
+    def publish(self, header: Any, outputs: FrameOutputs,
                 camera_size: tuple[int, int]) -> None:
         """Write one frame's outputs stamped with its ``header``; ``camera_size`` is H x W."""
         backend, settings = self._backend, self._settings
@@ -212,7 +211,7 @@ class OutputWriter:
             self.write_cloud(header, outputs, camera_size,
                              depth.partner(header.stamp, settings.depth_sync_slop_s), depth.info)
 
-    def write_cloud(self, header: Any, outputs: 'FrameOutputs', camera_size: tuple[int, int],
+    def write_cloud(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int],
                     depth: Optional[Any], depth_info: Optional[Any]) -> None:
         """
         Write the cloud of a frame and its paired ``depth`` image (None: none in time).
