@@ -390,10 +390,15 @@ def test_camera_info_is_rescaled_to_the_labels(tmp_path: Path, frames: list[np.n
 DEPTH_TOPIC = '/cam/depth/image_rect_raw'
 DEPTH_INFO_TOPIC = '/cam/depth/camera_info'  # the sibling camera_info: found by default
 CAMERA_HEIGHT_M, FACADE_M = 1.5, 8.0
+DECOY_FACADE_M = 6.0  # the depth image that must not be chosen sees another world
 MS = 10 ** 6
-# Frame index: (depth stamp offset from the colour stamp, recorded after the colour frame).
-# Frame 2 has no depth image and frame 3's is beyond the node's 20 ms slop: no cloud.
-DEPTH_OF_FRAME = {0: (0, False), 1: (10 * MS, True), 3: (50 * MS, False)}
+# Frame index: its depth images as (stamp offset from the colour stamp, recorded after the
+# colour frame, facade distance). Frame 1 has two within the node's 20 ms slop: the nearer
+# stamp wins although it was recorded after the frame. Frame 2 has no depth image and frame
+# 3's is beyond the slop: no cloud.
+DEPTH_OF_FRAME = {0: [(0, False, FACADE_M)],
+                  1: [(-15 * MS, False, DECOY_FACADE_M), (5 * MS, True, FACADE_M)],
+                  3: [(50 * MS, False, FACADE_M)]}
 POINT_FIELD_DTYPES = {7: '<f4', 6: '<u4'}  # sensor_msgs/PointField FLOAT32, UINT32
 
 
@@ -426,6 +431,8 @@ def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[
     height, width = frames[0].shape[:2]
     k = pinhole_k((width, height), horizontal_fov_deg=90.0)
     metres = flat_world((width, height), k, CAMERA_HEIGHT_M, FACADE_M)
+    worlds = {facade: flat_world((width, height), k, CAMERA_HEIGHT_M, facade)
+              for facade in (FACADE_M, DECOY_FACADE_M)}
     info_type, image_type = 'sensor_msgs/msg/CameraInfo', 'sensor_msgs/msg/Image'
     info = STORE.types[info_type](
         header=header(0), height=height, width=width, distortion_model='plumb_bob',
@@ -443,10 +450,9 @@ def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[
             writer.write(infos, received - 2, STORE.serialize_cdr(info, info_type))
             writer.write(images, received, STORE.serialize_cdr(raw_image(index, bgr),
                                                                image_type))
-            if index in DEPTH_OF_FRAME:
-                offset, after = DEPTH_OF_FRAME[index]
+            for offset, after, facade in DEPTH_OF_FRAME.get(index, []):
                 writer.write(depths, received + (1 if after else -1), STORE.serialize_cdr(
-                    depth_message(index, metres, offset), image_type))
+                    depth_message(index, worlds[facade], offset), image_type))
     out = tmp_path / 'out'
     assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out', str(out),
                      '--depth-topic', DEPTH_TOPIC, *ENGINE_ARGS]) == 0
@@ -455,7 +461,7 @@ def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[
     labels = dict(found['/cam/segmentation/labels'])
     assert len(clouds) == 2, [t for t, _ in clouds]
     assert '/cam/segmentation/confidence' not in found  # computed for the clouds alone
-    assert len(found[DEPTH_TOPIC]) == len(DEPTH_OF_FRAME)  # the input is still copied
+    assert len(found[DEPTH_TOPIC]) == sum(map(len, DEPTH_OF_FRAME.values()))  # still copied
     for (received, cloud), index in zip(clouds, (0, 1)):
         assert received == FIRST_RECEIVED_NS + index * 10 ** 9  # the colour frame's time
         assert (cloud.header.stamp.sec, cloud.header.stamp.nanosec) == (100 + index, 7 * index)
@@ -467,7 +473,8 @@ def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[
         np.testing.assert_array_equal(
             points['label'], np.frombuffer(label_image.data.tobytes(), np.uint8).reshape(
                 height, width))
-        for v, u in ((height - 1, 7), (height // 4, width // 2), (height * 3 // 4, width - 3)):
+        for v, u in ((height - 1, 7), (height // 4, width // 2), (height * 3 // 4, width - 3),
+                     (0, 0)):
             z = np.rint(metres[v, u] * 1000) / 1000  # as recorded, in millimetres
             expected = ((u - k[0, 2]) * z / k[0, 0], (v - k[1, 2]) * z / k[1, 1], z)
             point = points[v, u]
