@@ -331,6 +331,13 @@ def test_points_need_a_depth_topic(tmp_path: Path, frames: list[np.ndarray], cap
     assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
                      str(tmp_path / 'out'), '--depth-topic', '/chatter']) == 2
     assert 'depth topic /chatter holds std_msgs/msg/String' in capsys.readouterr().err
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), '--depth-topic', TOPIC]) == 2
+    assert ('depth camera info topic /cam/camera_info is not a sensor_msgs/msg/CameraInfo '
+            'topic') in capsys.readouterr().err
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), '--min-depth', '5', '--max-depth', '1']) == 2
+    assert 'min depth < max depth; got 5.0 and 1.0' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 
@@ -425,8 +432,9 @@ def cloud_points(message: Any) -> np.ndarray:
     return np.frombuffer(message.data.tobytes(), dtype).reshape(message.height, message.width)
 
 
-def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[np.ndarray]
-                                                   ) -> None:
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[np.ndarray],
+                                                   storage: str) -> None:
     """Colour, depth and CameraInfo in, segmentation/points out, as the node pairs them."""
     height, width = frames[0].shape[:2]
     k = pinhole_k((width, height), horizontal_fov_deg=90.0)
@@ -441,7 +449,7 @@ def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[
         roi=STORE.types['sensor_msgs/msg/RegionOfInterest'](
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
     source = tmp_path / 'in'
-    with Writer(source, version=8) as writer:
+    with Writer(source, version=8, storage_plugin=StoragePlugin[storage.upper()]) as writer:
         images = writer.add_connection(TOPIC, image_type, typestore=STORE)
         depths = writer.add_connection(DEPTH_TOPIC, image_type, typestore=STORE)
         infos = writer.add_connection(DEPTH_INFO_TOPIC, info_type, typestore=STORE)
