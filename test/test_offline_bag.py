@@ -45,6 +45,8 @@ from espnet_ros.offline.messages import typestore
 from espnet_ros.offline.stream import OfflineError
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.options import Backend, DEFAULT_PRECISION
+from espnet_ros.streaming.clouds import CloudSettings
+from espnet_ros.tools.depth_scenes import flat_world, pinhole_k
 from espnet_ros.zoo.registry import class_table, get_spec
 
 MODEL = 'espnet_p2q3_cityscapes'
@@ -321,12 +323,21 @@ def test_each_bad_input_gives_one_clear_line(tmp_path: Path, frames: list[np.nda
     assert status == 2 and 'cannot write the output bag' in err, err
 
 
-def test_points_is_refused_until_depth_lands(tmp_path: Path, frames: list[np.ndarray],
-                                             capsys) -> None:
+def test_points_need_a_depth_topic(tmp_path: Path, frames: list[np.ndarray], capsys) -> None:
     source = write_bag(tmp_path / 'in', [raw_image(0, frames[0])])
     assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
                      str(tmp_path / 'out'), '--outputs', 'labels,points']) == 2
-    assert "output 'points' needs the depth" in capsys.readouterr().err
+    assert "output 'points' needs a depth input: pass --depth-topic" in capsys.readouterr().err
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), '--depth-topic', '/chatter']) == 2
+    assert 'depth topic /chatter holds std_msgs/msg/String' in capsys.readouterr().err
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), '--depth-topic', TOPIC]) == 2
+    assert ('depth camera info topic /cam/camera_info is not a sensor_msgs/msg/CameraInfo '
+            'topic') in capsys.readouterr().err
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), '--min-depth', '5', '--max-depth', '1']) == 2
+    assert 'min depth < max depth; got 5.0 and 1.0' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
 
 
@@ -381,3 +392,104 @@ def test_camera_info_is_rescaled_to_the_labels(tmp_path: Path, frames: list[np.n
         expected = [400 * scale_x, 240 * scale_x, 400 * scale_y, 180 * scale_y]
         assert np.allclose(camera_info.k[[0, 2, 4, 5]], expected)
     assert '/cam/camera_info' not in found and TOPIC not in found  # --only-outputs
+
+
+DEPTH_TOPIC = '/cam/depth/image_rect_raw'
+DEPTH_INFO_TOPIC = '/cam/depth/camera_info'  # the sibling camera_info: found by default
+CAMERA_HEIGHT_M, FACADE_M = 1.5, 8.0
+DECOY_FACADE_M = 6.0  # the depth image that must not be chosen sees another world
+MS = 10 ** 6
+# Frame index: its depth images as (stamp offset from the colour stamp, recorded after the
+# colour frame, facade distance). Frame 1 has two within the node's 20 ms slop: the nearer
+# stamp wins although it was recorded after the frame. Frame 2 has no depth image and frame
+# 3's is beyond the slop: no cloud.
+DEPTH_OF_FRAME = {0: [(0, False, FACADE_M)],
+                  1: [(-15 * MS, False, DECOY_FACADE_M), (5 * MS, True, FACADE_M)],
+                  3: [(50 * MS, False, FACADE_M)]}
+POINT_FIELD_DTYPES = {7: '<f4', 6: '<u4'}  # sensor_msgs/PointField FLOAT32, UINT32
+
+
+def depth_message(index: int, metres: np.ndarray, offset_ns: int) -> Any:
+    """Return the 16UC1 depth image (millimetres) of frame ``index``, stamped ``offset_ns`` on."""
+    stamp = header(index).stamp
+    total = stamp.sec * 10 ** 9 + stamp.nanosec + offset_ns
+    millimetres = np.rint(metres * 1000).astype('<u2')
+    return STORE.types['sensor_msgs/msg/Image'](
+        header=STORE.types['std_msgs/msg/Header'](
+            stamp=STORE.types['builtin_interfaces/msg/Time'](
+                sec=total // 10 ** 9, nanosec=total % 10 ** 9),
+            frame_id=header(index).frame_id),  # registered to the colour camera
+        height=metres.shape[0], width=metres.shape[1], encoding='16UC1', is_bigendian=0,
+        step=metres.shape[1] * 2, data=millimetres.view(np.uint8).reshape(-1))
+
+
+def cloud_points(message: Any) -> np.ndarray:
+    """Return a PointCloud2's points as a structured H x W array, read from its fields."""
+    dtype = np.dtype({'names': [f.name for f in message.fields],
+                      'formats': [POINT_FIELD_DTYPES[f.datatype] for f in message.fields],
+                      'offsets': [f.offset for f in message.fields],
+                      'itemsize': message.point_step})
+    return np.frombuffer(message.data.tobytes(), dtype).reshape(message.height, message.width)
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_a_depth_topic_adds_clouds_paired_by_stamp(tmp_path: Path, frames: list[np.ndarray],
+                                                   storage: str) -> None:
+    """Colour, depth and CameraInfo in, segmentation/points out, as the node pairs them."""
+    height, width = frames[0].shape[:2]
+    k = pinhole_k((width, height), horizontal_fov_deg=90.0)
+    metres = flat_world((width, height), k, CAMERA_HEIGHT_M, FACADE_M)
+    worlds = {facade: flat_world((width, height), k, CAMERA_HEIGHT_M, facade)
+              for facade in (FACADE_M, DECOY_FACADE_M)}
+    info_type, image_type = 'sensor_msgs/msg/CameraInfo', 'sensor_msgs/msg/Image'
+    info = STORE.types[info_type](
+        header=header(0), height=height, width=width, distortion_model='plumb_bob',
+        d=np.zeros(5), k=k.reshape(-1), r=np.eye(3).reshape(-1),
+        p=np.hstack([k, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0,
+        roi=STORE.types['sensor_msgs/msg/RegionOfInterest'](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    source = tmp_path / 'in'
+    with Writer(source, version=8, storage_plugin=StoragePlugin[storage.upper()]) as writer:
+        images = writer.add_connection(TOPIC, image_type, typestore=STORE)
+        depths = writer.add_connection(DEPTH_TOPIC, image_type, typestore=STORE)
+        infos = writer.add_connection(DEPTH_INFO_TOPIC, info_type, typestore=STORE)
+        for index, bgr in enumerate(frames):
+            received = FIRST_RECEIVED_NS + index * 10 ** 9
+            writer.write(infos, received - 2, STORE.serialize_cdr(info, info_type))
+            writer.write(images, received, STORE.serialize_cdr(raw_image(index, bgr),
+                                                               image_type))
+            for offset, after, facade in DEPTH_OF_FRAME.get(index, []):
+                writer.write(depths, received + (1 if after else -1), STORE.serialize_cdr(
+                    depth_message(index, worlds[facade], offset), image_type))
+    out = tmp_path / 'out'
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out', str(out),
+                     '--depth-topic', DEPTH_TOPIC, *ENGINE_ARGS]) == 0
+    found = read_bag(out)
+    clouds = found['/cam/segmentation/points']
+    labels = dict(found['/cam/segmentation/labels'])
+    assert len(clouds) == 2, [t for t, _ in clouds]
+    assert '/cam/segmentation/confidence' not in found  # computed for the clouds alone
+    assert len(found[DEPTH_TOPIC]) == sum(map(len, DEPTH_OF_FRAME.values()))  # still copied
+    for (received, cloud), index in zip(clouds, (0, 1)):
+        assert received == FIRST_RECEIVED_NS + index * 10 ** 9  # the colour frame's time
+        assert (cloud.header.stamp.sec, cloud.header.stamp.nanosec) == (100 + index, 7 * index)
+        assert cloud.header.frame_id == header(index).frame_id
+        points = cloud_points(cloud)
+        assert points.shape == (height, width)
+        assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label', 'confidence']
+        label_image = labels[received]
+        np.testing.assert_array_equal(
+            points['label'], np.frombuffer(label_image.data.tobytes(), np.uint8).reshape(
+                height, width))
+        for v, u in ((height - 1, 7), (height // 4, width // 2), (height * 3 // 4, width - 3),
+                     (0, 0)):
+            z = np.rint(metres[v, u] * 1000) / 1000  # as recorded, in millimetres
+            expected = ((u - k[0, 2]) * z / k[0, 0], (v - k[1, 2]) * z / k[1, 1], z)
+            point = points[v, u]
+            assert np.allclose((point['x'], point['y'], point['z']), expected, atol=1e-4), (
+                v, u, point, expected)
+        recorded = np.rint(metres * 1000) / 1000
+        max_depth = CloudSettings().max_depth
+        clear = np.abs(recorded - max_depth) > 0.01  # away from the limit's rounding
+        np.testing.assert_array_equal(np.isnan(points['z'])[clear],
+                                      (recorded > max_depth)[clear])

@@ -22,6 +22,9 @@ from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, 
                                    run_offline, seconds_argument)
 from espnet_ros.compat import SubParsers
 from espnet_ros.offline.bag import BagJob, BagSegmentation, DEFAULT_OUTPUTS, OUTPUTS, STORAGES
+from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S
+from espnet_ros.streaming.clouds import CloudSettings
+from espnet_ros.streaming.outputs import OutputSettings
 
 
 def register(subparsers: SubParsers) -> None:
@@ -50,6 +53,23 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--camera-info-topic',
                         help='sensor_msgs/CameraInfo topic for segmentation/camera_info '
                              "(default: the camera's camera_info, when the bag has it)")
+    parser.add_argument('--depth-topic',
+                        help='sensor_msgs/Image depth topic registered to the camera: adds '
+                             'segmentation/points, the labelled cloud of each frame')
+    parser.add_argument('--depth-camera-info-topic',
+                        help="the depth camera's sensor_msgs/CameraInfo topic (default: "
+                             'camera_info beside the depth topic)')
+    parser.add_argument('--depth-sync-slop', type=float, default=DEFAULT_DEPTH_SYNC_SLOP_S,
+                        metavar='S', help='most seconds between a frame and its depth image '
+                                          f'(default {DEFAULT_DEPTH_SYNC_SLOP_S}, as the node)')
+    clouds = CloudSettings()
+    parser.add_argument('--min-depth', type=float, default=clouds.min_depth, metavar='M',
+                        help=f'nearer depths give NaN points (default {clouds.min_depth})')
+    parser.add_argument('--max-depth', type=float, default=clouds.max_depth, metavar='M',
+                        help=f'farther depths give NaN points (default {clouds.max_depth})')
+    parser.add_argument('--points-stride', type=int, default=clouds.stride, metavar='N',
+                        help='keep every N-th row and column of the cloud (default '
+                             f'{clouds.stride})')
     parser.add_argument('--namespace',
                         help="namespace of the outputs (default: the image topic's camera "
                              'namespace, /cam for /cam/image_raw)')
@@ -65,7 +85,12 @@ def run(args: argparse.Namespace) -> int:
                  request=output_request(args), only_outputs=args.only_outputs,
                  storage=args.storage, start=args.start, end=args.end, batch=args.batch,
                  namespace=args.namespace, force=args.force,
-                 camera_info_topic=args.camera_info_topic)
+                 camera_info_topic=args.camera_info_topic, depth_topic=args.depth_topic,
+                 depth_info_topic=args.depth_camera_info_topic,
+                 settings=OutputSettings(depth_sync_slop_s=args.depth_sync_slop,
+                                         clouds=CloudSettings(min_depth=args.min_depth,
+                                                              max_depth=args.max_depth,
+                                                              stride=args.points_stride)))
     segmentation = BagSegmentation(job)
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
                        f'on {args.image_topic} -> {args.out} under '

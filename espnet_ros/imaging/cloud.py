@@ -50,13 +50,16 @@ import numpy as np
 
 from espnet_ros.imaging.depth import DepthError
 
-__all__ = ['OrganizedCloud', 'build_cloud', 'cloud_dtype', 'nearest_indices', 'pack_rgb']
+__all__ = ['OrganizedCloud', 'build_cloud', 'cloud_dtype', 'nearest_indices', 'pack_rgb',
+           'point_field_layout']
 
 _FLOAT = '<f4'
 _XYZ_RGB_LABEL = [('x', _FLOAT), ('y', _FLOAT), ('z', _FLOAT), ('rgb', _FLOAT),
                   ('label', '<u4')]
 _CONFIDENCE = [('confidence', _FLOAT)]
 _RED_SHIFT, _GREEN_SHIFT = 16, 8
+# numpy sample type: the sensor_msgs/PointField datatype constant's name, for our clouds.
+_POINT_FIELD_TYPES = {'<f4': 'FLOAT32', '<u4': 'UINT32', '|u1': 'UINT8', '<f8': 'FLOAT64'}
 # Points written per band: a band fits a core's L2 cache.
 _BAND_BYTES = 1 << 19
 
@@ -64,6 +67,15 @@ _BAND_BYTES = 1 << 19
 def cloud_dtype(with_confidence: bool) -> np.dtype:
     """Return the point layout: x, y, z, rgb, label and, if asked, confidence."""
     return np.dtype(_XYZ_RGB_LABEL + (_CONFIDENCE if with_confidence else []))
+
+
+def point_field_layout(dtype: np.dtype) -> list[tuple[str, int, str]]:
+    """Return (name, byte offset, PointField datatype constant name) of each field, in order."""
+    layout = []
+    for name in dtype.names:
+        sample, offset = dtype.fields[name][:2]
+        layout.append((name, offset, _POINT_FIELD_TYPES[sample.str]))
+    return sorted(layout, key=lambda entry: entry[1])
 
 
 def pack_rgb(palette: Sequence[Sequence[int]]) -> np.ndarray:

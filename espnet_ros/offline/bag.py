@@ -22,39 +22,46 @@ with the camera frame's header and written at the frame's receive time in the in
 the class table and LabelInfo are latched at the first frame. Where the bag records the
 camera's CameraInfo (``<ns>/camera_info``, or ``camera_info_topic``), each frame also gets
 ``segmentation/camera_info`` for the labels' grid, from the last one received before it.
-The input's topics are copied beside them unless ``only_outputs``. Closing always writes the
-index and metadata, so an interrupted, failed or stopped run leaves a valid bag of what was
-done. The run stops before the output's disk is full (``min_free_bytes``), as a bag cannot
-be closed on a full disk.
+With a depth topic (and its CameraInfo, by default the sibling ``camera_info``), each frame
+also gets ``segmentation/points``, paired by stamp with the depth image nearest it within
+the slop. The input's topics are copied beside them unless ``only_outputs``. Closing always
+writes the index and metadata, so an interrupted, failed or stopped run leaves a valid bag
+of what was done. The run stops before the output's disk is full (``min_free_bytes``), as a
+bag cannot be closed on a full disk.
 
-Extension point: depth and point-cloud outputs (the ``points`` output of the depth issue)
-join :data:`PLANNED_OUTPUTS` -> :data:`OUTPUTS`, with their input topics read like the image
-topic in :meth:`BagSegmentation._decode` and written in :meth:`BagSegmentation._write_outputs`.
+What each frame writes is decided by the core's
+:class:`~espnet_ros.streaming.outputs.OutputWriter`, as in the node; this module is the glue:
+the input, :class:`BagBackend` (rosbags messages into the output bag) and :class:`BagDepth`
+(the depth input, read ahead on a reader of its own).
 """
 
+import bisect
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
 import shutil
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from espnet_ros.imaging.codec import decode_message, DecodedImage, ImageFormatError
-from espnet_ros.imaging.outputs import (CLASSES_TOPIC, encode_outputs, LABEL_INFO_TOPIC,
-                                        OUTPUT_TOPICS)
+from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.codec import decode_message, DecodedImage, EncodedImage, ImageFormatError
+from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC, OUTPUT_TOPICS
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.offline import messages
 from espnet_ros.offline.output_paths import check_not_input, clear_bag_output, mark_bag
 from espnet_ros.offline.stream import MAX_SECONDS, OfflineError, segment_stream, Summary
 from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.options import IMAGE_OUTPUTS, Output
+from espnet_ros.streaming.outputs import (LabelsCameraInfo, OutputSettings, OutputWriter,
+                                          request_for)
+from espnet_ros.zoo.registry import ModelSpec
 
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 IMAGE_TYPES = (messages.IMAGE, messages.COMPRESSED_IMAGE)
-OUTPUTS = ('labels', 'color', 'overlay', 'confidence')
-DEFAULT_OUTPUTS = ('labels', 'color', 'overlay')  # the node's defaults
-PLANNED_OUTPUTS = {'points': 'needs the depth input of the point-cloud work, not in this build'}
+OUTPUTS = (*IMAGE_OUTPUTS, Output.POINTS)
+DEFAULT_OUTPUTS = (Output.LABELS, Output.COLOR, Output.OVERLAY)  # the node's defaults
 # rosbag2 metadata version 8, as Jazzy writes it; Humble and newer read it.
 WRITER_VERSION = 8
 NS_PER_S = 1_000_000_000
@@ -64,7 +71,14 @@ MIB = 1 << 20
 DEFAULT_MIN_FREE_BYTES = 128 * MIB
 # Free space is checked again after this many bytes of copied input messages.
 SPACE_CHECK_BYTES = 4 * MIB
-_TOPICS = {**OUTPUT_TOPICS, 'classes': CLASSES_TOPIC, 'label_info': LABEL_INFO_TOPIC}
+_TOPICS = {**OUTPUT_TOPICS, Output.CLASSES: CLASSES_TOPIC, Output.LABEL_INFO: LABEL_INFO_TOPIC}
+# Message type and QoS of each output that is not an Image (the latched ones transient-local).
+_MESSAGE_TYPES = {Output.CAMERA_INFO: messages.CAMERA_INFO, Output.POINTS: messages.POINT_CLOUD,
+                  Output.CLASSES: messages.STRING, Output.LABEL_INFO: messages.LABEL_INFO}
+_LATCHED = (Output.CLASSES, Output.LABEL_INFO)
+# Depth is read from this long before the window's start, so that the first frames in the
+# window find depth recorded just before them.
+DEPTH_LEAD_NS = NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -74,7 +88,7 @@ class BagJob:
     source: Path
     image_topic: str
     out: Path
-    outputs: tuple[str, ...] = DEFAULT_OUTPUTS
+    outputs: tuple[str, ...] = tuple(DEFAULT_OUTPUTS)
     request: OutputRequest = field(default_factory=OutputRequest)
     only_outputs: bool = False
     storage: Optional[str] = None
@@ -86,6 +100,9 @@ class BagJob:
     max_pixels: Optional[int] = None
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     camera_info_topic: Optional[str] = None
+    depth_topic: Optional[str] = None
+    depth_info_topic: Optional[str] = None
+    settings: OutputSettings = OutputSettings()
 
 
 class _DiskLow(Exception):
@@ -117,16 +134,25 @@ def output_topic(namespace: str, output: str) -> str:
     return f"{namespace.rstrip('/')}/{_TOPICS[output]}"
 
 
-def check_outputs(outputs: tuple[str, ...]) -> tuple[str, ...]:
-    """Return ``outputs`` if every one is known and labels are among them, else raise."""
+def check_outputs(outputs: Sequence[str], depth_topic: Optional[str] = None
+                  ) -> tuple[Output, ...]:
+    """
+    Return ``outputs`` as Outputs if every one is known, else raise.
+
+    ``points`` needs ``depth_topic``, and a depth topic adds ``points``.
+    """
     for output in outputs:
-        if output in PLANNED_OUTPUTS:
-            raise OfflineError(f'output {output!r} {PLANNED_OUTPUTS[output]}')
         if output not in OUTPUTS:
             raise OfflineError(f"unknown output {output!r}; choose from {', '.join(OUTPUTS)}")
     if not outputs:
         raise OfflineError(f"no outputs asked for; choose from {', '.join(OUTPUTS)}")
-    return outputs
+    chosen = tuple(Output(output) for output in outputs)
+    if Output.POINTS in chosen and depth_topic is None:
+        raise OfflineError("output 'points' needs a depth input: pass --depth-topic, a "
+                           'sensor_msgs/Image depth topic registered to the camera')
+    if depth_topic is not None and Output.POINTS not in chosen:
+        chosen += (Output.POINTS,)
+    return chosen
 
 
 def open_bag(path: Path) -> Reader:
@@ -164,12 +190,144 @@ def check_seconds(name: str, value: Optional[float]) -> None:
                            f'got {value}')
 
 
+def _stamp_ns(stamp: Any) -> int:
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+class BagBackend:
+    """Writes the output writer's messages into a bag, at the current frame's receive time."""
+
+    def __init__(self, writer: Writer, store: Any, connections: dict[Output, Connection]
+                 ) -> None:
+        """Write on ``connections`` (one per output taken) of ``writer``."""
+        self._writer = writer
+        self._store = store
+        self._connections = connections
+        self.timestamp = 0  # receive time (ns) of the frame being written
+
+    def wants(self, output: Output) -> bool:
+        """Return True for the outputs this bag records."""
+        return output in self._connections
+
+    def _write(self, output: Output, message: Any) -> None:
+        connection = self._connections[output]
+        self._writer.write(connection, self.timestamp,
+                           self._store.serialize_cdr(message, connection.msgtype))
+
+    def image(self, output: Output, header: Any, encoded: EncodedImage, height: int,
+              width: int) -> None:
+        """Write one image output."""
+        self._write(output, messages.image_message(self._store, header, encoded, height, width))
+
+    def camera_info(self, header: Any, info: LabelsCameraInfo) -> None:
+        """Write the labels' CameraInfo."""
+        self._write(Output.CAMERA_INFO, messages.camera_info_message(self._store, header, info))
+
+    def cloud(self, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Write a labelled cloud."""
+        self._write(Output.POINTS,
+                    messages.point_cloud_message(self._store, stamp, frame_id, cloud))
+
+    def latch(self, spec: ModelSpec, header: Optional[Any]) -> None:
+        """Write the class table and LabelInfo (their connections are transient-local)."""
+        self._write(Output.CLASSES, messages.classes_message(self._store, spec))
+        self._write(Output.LABEL_INFO, messages.label_info_message(
+            self._store, spec, header if header is not None else messages.empty_header(
+                self._store)))
+
+    def closed(self) -> bool:
+        """Return False: a bag takes outputs until the run closes it."""
+        return False
+
+    def close(self) -> None:
+        """Nothing to release: the run closes the bag."""
+
+
+class BagDepth:
+    """
+    The depth input of a bag, read ahead on a reader of its own (a DepthSource).
+
+    Asked for a colour stamp's partner, it reads depth images (and their CameraInfo) in
+    receive order until one is stamped past the stamp plus the slop, so a depth image recorded
+    after its colour frame is found too, as the live node finds one that arrives before the
+    frame's outputs are out. Colour frames come in stamp order: depth stamped before the
+    slop of the newest one is let go.
+    """
+
+    def __init__(self, path: Path, depth_topic: str, info_topic: str, start_ns: int,
+                 store: Any) -> None:
+        """Open ``path`` again and read ``depth_topic`` and ``info_topic`` from ``start_ns``."""
+        self._reader = open_bag(path)
+        self._store = store
+        self._info_topic = info_topic
+        connections = [c for c in self._reader.connections
+                       if c.topic in (depth_topic, info_topic)]
+        self._messages = self._reader.messages(connections, start_ns)
+        self._stamps: list[int] = []   # the kept depth images' stamps, sorted
+        self._images: list[Any] = []   # the kept depth images, in the same order
+        self._newest: Optional[int] = None
+        self._info: Optional[Any] = None
+        self._done = False
+        self.read_error = ''
+
+    @property
+    def info(self) -> Optional[Any]:
+        """Return the depth CameraInfo read last (None: none yet)."""
+        return self._info
+
+    def _read_past(self, until_ns: int, floor_ns: int) -> None:
+        """Read until a depth image stamped after ``until_ns``; keep those from ``floor_ns``."""
+        while not self._done and (self._newest is None or self._newest <= until_ns):
+            try:
+                connection, _, raw = next(self._messages)
+                message = self._store.deserialize_cdr(raw, connection.msgtype)
+            except StopIteration:
+                self._done = True
+                break
+            except Exception as error:  # noqa: B902 - a corrupt bag ends the depth input
+                self.read_error = f'{type(error).__name__}: {error}'
+                self._done = True
+                break
+            if connection.topic == self._info_topic:
+                self._info = message
+                continue
+            stamp = _stamp_ns(message.header.stamp)
+            self._newest = stamp if self._newest is None else max(self._newest, stamp)
+            if stamp >= floor_ns:
+                index = bisect.bisect_right(self._stamps, stamp)
+                self._stamps.insert(index, stamp)
+                self._images.insert(index, message)
+
+    def partner(self, stamp: Any, slop_s: float) -> Optional[Any]:
+        """Return the depth image nearest ``stamp`` within ``slop_s`` (earlier on a tie)."""
+        target, slop = _stamp_ns(stamp), round(slop_s * NS_PER_S)
+        self._read_past(target + slop, target - slop)
+        first = bisect.bisect_left(self._stamps, target - slop)
+        del self._stamps[:first], self._images[:first]
+        best, best_gap = None, None
+        for kept, image in zip(self._stamps, self._images):
+            if kept > target + slop:
+                break
+            gap = abs(kept - target)
+            if best_gap is None or gap < best_gap:
+                best, best_gap = image, gap
+        return best
+
+    def close(self) -> None:
+        """Close the depth reader."""
+        if self._reader.is_open:
+            self._reader.close()
+
+
 class BagSegmentation:
     """A bag being segmented: the input is checked on construction, the run writes."""
 
     def __init__(self, job: BagJob) -> None:
         """Open and check the input and the output path; raise OfflineError on a user error."""
-        check_outputs(job.outputs)
+        self.outputs = check_outputs(job.outputs, job.depth_topic)
+        reason = job.settings.error()
+        if reason:
+            raise OfflineError(reason)
         if job.storage is not None and job.storage not in STORAGES:
             raise OfflineError(f'unknown storage {job.storage!r}; choose from '
                                f"{', '.join(STORAGES)}")
@@ -184,10 +342,12 @@ class BagSegmentation:
             self.namespace = ('/' + job.namespace.strip('/') if job.namespace
                               else camera_namespace(job.image_topic, self.msgtype))
             self.topics = {output: output_topic(self.namespace, output)
-                           for output in (*job.outputs, 'classes', 'label_info')}
+                           for output in (*self.outputs, *_LATCHED)}
             self.camera_info_topic = self._find_camera_info()
             if self.camera_info_topic:
-                self.topics['camera_info'] = output_topic(self.namespace, 'camera_info')
+                self.topics[Output.CAMERA_INFO] = output_topic(self.namespace,
+                                                               Output.CAMERA_INFO)
+            self.depth_info_topic = self._find_depth() if job.depth_topic else None
             clear_bag_output(job.out, job.source, force=job.force,
                              ours=[output_topic(self.namespace, name) for name in _TOPICS],
                              input_topics=self.reader.topics)
@@ -196,6 +356,7 @@ class BagSegmentation:
                 self.reader.close()
             raise
         self.camera_info: Any = None
+        self.depth: Optional[BagDepth] = None
 
     def _find_camera_info(self) -> Optional[str]:
         """Return the CameraInfo topic: the one asked for, else the camera's if recorded."""
@@ -209,6 +370,26 @@ class BagSegmentation:
             raise OfflineError(f'camera info topic {asked} is not a {messages.CAMERA_INFO} '
                                f'topic of {self.job.source}')
         return None
+
+    def _find_depth(self) -> str:
+        """Check the depth topic; return its CameraInfo topic (asked, else the sibling)."""
+        job, reader = self.job, self.reader
+        info = reader.topics.get(job.depth_topic)
+        if info is None or info.msgtype != messages.IMAGE:
+            held = f'holds {info.msgtype}' if info is not None else 'is not in the bag'
+            problem = (f'depth topic {job.depth_topic} {held}; it must be a {messages.IMAGE} '
+                       f'topic of {job.source} (image topics: {_image_topics(reader)})')
+            reader.close()
+            raise OfflineError(problem)
+        topic = job.depth_info_topic or camera_namespace(job.depth_topic, info.msgtype).rstrip(
+            '/') + '/camera_info'
+        info = reader.topics.get(topic)
+        if info is None or info.msgtype != messages.CAMERA_INFO:
+            reader.close()
+            raise OfflineError(f'depth camera info topic {topic} is not a {messages.CAMERA_INFO}'
+                               f' topic of {job.source}; the clouds need it (pass '
+                               '--depth-camera-info-topic)')
+        return topic
 
     def _check_input(self) -> None:
         job, reader = self.job, self.reader
@@ -263,6 +444,10 @@ class BagSegmentation:
         self._add_connections()
         summary = Summary()
         try:
+            if self.depth_info_topic:
+                self.depth = BagDepth(job.source, job.depth_topic, self.depth_info_topic,
+                                      max(self.window[0] - DEPTH_LEAD_NS, 0), self.store)
+                self.output_writer.use_depth(self.depth)
             summary = segment_stream(
                 self._items(), engine=engine, request=self._request(), decode=self._decode,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
@@ -286,6 +471,15 @@ class BagSegmentation:
             shutil.rmtree(job.out, ignore_errors=True)
             raise OfflineError(f'closing {job.out} failed ({closing_error}); the unreadable '
                                'partial bag was removed')
+        if self.depth is not None and self.depth.read_error:
+            self.read_error = self.read_error or f'depth: {self.depth.read_error}'
+        clouds = self.output_writer.cloud_stats()
+        if clouds is not None:
+            summary.notes.append(
+                f'{clouds.published} clouds written; {clouds.unpaired} frames without depth '
+                f'within {job.settings.depth_sync_slop_s} s, {clouds.rejected} with depth '
+                'that gave no cloud' + (f' (last: {clouds.last_problem})'
+                                        if clouds.problems else ''))
         if self.read_error:
             raise OfflineError(f'{job.source} is corrupt or truncated after '
                                f'{summary.frames} frames ({self.read_error}); {job.out} '
@@ -293,11 +487,10 @@ class BagSegmentation:
         return summary
 
     def _request(self) -> OutputRequest:
-        wanted = self.job.outputs
         base = self.job.request
-        return OutputRequest(color='color' in wanted, overlay='overlay' in wanted,
-                             confidence='confidence' in wanted,
-                             output_resolution=base.output_resolution, alpha=base.alpha)
+        return request_for(OutputRequest(color=True, overlay=True, confidence=True,
+                                         output_resolution=base.output_resolution,
+                                         alpha=base.alpha), self.output_writer.wants)
 
     def _add_connections(self) -> None:
         writer, job = self.writer, self.job
@@ -311,22 +504,17 @@ class BagSegmentation:
                     rihs01=connection.digest,
                     serialization_format=connection.ext.serialization_format,
                     offered_qos_profiles=connection.ext.offered_qos_profiles)
-        self.outputs = {
-            output: writer.add_connection(self.topics[output], messages.IMAGE,
-                                          typestore=self.store,
-                                          offered_qos_profiles=[messages.OUTPUT_QOS])
-            for output in job.outputs}
-        if self.camera_info_topic:
-            self.outputs['camera_info'] = writer.add_connection(
-                self.topics['camera_info'], messages.CAMERA_INFO, typestore=self.store,
-                offered_qos_profiles=[messages.OUTPUT_QOS])
-        self.latched = {
-            'classes': writer.add_connection(self.topics['classes'], messages.STRING,
-                                             typestore=self.store,
-                                             offered_qos_profiles=[messages.LATCHED_QOS]),
-            'label_info': writer.add_connection(self.topics['label_info'], messages.LABEL_INFO,
-                                                typestore=self.store,
-                                                offered_qos_profiles=[messages.LATCHED_QOS])}
+        connections = {
+            output: writer.add_connection(
+                topic, _MESSAGE_TYPES.get(output, messages.IMAGE), typestore=self.store,
+                offered_qos_profiles=[messages.LATCHED_QOS if output in _LATCHED
+                                      else messages.OUTPUT_QOS])
+            for output, topic in self.topics.items()}
+        self.backend = BagBackend(writer, self.store, connections)
+        # Clouds not made are counted, and the summary says why; no warning per frame.
+        self.output_writer = OutputWriter(self.backend, warn=lambda text: None,
+                                          depth_info_topic=self.depth_info_topic or '')
+        self.output_writer.apply(job.settings)
         self.announced = False
 
     def _items(self) -> Iterator[_Item]:
@@ -377,26 +565,13 @@ class BagSegmentation:
     def _write_outputs(self, item: _Item, outputs: FrameOutputs) -> None:
         self._check_space()
         header = item.message.header
+        self.backend.timestamp = item.timestamp
         if not self.announced:
-            self._write(self.latched['classes'], item.timestamp,
-                        messages.classes_message(self.store, self.engine.spec))
-            self._write(self.latched['label_info'], item.timestamp,
-                        messages.label_info_message(self.store, self.engine.spec, header))
+            self.output_writer.announce(self.engine.spec, header)
             self.announced = True
-        height, width = outputs.labels.shape
-        for output, encoded in encode_outputs(
-                outputs, labels='labels' in self.outputs).items():
-            self._write(self.outputs[output], item.timestamp,
-                        messages.image_message(self.store, header, encoded, height, width))
-        if item.camera_info is not None:
-            self._write(self.outputs['camera_info'], item.timestamp,
-                        messages.camera_info_message(self.store, item.camera_info, header,
-                                                     item.camera_size, (width, height)))
+        self.output_writer.use_camera_info(item.camera_info)
+        self.output_writer.publish(header, outputs, item.camera_size)
         self.written += 1
-
-    def _write(self, connection: Connection, timestamp: int, message: Any) -> None:
-        self.writer.write(connection, timestamp,
-                          self.store.serialize_cdr(message, connection.msgtype))
 
     def _closed_after(self, text: str) -> str:
         closing_error = self._close()
@@ -417,6 +592,8 @@ class BagSegmentation:
             self.writer = None
         if self.reader.is_open:
             self.reader.close()
+        if self.depth is not None:
+            self.depth.close()
         return problem
 
     def close(self) -> None:

@@ -30,8 +30,9 @@ from rosbags.interfaces import QosTime
 from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 from rosbags.typesys.store import Typestore
 
-from espnet_ros.imaging.camera_model import intrinsics_for_labels
+from espnet_ros.imaging.cloud import OrganizedCloud, point_field_layout
 from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.streaming.outputs import LabelsCameraInfo
 from espnet_ros.zoo.registry import class_table, ModelSpec
 
 IMAGE = 'sensor_msgs/msg/Image'
@@ -39,6 +40,10 @@ CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 STRING = 'std_msgs/msg/String'
 LABEL_INFO = 'vision_msgs/msg/LabelInfo'
+POINT_CLOUD = 'sensor_msgs/msg/PointCloud2'
+POINT_FIELD = 'sensor_msgs/msg/PointField'
+HEADER = 'std_msgs/msg/Header'
+TIME = 'builtin_interfaces/msg/Time'
 
 # vision_msgs 4.x (Humble and newer), fields only: comments do not enter the type hash.
 _VISION_MSGS = {
@@ -92,13 +97,31 @@ def label_info_message(store: Typestore, spec: ModelSpec, header: Any) -> Any:
         for index, name in enumerate(spec.dataset.classes)])
 
 
-def camera_info_message(store: Typestore, source: Any, header: Any,
-                        camera_size: tuple[int, int], label_size: tuple[int, int]) -> Any:
-    """Return the camera's CameraInfo for the labels' (width, height) grid, with ``header``."""
-    k, p = intrinsics_for_labels(source, camera_size, label_size)
+def camera_info_message(store: Typestore, header: Any, info: LabelsCameraInfo) -> Any:
+    """Return the labels' sensor_msgs/CameraInfo stamped with ``header``."""
     return store.types[CAMERA_INFO](
-        header=header, height=label_size[1], width=label_size[0],
-        distortion_model=source.distortion_model, d=source.d, k=np.asarray(k, np.float64),
-        r=source.r, p=np.asarray(p, np.float64), binning_x=0, binning_y=0,
+        header=header, height=info.height, width=info.width,
+        distortion_model=info.distortion_model, d=np.asarray(info.d, np.float64),
+        k=np.asarray(info.k, np.float64), r=np.asarray(info.r, np.float64),
+        p=np.asarray(info.p, np.float64), binning_x=0, binning_y=0,
         roi=store.types['sensor_msgs/msg/RegionOfInterest'](
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+
+
+def point_cloud_message(store: Typestore, stamp: Any, frame_id: str,
+                        cloud: OrganizedCloud) -> Any:
+    """Return a sensor_msgs/PointCloud2 holding ``cloud``'s buffer, in ``frame_id``."""
+    point_field = store.types[POINT_FIELD]
+    return store.types[POINT_CLOUD](
+        header=store.types[HEADER](stamp=stamp, frame_id=frame_id), height=cloud.height,
+        width=cloud.width, is_bigendian=False, point_step=cloud.point_step,
+        row_step=cloud.row_step, is_dense=cloud.is_dense,
+        fields=[point_field(name=name, offset=offset, datatype=getattr(point_field, datatype),
+                            count=1)
+                for name, offset, datatype in point_field_layout(cloud.dtype)],
+        data=np.frombuffer(cloud.data, np.uint8))
+
+
+def empty_header(store: Typestore) -> Any:
+    """Return a std_msgs/Header with a zero stamp and no frame, as rclpy's Header()."""
+    return store.types[HEADER](stamp=store.types[TIME](sec=0, nanosec=0), frame_id='')

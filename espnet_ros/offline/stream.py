@@ -52,6 +52,7 @@ class Summary:
     malformed: Counter = field(default_factory=Counter)
     seconds: float = 0.0
     stopped: str = ''
+    notes: list[str] = field(default_factory=list)  # what the job adds (a bag's clouds)
 
     @property
     def rate(self) -> float:
@@ -67,6 +68,7 @@ class Summary:
                   for reason, count in self.malformed.most_common(REASONS_SHOWN)]
         if len(self.malformed) > REASONS_SHOWN:
             lines.append(f'  ... and {len(self.malformed) - REASONS_SHOWN} other reasons')
+        lines += self.notes
         if self.stopped:
             lines.append(self.stopped)
         return lines

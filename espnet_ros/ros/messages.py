@@ -19,21 +19,20 @@ The rest of the package works on numpy arrays and plain data; these functions tu
 ROS messages, each output stamped with its camera frame's header.
 """
 
+import json
 from typing import Optional, TYPE_CHECKING
 
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
-from espnet_ros.imaging.camera_model import intrinsics_for_labels
-from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.cloud import OrganizedCloud, point_field_layout
 from espnet_ros.imaging.codec import EncodedImage
-from espnet_ros.imaging.outputs import encode_outputs
 
 if TYPE_CHECKING:  # these import PyTorch, which the image player does not need
-    from espnet_ros.imaging.pipeline import FrameOutputs
     from espnet_ros.streaming.diagnostics import Summary
+    from espnet_ros.streaming.outputs import LabelsCameraInfo
     from espnet_ros.zoo.registry import ModelSpec
 
 
@@ -45,29 +44,11 @@ def image_message(header: Header, encoded: EncodedImage, height: int, width: int
     return message
 
 
-def output_images(header: Header, outputs: 'FrameOutputs', *, labels: bool = True,
-                  confidence_encoding: str = '32FC1') -> dict[str, Image]:
-    """Return the frame's outputs as Image messages by output name (labels when asked)."""
-    height, width = outputs.labels.shape
-    return {output: image_message(header, packed, height, width)
-            for output, packed in encode_outputs(
-                outputs, labels=labels, confidence_encoding=confidence_encoding).items()}
-
-
-def camera_info_for_labels(source: CameraInfo, header: Header, camera_size: tuple[int, int],
-                           label_size: tuple[int, int]) -> CameraInfo:
-    """
-    Return the camera's CameraInfo for the labels' grid, stamped with ``header``.
-
-    ``camera_size`` is the camera frame's (height, width); ``label_size`` is the labels'
-    (width, height). K and P are those of the part of the sensor the frame shows (its ROI and
-    binning, REP 104), rescaled to the labels, which then need no ROI or binning of their
-    own. Raises ValueError when the CameraInfo does not describe a frame of that size.
-    """
-    k, p = intrinsics_for_labels(source, camera_size, label_size)
-    return CameraInfo(header=header, width=label_size[0], height=label_size[1],
-                      distortion_model=source.distortion_model, d=source.d, r=source.r,
-                      k=k, p=p)
+def camera_info_message(header: Header, info: 'LabelsCameraInfo') -> CameraInfo:
+    """Return the labels' sensor_msgs/CameraInfo stamped with ``header``."""
+    return CameraInfo(header=header, width=info.width, height=info.height,
+                      distortion_model=info.distortion_model, d=info.d, r=info.r, k=info.k,
+                      p=info.p)
 
 
 def diagnostic_status(summary: 'Summary', name: str) -> DiagnosticStatus:
@@ -76,6 +57,12 @@ def diagnostic_status(summary: 'Summary', name: str) -> DiagnosticStatus:
                             level=bytes([int(summary.level)]), message=summary.message,
                             values=[KeyValue(key=key, value=value)
                                     for key, value in summary.values])
+
+
+def classes_message(spec: 'ModelSpec') -> String:
+    """Return the std_msgs/String class table (JSON) that the node latches."""
+    from espnet_ros.zoo.registry import class_table  # PyTorch: only with a model
+    return String(data=json.dumps(class_table(spec)))
 
 
 def label_info_message(spec: 'ModelSpec', header: Header) -> Optional[object]:
@@ -89,19 +76,10 @@ def label_info_message(spec: 'ModelSpec', header: Header) -> Optional[object]:
         for index, name in enumerate(spec.dataset.classes)])
 
 
-# numpy sample type: PointField datatype, for the types our clouds use.
-_POINT_FIELD_TYPES = {'<f4': PointField.FLOAT32, '<u4': PointField.UINT32,
-                      '|u1': PointField.UINT8, '<f8': PointField.FLOAT64}
-
-
 def point_fields(dtype: np.dtype) -> list[PointField]:
     """Return the PointFields describing a structured numpy point type, in offset order."""
-    fields = []
-    for name in dtype.names:
-        sample, offset = dtype.fields[name][:2]
-        fields.append(PointField(name=name, offset=offset,
-                                 datatype=_POINT_FIELD_TYPES[sample.str], count=1))
-    return fields
+    return [PointField(name=name, offset=offset, datatype=getattr(PointField, datatype), count=1)
+            for name, offset, datatype in point_field_layout(dtype)]
 
 
 def point_cloud_message(header: Header, cloud: OrganizedCloud) -> PointCloud2:

@@ -13,107 +13,98 @@
 # limitations under the License.
 
 """
-The segmenter's per-frame publishers, as the inference worker's output sink.
+The segmenter's publishers: the rclpy backend of the core's output writer.
 
-The worker asks whether anyone takes an output before rendering it, and hands each frame's
-outputs over with the camera header; the messages are built in :mod:`espnet_ros.ros.messages`.
-With a depth input, each frame's labelled cloud goes out too, stamped like its labels, in the
-depth image's frame.
+:class:`~espnet_ros.streaming.outputs.OutputWriter` decides what each frame sends; this
+backend builds the messages (:mod:`espnet_ros.ros.messages`) and publishes them, and says
+whether an output has a subscriber. The latched class table and LabelInfo have publishers
+of their own that live as long as the node, so late joiners hear them across reconfigures.
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TYPE_CHECKING
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 
-from espnet_ros.imaging.outputs import OUTPUT_TOPICS
-from espnet_ros.imaging.pipeline import FrameOutputs
-from espnet_ros.ros.depth_input import DepthInput
-from espnet_ros.ros.messages import camera_info_for_labels, output_images, point_cloud_message
-from espnet_ros.ros.qos import OUTPUT_QOS
-from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
+from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.codec import EncodedImage
+from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC, OUTPUT_TOPICS
+from espnet_ros.ros.messages import (camera_info_message, classes_message, image_message,
+                                     label_info_message, point_cloud_message)
+from espnet_ros.ros.qos import LATCHED_QOS, OUTPUT_QOS
+from espnet_ros.runtime.options import Output
 
-_MESSAGE_TYPES = {'camera_info': CameraInfo, 'points': PointCloud2}
+if TYPE_CHECKING:  # PyTorch
+    from espnet_ros.streaming.outputs import LabelsCameraInfo
+    from espnet_ros.zoo.registry import ModelSpec
+
+__all__ = ['LatchedPublishers', 'OUTPUT_TOPICS', 'PublisherBackend']
+
+_MESSAGE_TYPES = {Output.CAMERA_INFO: CameraInfo, Output.POINTS: PointCloud2}
 
 
-class PublisherSink:
-    """Publishes a worker's outputs on the node's topics (an OutputSink)."""
+class LatchedPublishers:
+    """The class table and LabelInfo publishers (transient local), made once per node."""
 
-    def __init__(self, node: Node, *, closed: Callable[[], bool],
-                 warn: Callable[[str], None]) -> None:
-        """
-        Create the output publishers on ``node``.
-
-        ``closed`` says ROS has shut down; ``warn`` gets throttled reasons for missing clouds.
-        """
+    def __init__(self, node: Node) -> None:
+        """Create the class table's publisher; LabelInfo's comes with its first message."""
         self._node = node
+        self._classes = node.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
+        self._label_info: Optional[Any] = None
+
+    def publish(self, spec: 'ModelSpec', header: Optional[Header]) -> None:
+        """Latch the class table and (where vision_msgs is installed) LabelInfo of ``spec``."""
+        self._classes.publish(classes_message(spec))
+        label_info = label_info_message(spec, header or Header())
+        if label_info is not None:
+            if self._label_info is None:
+                self._label_info = self._node.create_publisher(
+                    type(label_info), LABEL_INFO_TOPIC, LATCHED_QOS)
+            self._label_info.publish(label_info)
+
+
+class PublisherBackend:
+    """Publishes the writer's outputs on the node's topics (a MessageBackend)."""
+
+    def __init__(self, node: Node, latched: LatchedPublishers, *,
+                 closed: Callable[[], bool]) -> None:
+        """Create the per-frame publishers on ``node``; ``closed`` says ROS has shut down."""
+        self._node = node
+        self._latched = latched
         self._closed = closed
         self.publishers = {
             output: node.create_publisher(_MESSAGE_TYPES.get(output, Image), topic, OUTPUT_QOS)
             for output, topic in OUTPUT_TOPICS.items()}
-        self.camera_info: Optional[CameraInfo] = None
-        self.depth: Optional[DepthInput] = None  # set while publish_points subscribes depth
-        self.clouds = CloudMaker(warn, info_topic=node.resolve_topic_name('depth/camera_info'))
-        self.label_rgb = label_colours([])
-        self.confidence_encoding = '32FC1'
-        self.cloud_settings = CloudSettings()
-        self.slop_s = 0.0
 
-    def apply(self, values: dict[str, Any]) -> None:
-        """Take the run-time parameters of the outputs (confidence encoding, clouds)."""
-        self.confidence_encoding = values['confidence_encoding']
-        self.slop_s = values['depth_sync_slop']
-        self.cloud_settings = CloudSettings(min_depth=values['min_depth'],
-                                            max_depth=values['max_depth'],
-                                            stride=values['points_stride'])
-
-    def set_palette(self, palette: Any) -> None:
-        """Colour the cloud's points with these class colours (the serving model's)."""
-        self.label_rgb = label_colours(palette)
-
-    def _listened(self, output: str) -> bool:
+    def wants(self, output: Output) -> bool:
+        """Return True if ``output`` has a subscriber now."""
         return self.publishers[output].get_subscription_count() > 0
 
-    def wants(self, output: str) -> bool:
-        """Return True if ``output`` has a subscriber now (confidence: or the cloud does)."""
-        if output == 'confidence' and self.depth is not None and self._listened('points'):
-            return True
-        return self._listened(output)
+    def image(self, output: Output, header: Header, encoded: EncodedImage, height: int,
+              width: int) -> None:
+        """Publish one image output."""
+        self.publishers[output].publish(image_message(header, encoded, height, width))
 
-    def publish(self, header: Header, outputs: FrameOutputs,
-                camera_size: tuple[int, int]) -> None:
-        """Publish the frame's outputs (labels only when listened to), CameraInfo and cloud."""
-        images = output_images(header, outputs, labels=self._listened('labels'),
-                               confidence_encoding=self.confidence_encoding)
-        if not self._listened('confidence'):
-            images.pop('confidence', None)  # computed for the cloud alone
-        for output, message in images.items():
-            self.publishers[output].publish(message)
-        if self.camera_info is not None:
-            height, width = outputs.labels.shape
-            self.publishers['camera_info'].publish(camera_info_for_labels(
-                self.camera_info, header, camera_size, (width, height)))
-        depth = self.depth
-        if depth is not None and self._listened('points'):
-            partner = depth.partner(header.stamp, self.slop_s)
-            cloud = self.clouds.make(header, outputs, camera_size, partner, depth.info,
-                                     slop_s=self.slop_s, label_rgb=self.label_rgb,
-                                     settings=self.cloud_settings)
-            if cloud is not None:
-                self.publishers['points'].publish(point_cloud_message(
-                    Header(stamp=header.stamp, frame_id=partner.header.frame_id), cloud))
+    def camera_info(self, header: Header, info: 'LabelsCameraInfo') -> None:
+        """Publish the labels' CameraInfo."""
+        self.publishers[Output.CAMERA_INFO].publish(camera_info_message(header, info))
 
-    def cloud_stats(self) -> Optional[CloudStats]:
-        """Return the cloud counts while the depth input is on, else None."""
-        return self.clouds.snapshot() if self.depth is not None else None
+    def cloud(self, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Publish a labelled cloud."""
+        self.publishers[Output.POINTS].publish(point_cloud_message(
+            Header(stamp=stamp, frame_id=frame_id), cloud))
+
+    def latch(self, spec: 'ModelSpec', header: Optional[Header]) -> None:
+        """Latch the class table and LabelInfo."""
+        self._latched.publish(spec, header)
 
     def closed(self) -> bool:
         """Return True once ROS has shut down."""
         return self._closed()
 
-    def destroy(self) -> None:
-        """Destroy the publishers."""
+    def close(self) -> None:
+        """Destroy the per-frame publishers."""
         for publisher in self.publishers.values():
             self._node.destroy_publisher(publisher)
         self.publishers.clear()

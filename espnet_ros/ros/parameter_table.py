@@ -20,22 +20,30 @@ The node turns this table into ROS parameter descriptors; the README's parameter
 ``config/segment.yaml`` are checked against it by the tests. No ROS import here.
 """
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field, fields, make_dataclass, replace
+from typing import Any, Iterable, Mapping, Optional
 
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS
 from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BACKEND,
-                                        DEFAULT_DEVICE, DEFAULT_OUTPUT_RESOLUTION,
+                                        DEFAULT_DEPTH_SYNC_SLOP_S, DEFAULT_DEVICE,
+                                        DEFAULT_OUTPUT_RESOLUTION,
                                         DEFAULT_PRECISION, DEFAULT_THREADS, device_error,
                                         MAX_THREADS, NODE_COMPILE_MODE, OutputResolution,
                                         Precision)
 from espnet_ros.zoo import DEFAULT_MODEL
 
-# What changing a parameter at run time does.
-LIVE = 'live'            # applied to the next frame
-RELOAD = 'reload'        # a new engine is built; the old one serves until it is ready
-RESUBSCRIBE = 'resubscribe'  # the camera subscription is recreated
-STARTUP = 'startup'      # read once at start-up
+
+class Effect(Choice):
+    """What changing a parameter at run time does."""
+
+    LIVE = 'live'                # applied to the next frame
+    RELOAD = 'reload'            # a new engine is built; the old one serves until it is ready
+    RESUBSCRIBE = 'resubscribe'  # the camera subscription is recreated
+    STARTUP = 'startup'          # read once at start-up
+
+
+# Short names for the table's rows.
+LIVE, RELOAD, RESUBSCRIBE, STARTUP = Effect.LIVE, Effect.RELOAD, Effect.RESUBSCRIBE, Effect.STARTUP
 
 
 class Reliability(Choice):
@@ -61,7 +69,7 @@ class ParameterSpec:
     name: str
     default: Any
     description: str
-    effect: str
+    effect: Effect
     choices: Optional[tuple[str, ...]] = None
     limits: Optional[tuple[float, float]] = None
 
@@ -139,7 +147,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('publish_points', False,
                   'Publish segmentation/points, the labelled organized cloud; subscribes '
                   'depth/image and depth/camera_info.', RESUBSCRIBE),
-    ParameterSpec('depth_sync_slop', 0.02,
+    ParameterSpec('depth_sync_slop', DEFAULT_DEPTH_SYNC_SLOP_S,
                   'Most seconds between a colour frame and the depth frame paired with it '
                   '(nearest stamp); 0 pairs equal stamps only.', LIVE,
                   limits=(0.0, MAX_SYNC_SLOP_S)),
@@ -168,6 +176,30 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
 
 
+def _with_changes(self: Any, changes: Mapping[str, Any]) -> Any:
+    """Return a copy with ``changes`` (parameter name: value) applied."""
+    return replace(self, **changes)
+
+
+def _as_dict(self: Any) -> dict[str, Any]:
+    """Return the values by parameter name, in the table's order."""
+    return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+# The node's parameters as one frozen value, generated from the table: a field per row,
+# typed and defaulted by it (``parameters.publish_points``); a change makes a new value.
+NodeParameters = make_dataclass(
+    'NodeParameters', [(spec.name, type(spec.default), field(default=spec.default))
+                       for spec in PARAMETERS],
+    frozen=True, namespace={'with_changes': _with_changes, 'as_dict': _as_dict,
+                            '__doc__': "The segmenter node's parameter values, frozen."})
+
+
+def effects_of(names: Iterable[str]) -> set[Effect]:
+    """Return what changing the parameters ``names`` does."""
+    return {BY_NAME[name].effect for name in names}
+
+
 def _max_rate_error(value: float) -> Optional[str]:
     """Refuse a rate so low that the next frame would be hours away."""
     if 0.0 < value < MIN_RATE_HZ:
@@ -187,9 +219,9 @@ def check_parameter(name: str, value: Any) -> Optional[str]:
     return spec.check(value) or (_EXTRA_CHECKS[name](value) if name in _EXTRA_CHECKS else None)
 
 
-def check_together(values: dict[str, Any]) -> Optional[str]:
+def check_together(parameters: NodeParameters) -> Optional[str]:
     """Return why a whole set of values is refused although each is valid, or None."""
-    if values['min_depth'] >= values['max_depth']:
-        return (f'min_depth ({values["min_depth"]}) must be below max_depth '
-                f'({values["max_depth"]})')
+    if parameters.min_depth >= parameters.max_depth:
+        return (f'min_depth ({parameters.min_depth}) must be below max_depth '
+                f'({parameters.max_depth})')
     return None

@@ -24,8 +24,8 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
-from espnet_ros.ros.parameter_table import (check_parameter, check_together, PARAMETERS,
-                                            ParameterSpec, STARTUP)
+from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect,
+                                            NodeParameters, PARAMETERS, ParameterSpec)
 from espnet_ros.runtime.engine import (describe_input_size, free_cached_gpu_memory, resolve_device,
                                        SegmentationEngine)
 from espnet_ros.runtime.process import run_on_passing_thread
@@ -39,7 +39,7 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     constraints = f'one of: {", ".join(spec.choices)}' if spec.choices else ''
     result = ParameterDescriptor(description=spec.description,
                                  additional_constraints=constraints,
-                                 read_only=spec.effect == STARTUP)
+                                 read_only=spec.effect is Effect.STARTUP)
     if spec.limits is not None and isinstance(spec.default, int):
         result.integer_range = [IntegerRange(from_value=int(spec.limits[0]),
                                              to_value=int(spec.limits[1]), step=0)]
@@ -53,7 +53,7 @@ class ParameterStartupError(ValueError):
     """A start-up parameter value of the wrong type, out of range or not one of the choices."""
 
 
-def declare_all(node: Node) -> dict[str, Any]:
+def declare_all(node: Node) -> NodeParameters:
     """Declare every parameter of the table on ``node``; return their start-up values."""
     values = {}
     for spec in PARAMETERS:
@@ -68,10 +68,11 @@ def declare_all(node: Node) -> dict[str, Any]:
         reason = check_parameter(spec.name, values[spec.name])
         if reason:
             raise ParameterStartupError(f'parameter {spec.name}: {reason}')
-    reason = check_together(values)
+    parameters = NodeParameters(**values)
+    reason = check_together(parameters)
     if reason:
         raise ParameterStartupError(reason)
-    return values
+    return parameters
 
 
 @dataclass(frozen=True)
@@ -88,14 +89,14 @@ class EngineSettings:
     compile_mode: str
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> 'EngineSettings':
-        """Read the settings from parameter values (a 0 side follows the other, see engine)."""
-        width, height = values['input_width'], values['input_height']
-        return cls(model=values['model'], weights=values['weights'] or None,
-                   allow_unverified=values['allow_unverified_weights'],
+    def from_parameters(cls, parameters: NodeParameters) -> 'EngineSettings':
+        """Read the settings from the node's parameters (a 0 side follows the other)."""
+        width, height = parameters.input_width, parameters.input_height
+        return cls(model=parameters.model, weights=parameters.weights or None,
+                   allow_unverified=parameters.allow_unverified_weights,
                    input_size=(width, height) if width or height else None,
-                   device=values['device'], precision=values['precision'],
-                   backend=values['backend'], compile_mode=values['compile_mode'])
+                   device=parameters.device, precision=parameters.precision,
+                   backend=parameters.backend, compile_mode=parameters.compile_mode)
 
     def build(self, logger: Any, abandon: Callable[[], bool] = lambda: False
               ) -> SegmentationEngine:

@@ -26,7 +26,6 @@ and the node goes on. The control plane (lifecycle services, diagnostics) has ca
 groups of its own, so a reload that takes minutes (a torch-compile build) never freezes it.
 """
 
-import json
 import os
 import signal
 import sys
@@ -43,28 +42,25 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header, String
 
 from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
-from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.depth_input import DepthInput
-from espnet_ros.ros.messages import diagnostic_status, label_info_message
-from espnet_ros.ros.outputs import PublisherSink
-from espnet_ros.ros.parameter_table import (check_parameter, check_together, LIVE, PARAMETERS,
-                                            RELOAD, RESUBSCRIBE)
+from espnet_ros.ros.messages import diagnostic_status
+from espnet_ros.ros.outputs import LatchedPublishers, PublisherBackend
+from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect, effects_of,
+                                            NodeParameters)
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
-                                incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
-                                resolve_reliability)
+                                incompatible_qos_callbacks, offered_qos, resolve_reliability)
 from espnet_ros.ros.topics import camera_topic
 from espnet_ros.runtime.process import (Abandoned, flush_denormals_in_inference_threads,
                                         tune_for_streaming, use_threads)
-from espnet_ros.streaming.clouds import CloudStats
+from espnet_ros.streaming.clouds import CloudSettings, CloudStats
 from espnet_ros.streaming.diagnostics import summarize
+from espnet_ros.streaming.outputs import OutputSettings, OutputWriter
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
-from espnet_ros.zoo.registry import class_table
 
 DIAGNOSTICS_PERIOD_S = 1.0
 SHUTDOWN_WAIT_S = 0.2  # at shutdown, how long a frame in flight may delay the exit
@@ -84,15 +80,14 @@ class SegmenterNode(LifecycleNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('segmenter', **kwargs)
         self._serve_lifecycle_apart()
-        self.values = declare_all(self)
+        self.parameters = declare_all(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.worker: Optional[FrameWorker] = None
-        self.sink: Optional[PublisherSink] = None
+        self.sink: Optional[OutputWriter] = None
         self.subscriptions_active: list[Any] = []
         # The reliability the camera subscription was made with (auto resolved).
         self.camera_reliability: Optional[str] = None
-        self.classes_pub = self.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
-        self.label_info_pub = None
+        self.latched = LatchedPublishers(self)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
         self._last_clouds: Optional[CloudStats] = None
@@ -120,7 +115,7 @@ class SegmenterNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Load the model and create the output publishers."""
         try:
-            engine = EngineSettings.from_values(self.values).build(
+            engine = EngineSettings.from_parameters(self.parameters).build(
                 self.get_logger(), abandon=self._stopping)
         except Abandoned:
             return TransitionCallbackReturn.FAILURE  # ROS shut down: nothing to report
@@ -129,12 +124,14 @@ class SegmenterNode(LifecycleNode):
             return TransitionCallbackReturn.FAILURE
         engine.start_background()  # the compiled graph of compile_mode, while serving eager
         with self._state_lock:
-            self.sink = PublisherSink(self, closed=self._stopping,
-                                      warn=self.get_logger().warning)
-            self.sink.apply(self.values)
+            self.sink = OutputWriter(
+                PublisherBackend(self, self.latched, closed=self._stopping),
+                warn=self.get_logger().warning,
+                depth_info_topic=self.resolve_topic_name('depth/camera_info'))
+            self.sink.apply(output_settings(self.parameters))
             self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
                                       warn=self.get_logger().warning,
-                                      settings=live_settings(self.values))
+                                      settings=live_settings(self.parameters))
         self._announce_classes()
         return TransitionCallbackReturn.SUCCESS
 
@@ -155,7 +152,7 @@ class SegmenterNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the model and the output publishers."""
         with self._state_lock:
-            self.sink.destroy()
+            self.sink.close()
             self.sink = None
             self.worker.close_engine()
             self.worker = None
@@ -218,34 +215,34 @@ class SegmenterNode(LifecycleNode):
     # Camera input ------------------------------------------------------------------------
 
     def _camera_topic(self) -> tuple[str, Any]:
-        compressed = self.values['input_transport'] == 'compressed'
+        compressed = self.parameters.input_transport == 'compressed'
         # image/compressed follows a remapped image topic, as image_transport names it.
         return camera_topic(self, compressed), CompressedImage if compressed else Image
 
     def _subscribe(self) -> None:
         topic, message_type = self._camera_topic()
-        self.camera_reliability = resolve_reliability(self.values['reliability'],
+        self.camera_reliability = resolve_reliability(self.parameters.reliability,
                                                       offered_qos(self, topic))
         qos = camera_qos(self.camera_reliability)
-        events = incompatible_qos_callbacks(self, topic, qos, self.values['reliability'])
+        events = incompatible_qos_callbacks(self, topic, qos, self.parameters.reliability)
         self.subscriptions_active = [
             self.create_subscription(message_type, topic, self.worker.offer, qos,
                                      event_callbacks=events, callback_group=self.camera_group),
             self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
                                      callback_group=self.camera_group),
         ]
-        if self.values['publish_points']:
-            self.sink.depth = DepthInput(self, qos, self.camera_group)
+        if self.parameters.publish_points:
+            self.sink.use_depth(DepthInput(self, qos, self.camera_group))
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
-            f'{describe_qos(qos)}; reliability {self.values["reliability"]})')
+            f'{describe_qos(qos)}; reliability {self.parameters.reliability})')
 
     def _recheck_camera_qos(self) -> None:
         """With reliability auto, resubscribe when the camera's publishers call for it."""
         if not self.subscriptions_active:
             return
         topic, _ = self._camera_topic()
-        chosen = changed_reliability(self.values['reliability'], self.camera_reliability,
+        chosen = changed_reliability(self.parameters.reliability, self.camera_reliability,
                                      offered_qos(self, topic))
         if chosen is not None:
             self.get_logger().info(f'the publishers of {self.resolve_topic_name(topic)} changed:'
@@ -257,12 +254,12 @@ class SegmenterNode(LifecycleNode):
         for subscription in self.subscriptions_active:
             self.destroy_subscription(subscription)
         self.subscriptions_active = []
-        if self.sink is not None and self.sink.depth is not None:
-            depth, self.sink.depth = self.sink.depth, None
+        depth = self.sink.use_depth(None) if self.sink is not None else None
+        if depth is not None:
             depth.destroy()
 
     def _on_camera_info(self, message: CameraInfo) -> None:
-        self.sink.camera_info = message
+        self.sink.use_camera_info(message)
 
     # Parameters ----------------------------------------------------------------------------
 
@@ -275,25 +272,25 @@ class SegmenterNode(LifecycleNode):
         if self.finalized.is_set():
             return SetParametersResult(successful=False,
                                        reason='the node is shut down (lifecycle finalized)')
-        proposed = {**self.values, **changes}
+        proposed = self.parameters.with_changes(changes)
         reason = check_together(proposed)
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        effects = {spec.effect for spec in PARAMETERS if spec.name in changes}
-        if self.worker is not None and RELOAD in effects:
+        effects = effects_of(changes)
+        if self.worker is not None and Effect.RELOAD in effects:
             reason = self._reload(proposed)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-        self.values = proposed
-        if self.worker is not None and LIVE in effects:
+        self.parameters = proposed
+        if self.worker is not None and Effect.LIVE in effects:
             self.worker.apply(live_settings(proposed))
-            self.sink.apply(proposed)
-        if self.subscriptions_active and RESUBSCRIBE in effects:
+            self.sink.apply(output_settings(proposed))
+        if self.subscriptions_active and Effect.RESUBSCRIBE in effects:
             self._unsubscribe()
             self._subscribe()
         return SetParametersResult(successful=True)
 
-    def _reload(self, proposed: dict[str, Any]) -> Optional[str]:
+    def _reload(self, proposed: NodeParameters) -> Optional[str]:
         """
         Build the engine for ``proposed`` beside the running one; swap only if it works.
 
@@ -306,7 +303,7 @@ class SegmenterNode(LifecycleNode):
             if worker is None:
                 return 'the node was cleaned up before the reload began'
             serving = worker.describe_engine()
-            settings = EngineSettings.from_values(proposed)
+            settings = EngineSettings.from_parameters(proposed)
             self.reloading = f'{settings.model}, {settings.backend} on {settings.device}'
             try:
                 engine = settings.build(self.get_logger(), abandon=self._stopping)
@@ -329,15 +326,7 @@ class SegmenterNode(LifecycleNode):
     # Outputs that are not per frame ----------------------------------------------------
 
     def _announce_classes(self) -> None:
-        spec = self.worker.spec
-        self.sink.set_palette(spec.dataset.palette)
-        self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
-        label_info = label_info_message(spec, self.worker.last_header or Header())
-        if label_info is not None:
-            if self.label_info_pub is None:
-                self.label_info_pub = self.create_publisher(
-                    type(label_info), LABEL_INFO_TOPIC, LATCHED_QOS)
-            self.label_info_pub.publish(label_info)
+        self.sink.announce(self.worker.spec, self.worker.last_header)
 
     def _publish_diagnostics(self) -> None:
         worker, sink = self.worker, self.sink
@@ -352,14 +341,24 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub.publish(array)
 
 
-def live_settings(values: dict[str, Any]) -> LiveSettings:
-    """Return the worker's run-time settings from the node's parameter values."""
+def live_settings(parameters: NodeParameters) -> LiveSettings:
+    """Return the worker's run-time settings from the node's parameters."""
     return LiveSettings(
-        max_rate=values['max_rate'], max_pixels=values['max_input_pixels'],
-        request=OutputRequest(color=values['publish_color'], overlay=values['publish_overlay'],
-                              confidence=values['publish_confidence'],
-                              output_resolution=values['output_resolution'],
-                              alpha=values['overlay_alpha']))
+        max_rate=parameters.max_rate, max_pixels=parameters.max_input_pixels,
+        request=OutputRequest(color=parameters.publish_color,
+                              overlay=parameters.publish_overlay,
+                              confidence=parameters.publish_confidence,
+                              output_resolution=parameters.output_resolution,
+                              alpha=parameters.overlay_alpha))
+
+
+def output_settings(parameters: NodeParameters) -> OutputSettings:
+    """Return the output writer's run-time settings from the node's parameters."""
+    return OutputSettings(
+        confidence_encoding=parameters.confidence_encoding,
+        depth_sync_slop_s=parameters.depth_sync_slop,
+        clouds=CloudSettings(min_depth=parameters.min_depth, max_depth=parameters.max_depth,
+                             stride=parameters.points_stride))
 
 
 def serve(node: SegmenterNode, executor: MultiThreadedExecutor) -> None:
@@ -419,13 +418,13 @@ def run(args: Optional[list[str]] = None) -> int:
             raise
         return 0  # SIGTERM shut ROS down while the node was being built: a clean stop
     # Before the engine is built and the inference thread starts: both take the count up.
-    threads = use_threads(node.values['threads'])
+    threads = use_threads(node.parameters.threads)
     node.get_logger().info(f'{threads} CPU threads for inference')
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
     status = 0
     try:
-        if node.values['autostart']:
+        if node.parameters.autostart:
             node.trigger_configure()
             if node.worker is None:
                 status = 1 if node.context.ok() else 0  # a failure, or a signal during it

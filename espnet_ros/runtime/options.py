@@ -85,6 +85,23 @@ class ChannelOrder(Choice):
     BGR = 'bgr'
 
 
+class Output(Choice):
+    """What the node publishes and the bag tool records, each under segmentation/."""
+
+    LABELS = 'labels'            # mono8 class ids, the one output always computed
+    COLOR = 'color'              # rgb8 class colours
+    OVERLAY = 'overlay'          # rgb8 colours blended over the camera image
+    CONFIDENCE = 'confidence'    # the winning class probability (32FC1 or mono8)
+    CAMERA_INFO = 'camera_info'  # the camera's CameraInfo for the labels' grid
+    POINTS = 'points'            # the labelled organized cloud (with a depth input)
+    CLASSES = 'classes'          # latched: the class table, JSON in std_msgs/String
+    LABEL_INFO = 'label_info'    # latched: vision_msgs/LabelInfo
+
+
+# The outputs rendered as images from a frame's arrays, in the order they are written.
+IMAGE_OUTPUTS = (Output.LABELS, Output.COLOR, Output.OVERLAY, Output.CONFIDENCE)
+
+
 class OutputResolution(Choice):
     """Where outputs are rendered: at the camera's resolution or the network's."""
 
@@ -96,6 +113,8 @@ DEFAULT_DEVICE = 'auto'
 DEFAULT_PRECISION = Precision.AUTO
 DEFAULT_BACKEND = Backend.AUTO
 DEFAULT_OUTPUT_RESOLUTION = OutputResolution.INPUT
+# Most seconds between a colour frame's stamp and its depth partner's (node and bag tool).
+DEFAULT_DEPTH_SYNC_SLOP_S = 0.02
 # The node serves for hours: worth building the graph once. One-shot commands only use it.
 NODE_COMPILE_MODE = CompileMode.BACKGROUND
 CUDA_PREFIX = 'cuda:'

@@ -34,8 +34,10 @@ import torch
 from espnet_ros.imaging.codec import decode_message, ImageFormatError
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest, run_frame
 from espnet_ros.runtime.engine import SegmentationEngine
+from espnet_ros.runtime.options import Output
 from espnet_ros.runtime.process import prepare_inference_thread
 from espnet_ros.streaming.handoff import NewestWins
+from espnet_ros.streaming.outputs import request_for
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, RateMeter
 from espnet_ros.zoo.registry import ModelSpec
@@ -46,8 +48,6 @@ NS_PER_S = 1_000_000_000
 # in 1970, a wrong time zone, a bag without sim time): its latency is left out and counted.
 MAX_STAMP_LEAD_S = 1.0     # ahead of our clock: more than clock skew between two machines
 MAX_STAMP_AGE_S = 60.0     # behind it: longer than any frame waits (newest wins) or takes
-# Outputs an OutputSink is asked about; labels are always computed.
-OUTPUTS = ('labels', 'color', 'overlay', 'confidence')
 
 
 def stamp_ns(header: Any) -> int:
@@ -75,8 +75,8 @@ class LiveSettings:
 class OutputSink(Protocol):
     """Where a worker's outputs go: the node's publishers, or a recorder in a test."""
 
-    def wants(self, output: str) -> bool:
-        """Return True if someone takes ``output`` (one of :data:`OUTPUTS`) now."""
+    def wants(self, output: Output) -> bool:
+        """Return True if someone takes ``output`` now (labels are computed regardless)."""
 
     def publish(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int]) -> None:
         """Hand on one frame's outputs, stamped with its ``header``; camera H x W given."""
@@ -296,7 +296,7 @@ class FrameWorker:
             return
         self._last_stamp_ns = stamp
         image = decode_message(message, max_pixels=settings.max_pixels)
-        outputs = run_frame(self._engine, image, self._request_for_sink(settings.request))
+        outputs = run_frame(self._engine, image, request_for(settings.request, self._sink.wants))
         self._sink.publish(message.header, outputs, image.pixels.shape[:2])
         self._last_header = message.header
         latency_s = ((self._clock_ns() - stamp) if stamp
@@ -313,10 +313,3 @@ class FrameWorker:
         if not plausible:
             self._problems.warning(f'frame stamp is {latency_s:,.1f} s from the clock; its '
                                    'latency is left out of the statistics (camera clock?)')
-
-    def _request_for_sink(self, wanted: OutputRequest) -> OutputRequest:
-        """Return the wanted outputs, less those nobody takes."""
-        return OutputRequest(color=wanted.color and self._sink.wants('color'),
-                             overlay=wanted.overlay and self._sink.wants('overlay'),
-                             confidence=wanted.confidence and self._sink.wants('confidence'),
-                             output_resolution=wanted.output_resolution, alpha=wanted.alpha)

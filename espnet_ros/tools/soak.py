@@ -44,9 +44,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from espnet_ros.imaging.codec import encode_rgb8
+from espnet_ros.imaging.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.messages import image_message
 from espnet_ros.ros.qos import OUTPUT_QOS
-from espnet_ros.runtime.options import parse_size
+from espnet_ros.runtime.options import IMAGE_OUTPUTS, Output, parse_size
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools import procfs
@@ -91,13 +92,14 @@ def camera_pattern(width: int, height: int) -> np.ndarray:
 class Feeder(Node):
     """Publishes one frame at a time and times its labels."""
 
-    def __init__(self, namespace: str, outputs: list[str], camera_size: tuple[int, int]) -> None:
+    def __init__(self, namespace: str, outputs: list[Output],
+                 camera_size: tuple[int, int]) -> None:
         super().__init__('soak_feeder', namespace=namespace)
         self.camera = self.create_publisher(Image, 'image', qos_profile_sensor_data)
         self.arrived: dict[int, int] = {}
         for output in outputs:
-            callback = self._on_labels if output == 'labels' else (lambda message: None)
-            self.create_subscription(Image, f'segmentation/{output}', callback, OUTPUT_QOS)
+            callback = self._on_labels if output is Output.LABELS else (lambda message: None)
+            self.create_subscription(Image, OUTPUT_TOPICS[output], callback, OUTPUT_QOS)
         rgb = camera_pattern(*camera_size)
         self.frame = image_message(Header(frame_id='soak_camera'), encode_rgb8(rgb),
                                    rgb.shape[0], rgb.shape[1])
@@ -253,8 +255,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
     parser.add_argument('--backend', default='auto')
-    parser.add_argument('--outputs', default='labels,color,overlay',
-                        help='outputs to subscribe to (the node renders only those)')
+    parser.add_argument('--outputs', default=','.join(IMAGE_OUTPUTS[:3]),
+                        help=f"outputs to subscribe to, from {','.join(IMAGE_OUTPUTS)} (the "
+                             'node renders only those)')
     parser.add_argument('--report-every', type=int, help='frames per table row (default: '
                         'a twentieth of --frames)')
     parser.add_argument('--warmup-fraction', type=float, default=0.1)
@@ -272,6 +275,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.frames < 10:
         parser.error('--frames must be at least 10')
+    unknown = sorted({name for name in args.outputs.split(',') if name} - set(IMAGE_OUTPUTS))
+    if unknown:
+        parser.error(f"unknown outputs {', '.join(unknown)}; choose from "
+                     f"{', '.join(IMAGE_OUTPUTS)}")
     args.report_every = args.report_every or max(args.frames // 20, 1)
     return args
 
@@ -279,9 +286,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     """Run the soak; print the table and the verdict; 0 passed, 1 failed, 2 did not run."""
     args = parse_args(argv)
-    outputs = [name for name in args.outputs.split(',') if name]
-    if 'labels' not in outputs:
-        outputs.insert(0, 'labels')
+    outputs = [Output(name) for name in args.outputs.split(',') if name]
+    if Output.LABELS not in outputs:
+        outputs.insert(0, Output.LABELS)
     log_path = args.log or Path(tempfile.mkdtemp(prefix='espnet_ros_soak_')) / 'segmenter.log'
     command = node_command('segmenter', args.namespace, {
         'model': args.model, 'input_width': args.size[0], 'input_height': args.size[1],

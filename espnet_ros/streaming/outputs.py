@@ -1,0 +1,237 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+One way to write a frame's outputs, for the live node and the bag tool alike; no ROS.
+
+:class:`OutputWriter` decides what goes out: the class table and LabelInfo latched once per
+model, labels only when someone takes them, colour, overlay and confidence as rendered
+(confidence computed for the cloud alone is not written), the camera's CameraInfo for the
+labels' grid, and the labelled cloud of a frame whose depth partner is found. A
+:class:`MessageBackend` turns each of these into a message of its library and sends it:
+rclpy publishers (``espnet_ros.ros.outputs``) or a rosbags bag (``espnet_ros.offline.bag``).
+
+Depth comes from a :class:`DepthSource`, asked for the depth image of a colour stamp when
+the frame's outputs are written. A pairing that settles later (whichever of colour and
+depth arrives second) hands its pairs to :meth:`OutputWriter.write_cloud` instead.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol, TYPE_CHECKING
+
+from espnet_ros.imaging.camera_model import intrinsics_for_labels
+from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS, EncodedImage
+from espnet_ros.imaging.outputs import encode_outputs
+from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
+from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S, Output
+from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
+
+if TYPE_CHECKING:
+    from espnet_ros.zoo.registry import ModelSpec
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    """The run-time settings of the outputs: confidence encoding, depth pairing, clouds."""
+
+    confidence_encoding: str = CONFIDENCE_ENCODINGS[0]
+    depth_sync_slop_s: float = DEFAULT_DEPTH_SYNC_SLOP_S
+    clouds: CloudSettings = CloudSettings()
+
+    def error(self) -> Optional[str]:
+        """Return why these settings cannot be used, or None."""
+        clouds = self.clouds
+        if self.confidence_encoding not in CONFIDENCE_ENCODINGS:
+            return (f'confidence encoding must be one of {", ".join(CONFIDENCE_ENCODINGS)}; '
+                    f'got {self.confidence_encoding!r}')
+        if not self.depth_sync_slop_s >= 0:
+            return f'the depth sync slop must be 0 s or more; got {self.depth_sync_slop_s}'
+        if not 0 <= clouds.min_depth < clouds.max_depth:
+            return (f'depths must satisfy 0 <= min depth < max depth; got {clouds.min_depth} '
+                    f'and {clouds.max_depth}')
+        if clouds.stride < 1:
+            return f'the points stride must be 1 or more; got {clouds.stride}'
+        return None
+
+
+@dataclass(frozen=True)
+class LabelsCameraInfo:
+    """
+    The fields of the camera's sensor_msgs/CameraInfo for the labels' grid.
+
+    K and P are those of the part of the sensor the frame shows (its ROI and binning,
+    REP 104), rescaled to the labels, which then need no ROI or binning of their own.
+    """
+
+    width: int
+    height: int
+    distortion_model: str
+    d: Any
+    r: Any
+    k: list[float]
+    p: list[float]
+
+
+def labels_camera_info(source: Any, camera_size: tuple[int, int],
+                       label_size: tuple[int, int]) -> LabelsCameraInfo:
+    """
+    Return the CameraInfo fields of ``source`` for the labels' (width, height) grid.
+
+    ``camera_size`` is the camera frame's (height, width). Raises ValueError when the
+    CameraInfo does not describe a frame of that size.
+    """
+    k, p = intrinsics_for_labels(source, camera_size, label_size)
+    return LabelsCameraInfo(width=label_size[0], height=label_size[1],
+                            distortion_model=source.distortion_model, d=source.d, r=source.r,
+                            k=list(k), p=list(p))
+
+
+class MessageBackend(Protocol):
+    """Builds one library's messages and sends them on the outputs' topics."""
+
+    def wants(self, output: Output) -> bool:
+        """Return True if ``output`` is taken now (listened to, or asked for in a bag)."""
+
+    def image(self, output: Output, header: Any, encoded: EncodedImage, height: int,
+              width: int) -> None:
+        """Send one image output stamped with the camera frame's ``header``."""
+
+    def camera_info(self, header: Any, info: LabelsCameraInfo) -> None:
+        """Send the labels' CameraInfo stamped with ``header``."""
+
+    def cloud(self, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Send a labelled cloud stamped ``stamp`` in the depth image's ``frame_id``."""
+
+    def latch(self, spec: 'ModelSpec', header: Optional[Any]) -> None:
+        """Send the class table and LabelInfo of ``spec`` (latched; header None: empty)."""
+
+    def closed(self) -> bool:
+        """Return True once the outputs are gone for good (the process is shutting down)."""
+
+    def close(self) -> None:
+        """Release what the backend holds (publishers)."""
+
+
+class DepthSource(Protocol):
+    """Depth images by stamp, and the depth camera's CameraInfo."""
+
+    @property
+    def info(self) -> Optional[Any]:
+        """Return the latest depth CameraInfo (None: none yet)."""
+
+    def partner(self, stamp: Any, slop_s: float) -> Optional[Any]:
+        """Return the depth image nearest the colour ``stamp`` within ``slop_s``, or None."""
+
+
+def request_for(wanted: OutputRequest, wants: Callable[[Output], bool]) -> OutputRequest:
+    """Return the ``wanted`` outputs less those nobody takes, judged by ``wants``."""
+    return OutputRequest(color=wanted.color and wants(Output.COLOR),
+                         overlay=wanted.overlay and wants(Output.OVERLAY),
+                         confidence=wanted.confidence and wants(Output.CONFIDENCE),
+                         output_resolution=wanted.output_resolution, alpha=wanted.alpha)
+
+
+class OutputWriter:
+    """Writes each frame's outputs through a backend (an OutputSink of the worker)."""
+
+    def __init__(self, backend: MessageBackend, *, warn: Callable[[str], None],
+                 depth_info_topic: str) -> None:
+        """
+        Write through ``backend``; ``warn`` gets throttled reasons for missing clouds.
+
+        ``depth_info_topic`` is named in the reason when no depth CameraInfo came.
+        """
+        self._backend = backend
+        self._clouds = CloudMaker(warn, info_topic=depth_info_topic)
+        self._settings = OutputSettings()
+        self._label_rgb = label_colours([])
+        self._camera_info: Optional[Any] = None
+        self._depth: Optional[DepthSource] = None
+
+    # Settings and inputs besides the frames --------------------------------------------
+
+    def apply(self, settings: OutputSettings) -> None:
+        """Use ``settings`` from the next frame on."""
+        self._settings = settings
+
+    def announce(self, spec: 'ModelSpec', header: Optional[Any] = None) -> None:
+        """Latch the class table and LabelInfo of the serving model; colour clouds by it."""
+        self._label_rgb = label_colours(spec.dataset.palette)
+        self._backend.latch(spec, header)
+
+    def use_camera_info(self, message: Optional[Any]) -> None:
+        """Take the camera's CameraInfo: frames from now on get it for the labels' grid."""
+        self._camera_info = message
+
+    def use_depth(self, source: Optional[DepthSource]) -> Optional[DepthSource]:
+        """Pair frames with depth from ``source`` (None: no clouds); return the one before."""
+        previous, self._depth = self._depth, source
+        return previous
+
+    # The worker's sink -----------------------------------------------------------------
+
+    def _clouds_taken(self) -> bool:
+        return self._depth is not None and self._backend.wants(Output.POINTS)
+
+    def wants(self, output: Output) -> bool:
+        """Return True if ``output`` is taken now (confidence: or the cloud takes it)."""
+        if output is Output.CONFIDENCE and self._clouds_taken():
+            return True
+        return self._backend.wants(output)
+
+    def publish(self, header: Any, outputs: FrameOutputs,
+                camera_size: tuple[int, int]) -> None:
+        """Write one frame's outputs stamped with its ``header``; ``camera_size`` is H x W."""
+        backend, settings = self._backend, self._settings
+        height, width = outputs.labels.shape
+        images = encode_outputs(outputs, labels=backend.wants(Output.LABELS),
+                                confidence_encoding=settings.confidence_encoding)
+        if not backend.wants(Output.CONFIDENCE):
+            images.pop(Output.CONFIDENCE, None)  # computed for the cloud alone
+        for output, encoded in images.items():
+            backend.image(output, header, encoded, height, width)
+        camera_info = self._camera_info
+        if camera_info is not None:
+            backend.camera_info(header, labels_camera_info(camera_info, camera_size,
+                                                           (width, height)))
+        depth = self._depth
+        if depth is not None and backend.wants(Output.POINTS):
+            self.write_cloud(header, outputs, camera_size,
+                             depth.partner(header.stamp, settings.depth_sync_slop_s), depth.info)
+
+    def write_cloud(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int],
+                    depth: Optional[Any], depth_info: Optional[Any]) -> None:
+        """
+        Write the cloud of a frame and its paired ``depth`` image (None: none in time).
+
+        A frame without a cloud is counted and warned about (see :class:`CloudMaker`).
+        """
+        cloud = self._clouds.make(header, outputs, camera_size, depth, depth_info,
+                                  slop_s=self._settings.depth_sync_slop_s,
+                                  label_rgb=self._label_rgb, settings=self._settings.clouds)
+        if cloud is not None:
+            self._backend.cloud(header.stamp, depth.header.frame_id, cloud)
+
+    def cloud_stats(self) -> Optional[CloudStats]:
+        """Return the cloud counts while a depth source is in use, else None."""
+        return self._clouds.snapshot() if self._depth is not None else None
+
+    def closed(self) -> bool:
+        """Return True once the backend's outputs are gone for good."""
+        return self._backend.closed()
+
+    def close(self) -> None:
+        """Release the backend's publishers."""
+        self._backend.close()
