@@ -74,6 +74,8 @@ LEGACY_LEFTOVER = re.compile(r'job-.+\.pt|.+\.partial(\.pt2)?|.+\.json\.partial'
 LEGACY_LEFTOVER_AGE_S = 24 * 3600
 MAX_SIDECAR_BYTES = 64 << 10
 READ_CHUNK = 1 << 20
+# Tries at an entry lock: each either takes it or clears what was odd in its place.
+MAX_LOCK_ATTEMPTS = 16
 NO_FOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -203,7 +205,7 @@ class Store:
         place (removed or replaced while it waited) takes the lock again on the new one, so
         two processes never build the same entry.
         """
-        while True:
+        for _ in range(MAX_LOCK_ATTEMPTS):
             try:
                 descriptor = self.open_file(name, os.O_RDWR | os.O_CREAT)
             except UntrustedCacheError:
@@ -224,6 +226,9 @@ class Store:
                     held.st_ino, held.st_dev):
                 break
             os.close(descriptor)  # a stale lock: its file was removed while this one waited
+        else:
+            raise GraphCacheError(f'{self.folder / name}: cannot take the lock (something in '
+                                  f'its place cannot be removed)')
         try:
             yield
         finally:
