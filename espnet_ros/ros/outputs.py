@@ -18,10 +18,14 @@ The segmenter's per-frame publishers, as the inference worker's output sink.
 The worker asks whether anyone takes an output before rendering it, and hands each frame's
 outputs over with the camera header; the messages are built in :mod:`espnet_ros.ros.messages`.
 With a depth input, each frame's labelled cloud goes out too, stamped like its labels, in the
-depth image's frame.
+depth image's frame, once its depth partner is settled (:mod:`espnet_ros.streaming.pairing`):
+at once when the depth came first, else when it comes, within ``depth_sync_wait``.
 """
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
+
+import numpy as np
 
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -33,8 +37,21 @@ from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import camera_info_for_labels, output_images, point_cloud_message
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
+from espnet_ros.streaming.pairing import message_stamp_ns, Paired, PairingSettings
 
 _MESSAGE_TYPES = {'camera_info': CameraInfo, 'points': PointCloud2}
+
+
+@dataclass(frozen=True)
+class CloudJob:
+    """What a colour frame's cloud is made from once its depth partner is settled."""
+
+    header: Header
+    outputs: FrameOutputs
+    camera_size: tuple[int, int]
+    label_rgb: np.ndarray
+    settings: CloudSettings
+    pairing: PairingSettings
 
 
 class PublisherSink:
@@ -58,15 +75,31 @@ class PublisherSink:
         self.label_rgb = label_colours([])
         self.confidence_encoding = '32FC1'
         self.cloud_settings = CloudSettings()
-        self.slop_s = 0.0
+        self.pairing = PairingSettings()
 
     def apply(self, values: dict[str, Any]) -> None:
         """Take the run-time parameters of the outputs (confidence encoding, clouds)."""
         self.confidence_encoding = values['confidence_encoding']
-        self.slop_s = values['depth_sync_slop']
+        self.pairing = PairingSettings(slop_s=values['depth_sync_slop'],
+                                       wait_s=values['depth_sync_wait'],
+                                       max_pixels=values['max_input_pixels'])
         self.cloud_settings = CloudSettings(min_depth=values['min_depth'],
                                             max_depth=values['max_depth'],
                                             stride=values['points_stride'])
+        depth = self.depth
+        if depth is not None:
+            depth.pairing.apply(self.pairing)
+
+    def subscribe_depth(self, qos: Any, callback_group: Any) -> None:
+        """Subscribe the depth input (publish_points): clouds follow their colour frames."""
+        self.depth = DepthInput(self._node, qos, callback_group, settings=self.pairing,
+                                settled=self._make_clouds, refused=self.clouds.refuse)
+
+    def unsubscribe_depth(self) -> None:
+        """Destroy the depth input; colour frames still waiting for depth get no cloud."""
+        depth, self.depth = self.depth, None
+        if depth is not None:
+            depth.destroy()
 
     def set_palette(self, palette: Any) -> None:
         """Colour the cloud's points with these class colours (the serving model's)."""
@@ -96,13 +129,27 @@ class PublisherSink:
                 self.camera_info, header, camera_size, (width, height)))
         depth = self.depth
         if depth is not None and self._listened('points'):
-            partner = depth.partner(header.stamp, self.slop_s)
-            cloud = self.clouds.make(header, outputs, camera_size, partner, depth.info,
-                                     slop_s=self.slop_s, label_rgb=self.label_rgb,
-                                     settings=self.cloud_settings)
-            if cloud is not None:
-                self.publishers['points'].publish(point_cloud_message(
-                    Header(stamp=header.stamp, frame_id=partner.header.frame_id), cloud))
+            try:
+                stamp = message_stamp_ns(header)
+            except ValueError as error:
+                self.clouds.refuse(f'colour frame: {error}: no cloud')
+                return
+            depth.add_colour(stamp, CloudJob(header, outputs, camera_size, self.label_rgb,
+                                             self.cloud_settings, self.pairing))
+
+    def _make_clouds(self, settled: list[Paired]) -> None:
+        """Make and publish the clouds of colour frames whose depth partner is settled."""
+        depth = self.depth
+        publisher = self.publishers.get('points')
+        for pair in settled:
+            job: CloudJob = pair.colour
+            cloud = self.clouds.make(
+                job.header, job.outputs, job.camera_size, pair.depth,
+                depth.info if depth is not None else None, slop_s=job.pairing.slop_s,
+                wait_s=job.pairing.wait_s, label_rgb=job.label_rgb, settings=job.settings)
+            if cloud is not None and publisher is not None and not self._closed():
+                publisher.publish(point_cloud_message(
+                    Header(stamp=job.header.stamp, frame_id=pair.depth.header.frame_id), cloud))
 
     def cloud_stats(self) -> Optional[CloudStats]:
         """Return the cloud counts while the depth input is on, else None."""

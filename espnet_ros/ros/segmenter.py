@@ -49,7 +49,6 @@ from std_msgs.msg import Header, String
 from espnet_ros.compat import finish_rcl_logging
 from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC
 from espnet_ros.imaging.pipeline import OutputRequest
-from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status, label_info_message
 from espnet_ros.ros.outputs import PublisherSink
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, LIVE, PARAMETERS,
@@ -237,7 +236,7 @@ class SegmenterNode(LifecycleNode):
                                      callback_group=self.camera_group),
         ]
         if self.values['publish_points']:
-            self.sink.depth = DepthInput(self, qos, self.camera_group)
+            self.sink.subscribe_depth(qos, self.camera_group)
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
             f'{describe_qos(qos)}; reliability {self.values["reliability"]})')
@@ -259,9 +258,8 @@ class SegmenterNode(LifecycleNode):
         for subscription in self.subscriptions_active:
             self.destroy_subscription(subscription)
         self.subscriptions_active = []
-        if self.sink is not None and self.sink.depth is not None:
-            depth, self.sink.depth = self.sink.depth, None
-            depth.destroy()
+        if self.sink is not None:
+            self.sink.unsubscribe_depth()
 
     def _on_camera_info(self, message: CameraInfo) -> None:
         self.sink.camera_info = message
