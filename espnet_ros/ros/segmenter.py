@@ -57,7 +57,7 @@ from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStar
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, LATCHED_QOS, offered_qos,
                                 resolve_reliability)
-from espnet_ros.ros.topics import camera_topic
+from espnet_ros.ros.topics import camera_info_topic, camera_topic
 from espnet_ros.runtime.process import Abandoned, tune_for_streaming, use_threads
 from espnet_ros.streaming.clouds import CloudStats
 from espnet_ros.streaming.diagnostics import summarize
@@ -232,14 +232,17 @@ class SegmenterNode(LifecycleNode):
         self.subscriptions_active = [
             self.create_subscription(message_type, topic, self.worker.offer, qos,
                                      event_callbacks=events, callback_group=self.camera_group),
-            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
+            # Beside the image topic as remapped, as image_transport pairs them.
+            self.create_subscription(CameraInfo, camera_info_topic(self),
+                                     self._on_camera_info, qos,
                                      callback_group=self.camera_group),
         ]
         if self.values['publish_points']:
             self.sink.subscribe_depth(qos, self.camera_group)
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
-            f'{describe_qos(qos)}; reliability {self.values["reliability"]})')
+            f'{describe_qos(qos)}; reliability {self.values["reliability"]}) and '
+            f'{camera_info_topic(self)}')
 
     def _recheck_camera_qos(self) -> None:
         """With reliability auto, resubscribe when the camera's publishers call for it."""
