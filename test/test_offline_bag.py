@@ -216,6 +216,18 @@ def test_only_outputs_in_a_window_to_another_storage(
     assert any(out.glob('*.mcap'))
 
 
+@pytest.mark.parametrize('flag', [[], ['--no-progress']])
+def test_no_progress_shows_no_bar_and_keeps_the_summary(
+        tmp_path: Path, frames: list[np.ndarray], engine: SegmentationEngine, capsys,
+        flag: list[str]) -> None:
+    source = write_bag(tmp_path / 'in', [raw_image(0, frames[0])])
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), *flag, *ENGINE_ARGS]) == 0
+    printed = capsys.readouterr()
+    assert '1 frames read, 1 segmented' in printed.out
+    assert ('bag (' in printed.err) == (not flag), printed.err
+
+
 def test_malformed_frames_are_counted_and_skipped(
         tmp_path: Path, frames: list[np.ndarray], engine: SegmentationEngine, capsys) -> None:
     bgr = frames[0]

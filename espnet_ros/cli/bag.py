@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                  request=output_request(args), only_outputs=args.only_outputs,
                  storage=args.storage, start=args.start, end=args.end, batch=args.batch,
                  namespace=args.namespace, force=args.force,
-                 camera_info_topic=args.camera_info_topic)
+                 camera_info_topic=args.camera_info_topic, progress=not args.no_progress)
     segmentation = BagSegmentation(job)
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
                        f'on {args.image_topic} -> {args.out} under '

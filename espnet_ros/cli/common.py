@@ -132,7 +132,7 @@ def positive_int(text: str) -> int:
 
 
 def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --batch, --alpha, --output-resolution and --force for the offline commands."""
+    """Add --batch, --alpha, --output-resolution, --force and --no-progress (offline)."""
     defaults = OutputRequest()
     parser.add_argument('--batch', type=positive_int, default=1,
                         help='frames per network call (default 1; more can pay on a GPU)')
@@ -143,6 +143,8 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f'outputs at the camera or the network resolution (default '
                              f'{DEFAULT_OUTPUT_RESOLUTION})')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar (logs, CI); the summary is still printed')
 
 
 def output_request(args: argparse.Namespace) -> OutputRequest:

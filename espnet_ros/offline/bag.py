@@ -82,6 +82,7 @@ class BagJob:
     max_pixels: Optional[int] = None
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     camera_info_topic: Optional[str] = None
+    progress: bool = True  # a progress bar on stderr
 
 
 class _DiskLow(Exception):
@@ -259,7 +260,8 @@ class BagSegmentation:
             summary = segment_stream(
                 self._items(), engine=engine, request=self._request(), decode=self._decode,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
-                desc=f'bag ({engine.spec.name})', should_stop=should_stop)
+                desc=f'bag ({engine.spec.name})', should_stop=should_stop,
+                progress=job.progress)
         except _DiskLow as low:
             raise OfflineError(self._closed_after(
                 f'not enough disk space for {job.out} ({low}); stopped after {self.written} '

@@ -48,6 +48,7 @@ class VideoJob:
     request: OutputRequest = field(default_factory=OutputRequest)
     batch: int = 1
     force: bool = False
+    progress: bool = True  # a progress bar on stderr
 
 
 class VideoSegmentation:
@@ -95,7 +96,8 @@ class VideoSegmentation:
             summary = segment_stream(
                 self._frames(), engine=engine, request=request, decode=lambda frame: frame,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
-                desc=f'video ({engine.spec.name})', should_stop=should_stop)
+                desc=f'video ({engine.spec.name})', should_stop=should_stop,
+                progress=job.progress)
         finally:
             self.close()
         if summary.frames == 0:
