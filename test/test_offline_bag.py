@@ -167,6 +167,11 @@ def check_outputs(found: dict, inputs: list[tuple[int, Any]], engine: Segmentati
     (_, label_info), = found['/cam/segmentation/label_info']
     assert [c.class_name for c in label_info.class_map] == list(
         get_spec(MODEL).dataset.classes)
+    # Stamped from when the class table applies (the first frame), in no frame (README).
+    first = inputs[0][1].header.stamp
+    assert (label_info.header.stamp.sec, label_info.header.stamp.nanosec) == (
+        first.sec, first.nanosec)
+    assert label_info.header.frame_id == ''
 
 
 @pytest.mark.parametrize('storage,compressed', [('sqlite3', False), ('mcap', True)])

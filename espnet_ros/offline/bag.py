@@ -365,8 +365,11 @@ class BagSegmentation:
         if not self.announced:
             self._write(self.latched['classes'], item.timestamp,
                         messages.classes_message(self.store, self.engine.spec))
+            # As the node: stamped from when the class table applies (the first frame's
+            # stamp, the bag's clock), in no frame.
+            applies = self.store.types['std_msgs/msg/Header'](stamp=header.stamp, frame_id='')
             self._write(self.latched['label_info'], item.timestamp,
-                        messages.label_info_message(self.store, self.engine.spec, header))
+                        messages.label_info_message(self.store, self.engine.spec, applies))
             self.announced = True
         height, width = outputs.labels.shape
         for output, encoded in encode_outputs(

@@ -335,7 +335,9 @@ class SegmenterNode(LifecycleNode):
         spec = self.worker.engine.spec
         self.sink.set_palette(spec.dataset.palette)
         self.classes_pub.publish(String(data=json.dumps(class_table(spec))))
-        label_info = label_info_message(spec, self.worker.last_header or Header())
+        # The stamp says from when the class table applies (now, on the node's clock: sim time
+        # under a replay); a class table is in no frame, so frame_id stays empty (README).
+        label_info = label_info_message(spec, Header(stamp=self.get_clock().now().to_msg()))
         if label_info is not None:
             if self.label_info_pub is None:
                 self.label_info_pub = self.create_publisher(
