@@ -16,28 +16,34 @@
 """
 The demo: the image player on sample frames feeding segment.launch.py.
 
-    ros2 launch espnet_ros demo.launch.py source:=/path/to/frames [use_rviz:=true]
+    ros2 launch espnet_ros demo.launch.py [source:=/path/to/frames] [use_rviz:=true]
 
-``source`` is a folder of images or a video file (``espnet-ros fetch --samples`` puts the
-XX
-(``-s`` lists them); ``namespace`` places the player and the segmenter together. rviz2 is not
-a dependency of the package, so it starts only with ``use_rviz:=true``.
+``source`` is a folder of images or a video file. Left out, the demo plays the sample frames:
+the CamVid frames of ``../shared`` beside the checkout (through ``espnet_p2q8_camvid`` unless
+``model:=`` says otherwise), else those ``espnet-ros fetch --samples`` fetched; with neither
+it stops, naming that command. It takes every argument of segment.launch.py too (``-s``
+lists them); ``namespace`` places the player and the segmenter together. rviz2 is not a
+dependency of the package, so it starts only with ``use_rviz:=true``.
 """
 
 from launch import LaunchContext, LaunchDescription
 from launch.action import Action
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
+                            SetLaunchConfiguration)
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from espnet_ros.ros.launching import end_launch_on_failure, existing_path, LaunchArgumentError
+from espnet_ros.ros.launching import demo_frames, end_launch_on_failure, LaunchArgumentError
+
+# The player's frames and rate, checked before anything starts.
+SOURCE, RATE = 'demo_source', 'demo_rate'
 
 
-def demo_setup(context: LaunchContext) -> list[Action]:
-    """Check the player's arguments, then return segment.launch.py and the player."""
-    source = existing_path('source', context)
+def demo_check(context: LaunchContext) -> list[Action]:
+    """Check the player's arguments; pick the sample frames (and their model) if no source."""
+    source, model = demo_frames(LaunchConfiguration('source').perform(context))
     rate_text = LaunchConfiguration('rate').perform(context)
     try:
         rate = float(rate_text)
@@ -45,21 +51,34 @@ def demo_setup(context: LaunchContext) -> list[Action]:
         raise LaunchArgumentError(f'launch argument rate:={rate_text!r} is not a number') from None
     if not rate > 0:
         raise LaunchArgumentError(f'launch argument rate:={rate_text!r} must be above 0')
-    player = Node(package='espnet_ros', executable='image_player', name='image_player',
-                  namespace=LaunchConfiguration('namespace').perform(context), output='screen',
-                  parameters=[{'source': source, 'rate': rate}])
-    segment = IncludeLaunchDescription(PythonLaunchDescriptionSource(
-        PathJoinSubstitution([FindPackageShare('espnet_ros'), 'launch', 'segment.launch.py'])))
-    # segment.launch.py checks its own arguments when visited, before the player starts.
-    return [segment, *end_launch_on_failure(player), player]
+    actions = [SetLaunchConfiguration(SOURCE, source), SetLaunchConfiguration(RATE, str(rate))]
+    if model and not LaunchConfiguration('model', default='').perform(context):
+        actions.append(SetLaunchConfiguration('model', model))
+    return actions
+
+
+def player(context: LaunchContext) -> list[Action]:
+    """Return the image player, started after segment.launch.py checked its arguments."""
+    node = Node(package='espnet_ros', executable='image_player', name='image_player',
+                namespace=LaunchConfiguration('namespace').perform(context), output='screen',
+                parameters=[{'source': LaunchConfiguration(SOURCE).perform(context),
+                             'rate': float(LaunchConfiguration(RATE).perform(context))}])
+    return [*end_launch_on_failure(node), node]
 
 
 def generate_launch_description() -> LaunchDescription:
-    """Return the demo's arguments and its checked set-up."""
+    """Return the demo's arguments, segment.launch.py's, and the checked set-up."""
     return LaunchDescription([
-        DeclareLaunchArgument('source', description='folder of images or a video file'),
+        DeclareLaunchArgument('source', default_value='',
+                              description='folder of images or a video file; empty: the '
+                              'sample frames (../shared CamVid frames, else those of '
+                              'espnet-ros fetch --samples)'),
         DeclareLaunchArgument('rate', default_value='10.0', description='camera rate (Hz)'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='namespace of the player, the segmenter and rviz2'),
-        OpaqueFunction(function=demo_setup),
+        OpaqueFunction(function=demo_check),
+        # Included as it is, so that -s lists its arguments; it checks them when visited,
+        # before the player starts.
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare('espnet_ros'), 'launch',
+                                  'segment.launch.py']))),
+        OpaqueFunction(function=player),
     ])

@@ -15,7 +15,8 @@
 
 # The quick start's third line: source it (`source scripts/activate.sh`) in any shell from
 # which you want the venv's commands (espnet-ros, espnet-ros-live, espnet-ros-soak, segmenter,
-# image_player) and the demo's localhost-only DDS settings. It builds .venv first when missing
+# image_player), `ros2 launch espnet_ros ...` and the other ros2 verbs, and the demo's
+# localhost-only DDS settings. It builds .venv first when missing
 # (scripts/setup_env.sh) and keeps the checkpoints of ../shared/weights in view, as the demo does.
 
 _espnet_ros_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
@@ -26,6 +27,13 @@ fi
 # The venv's own activate script: PATH, VIRTUAL_ENV, the prompt, and `deactivate`.
 . "${_espnet_ros_root}/.venv/bin/activate"
 . "${_espnet_ros_root}/scripts/ros_env.sh"
+# The venv is an ament prefix (the message wheels and espnet_ros, see setup_env.sh): `ros2
+# launch espnet_ros ...`, `ros2 interface show` and `ros2 run` look packages up there. Put
+# first, so that this checkout's package wins over one of a sourced workspace.
+case ":${AMENT_PREFIX_PATH:-}:" in
+  *":${_espnet_ros_root}/.venv:"*) ;;
+  *) export AMENT_PREFIX_PATH="${_espnet_ros_root}/.venv${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}" ;;
+esac
 if [ -z "${ESPNET_ROS_MODELS:-}" ] && [ -d "${_espnet_ros_root}/../shared/weights" ]; then
   ESPNET_ROS_MODELS="$(cd "${_espnet_ros_root}/../shared/weights" && pwd)"
   export ESPNET_ROS_MODELS

@@ -17,7 +17,7 @@
 """
 Record a folder of images as a rosbag2 bag, for trying and timing ``espnet-ros bag``.
 
-    scripts/images_to_bag.py ../shared/data/camvid/val /tmp/camvid_bag --rate 30
+    scripts/images_to_bag.py ../shared/data/camvid/val out/camvid_bag --rate 30
 
 Each image becomes a sensor_msgs/Image (bgr8), or a JPEG sensor_msgs/CompressedImage with
 ``--compressed``, on ``--topic``, received at ``--rate`` per second; stamps equal receive

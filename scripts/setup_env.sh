@@ -24,7 +24,8 @@
 # With a system ROS 2 sourced (ROS_DISTRO set and rclpy importable by python3) the venv sees
 # the system site-packages and the ROS wheels of requirements-ros.txt are not installed.
 # Without one, the ROS 2 packages PyPI lacks (launch, launch_ros, launch_testing, ros2launch,
-# vision_msgs, ...: requirements-ros-wheels.txt) come from ../shared/wheels when it is there.
+# vision_msgs, ...: requirements-ros-wheels.txt) come from ../shared/wheels when it is there,
+# with the everyday ros2 verbs (topic, param, node, service, lifecycle, interface, run, action).
 
 set -euo pipefail
 
@@ -81,7 +82,8 @@ stamp="$(
     echo "system_ros=${system_ros} shared_wheels=${shared_wheels}"
     echo "editable_mode=${EDITABLE_MODE}"
     python3 --version
-    cat "${REQ}" "${REQ_ROS}" "${REQ_WHEELS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg"
+    cat "${REQ}" "${REQ_ROS}" "${REQ_WHEELS}" "${LOCK}" "${ROOT}/setup.py" "${ROOT}/setup.cfg" \
+      "${BASH_SOURCE[0]}"
     if [ "${shared_wheels}" = 1 ] && [ -f "${WHEELS}/SHA256SUMS" ]; then
       cat "${WHEELS}/SHA256SUMS"
     fi
@@ -141,6 +143,28 @@ say "installing espnet_ros (editable)"
 # was taken for the package, as an empty namespace package.
 "${pip_install[@]}" --no-build-isolation --no-deps -e "${ROOT}" \
   --config-settings editable_mode="${EDITABLE_MODE}"
+
+# The package in the venv's ament index, laid out as a colcon install lays it out, so that
+# from the activated shell (AMENT_PREFIX_PATH holds .venv) `ros2 launch espnet_ros ...`,
+# `ros2 run` and FindPackageShare find it with nothing to build. share/espnet_ros holds links
+# to the source tree's files that setup.py installs there (edits show at once, as with colcon
+# --symlink-install; one link per file, as ros2 launch does not look into linked folders), and
+# lib/espnet_ros the nodes that launch_ros starts by package and executable name.
+say "registering espnet_ros in the venv's ament index (share/espnet_ros, lib/espnet_ros)"
+share="${VENV}/share/espnet_ros"
+rm -rf "${share}" "${VENV}/lib/espnet_ros"
+mkdir -p "${VENV}/share/ament_index/resource_index/packages" "${share}/launch" \
+  "${share}/config" "${share}/models" "${VENV}/lib/espnet_ros"
+: > "${VENV}/share/ament_index/resource_index/packages/espnet_ros"
+ln -s "${ROOT}/package.xml" "${share}/package.xml"
+for file in "${ROOT}"/launch/*.launch.py "${ROOT}"/config/*.yaml "${ROOT}"/config/*.rviz \
+    "${ROOT}"/config/*.xml "${ROOT}"/models/*.json; do
+  folder="$(basename "$(dirname "${file}")")"
+  ln -s "${file}" "${share}/${folder}/$(basename "${file}")"
+done
+for executable in segmenter image_player espnet-ros espnet-ros-live espnet-ros-soak; do
+  ln -s "${VENV}/bin/${executable}" "${VENV}/lib/espnet_ros/${executable}"
+done
 
 "${PY}" -c 'import rclpy, torch, cv2, numpy' \
   || { say "the new .venv cannot import rclpy/torch/cv2/numpy"; exit 1; }

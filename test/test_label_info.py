@@ -88,6 +88,9 @@ def test_late_subscriber_gets_the_class_table(probe: Probe, segmenter: NodeProce
                 for entry in class_table(get_spec(FIRST_MODEL))['classes']]
     assert class_map(label_info) == expected == json_classes(table)
     assert len(expected) == len(get_spec(FIRST_MODEL).dataset.classes)
+    # Stamped from when the class table applies (the model's load, on the node's clock), in
+    # no frame: the same before any frame and after a reload (README, LabelInfo).
+    assert label_info.header.stamp.sec > 0 and label_info.header.frame_id == ''
 
 
 def test_reload_republishes(probe: Probe, segmenter: NodeProcess) -> None:
@@ -106,6 +109,9 @@ def test_reload_republishes(probe: Probe, segmenter: NodeProcess) -> None:
                          'LabelInfo of the reloaded model')
     finally:
         probe.forget([live])
-    assert class_map(latest(probe, vision_msgs.LabelInfo,
-                            f'{NAMESPACE}/segmentation/label_info', 'the new LabelInfo')) == \
-        expected
+    reloaded = latest(probe, vision_msgs.LabelInfo, f'{NAMESPACE}/segmentation/label_info',
+                      'the new LabelInfo')
+    assert class_map(reloaded) == expected
+    assert reloaded.header.frame_id == ''
+    assert (reloaded.header.stamp.sec, reloaded.header.stamp.nanosec) > (
+        live.messages[0][1].header.stamp.sec, live.messages[0][1].header.stamp.nanosec)

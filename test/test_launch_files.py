@@ -150,6 +150,18 @@ def test_demo_source_must_exist(colcon_install: Path, marker: str) -> None:
     assert_nothing_left(marker)
 
 
+def test_demo_without_sample_frames_names_the_command_that_fetches_them(
+        colcon_install: Path, marker: str, tmp_path: Path) -> None:
+    """No source:=, no ../shared beside the installed package, nothing fetched: say how."""
+    env = launch_env(marker, tmp_path)  # an empty models folder: no samples/ in it
+    result = run_launch(colcon_install, ['espnet_ros', 'demo.launch.py'], env, FAIL_TIMEOUT_S)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert 'espnet-ros fetch --model espnet_p2q8_cityscapes --samples' in output, output
+    assert 'process started' not in output, output
+    assert_nothing_left(marker)
+
+
 @pytest.mark.parametrize('launch_file', ['segment.launch.py', 'demo.launch.py'])
 def test_segmenter_dying_at_start_up_ends_the_launch(
         colcon_install: Path, weights_dir: Path, frames_dir: Path, marker: str,

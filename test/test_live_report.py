@@ -26,6 +26,15 @@ def test_drop_line_reports_the_node_counts() -> None:
                                   '20 (25%) because a newer frame arrived first')
 
 
+def test_drop_line_says_the_player_outruns_the_machine_by_design() -> None:
+    """With drops, the line says why: the player is faster, the node keeps the newest frame."""
+    results = {'node_frames_received': 80, 'node_frames_processed': 60,
+               'node_frames_dropped': 20, 'camera_rate_hz': 10.0}
+    line = drop_line(results)
+    assert 'the player sends 10 Hz, faster than this machine segments' in line
+    assert 'keeps only the newest frame by design' in line
+
+
 def test_drop_line_without_diagnostics() -> None:
     """No diagnostics: the counts are unknown, and the line says so instead of zeros."""
     results = {'node_frames_received': None, 'node_frames_processed': None,

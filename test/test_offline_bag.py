@@ -169,6 +169,11 @@ def check_outputs(found: dict, inputs: list[tuple[int, Any]], engine: Segmentati
     (_, label_info), = found['/cam/segmentation/label_info']
     assert [c.class_name for c in label_info.class_map] == list(
         get_spec(MODEL).dataset.classes)
+    # Stamped from when the class table applies (the first frame), in no frame (README).
+    first = inputs[0][1].header.stamp
+    assert (label_info.header.stamp.sec, label_info.header.stamp.nanosec) == (
+        first.sec, first.nanosec)
+    assert label_info.header.frame_id == ''
 
 
 @pytest.mark.parametrize('storage,compressed', [('sqlite3', False), ('mcap', True)])
@@ -216,6 +221,18 @@ def test_only_outputs_in_a_window_to_another_storage(
     assert values.size == confidence.width * confidence.height
     assert 0.0 < values.min() <= values.max() <= 1.0
     assert any(out.glob('*.mcap'))
+
+
+@pytest.mark.parametrize('flag', [[], ['--no-progress']])
+def test_no_progress_shows_no_bar_and_keeps_the_summary(
+        tmp_path: Path, frames: list[np.ndarray], engine: SegmentationEngine, capsys,
+        flag: list[str]) -> None:
+    source = write_bag(tmp_path / 'in', [raw_image(0, frames[0])])
+    assert cli_main(['bag', str(source), '--image-topic', TOPIC, '--out',
+                     str(tmp_path / 'out'), *flag, *ENGINE_ARGS]) == 0
+    printed = capsys.readouterr()
+    assert '1 frames read, 1 segmented' in printed.out
+    assert ('bag (' in printed.err) == (not flag), printed.err
 
 
 def test_malformed_frames_are_counted_and_skipped(

@@ -33,6 +33,7 @@ from espnet_ros.ros.parameter_table import (BY_NAME, check_together, Effect, eff
                                             NodeParameters, PARAMETERS)
 from espnet_ros.runtime.options import Output
 from espnet_ros.streaming.outputs import LabelsCameraInfo, OutputSettings, OutputWriter
+from espnet_ros.streaming.pairing import Paired
 from espnet_ros.zoo.registry import get_spec
 
 STORE = typestore()
@@ -79,8 +80,11 @@ class OneDepth:
     def __init__(self, image: Any, info: Any) -> None:
         self.image, self.info = image, info
 
-    def partner(self, stamp: Any, slop_s: float) -> Optional[Any]:
-        return self.image
+    def add_colour(self, stamp_ns: int, frame: Any) -> list[Paired]:
+        return [Paired(frame, self.image, stamp_ns)]
+
+    def apply(self, settings: Any) -> None:
+        pass
 
 
 def header(sec: int = 5) -> Any:

@@ -190,3 +190,52 @@ def test_fetch_refuses_a_source_with_the_wrong_file(tmp_path: Path, weights_dir:
     assert status == 2
     assert f'expected {spec.sha256}' in capsys.readouterr().err
     assert not (tmp_path / 'dest' / spec.checkpoint).exists()
+
+
+def _user_model(folder: Path, name: str, weights_dir: Path) -> None:
+    """Write a model folder as espnet-ros train does, holding an official model's weights."""
+    from dataclasses import replace
+
+    from espnet_ros.training.classes import from_dataset
+    from espnet_ros.training.model_folder import checkpoint_name, register_model, save_state
+
+    base = registry.get_spec('espnet_c_p2q3_cityscapes')
+    save_state(folder / checkpoint_name(name), registry.load(base.name, weights_dir).state_dict())
+    spec = replace(base, name=name, checkpoint=checkpoint_name(name), base=base.name)
+    register_model(folder, spec=spec, base=base, table=from_dataset(base.dataset),
+                   val_miou={'miou': 0.0, 'protocol': 'ignore-void', 'epoch': 0,
+                             'split': 'none (a test copy)'})
+
+
+def test_a_folder_of_model_folders_is_a_registry(tmp_path: Path, weights_dir: Path,
+                                                 monkeypatch) -> None:
+    for name in ('warehouse_bot', 'field_bot'):
+        _user_model(tmp_path / 'models' / name, name, weights_dir)
+    monkeypatch.setenv(checkpoints.MODELS_ENV, str(tmp_path / 'models'))
+    assert registry.get_spec('warehouse_bot').folder == tmp_path / 'models' / 'warehouse_bot'
+    assert registry.get_spec('field_bot').folder == tmp_path / 'models' / 'field_bot'
+
+
+def test_a_registry_folder_that_gives_no_model_is_named(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / 'empty').mkdir()
+    monkeypatch.setenv(checkpoints.MODELS_ENV,
+                       f'{tmp_path / "missing"}:{tmp_path / "empty"}')
+    with pytest.raises(registry.UnknownModelError) as error:
+        registry.get_spec('warehouse_bot')
+    assert f'{tmp_path / "missing"} does not exist' in str(error.value)
+    assert f'{tmp_path / "empty"} holds no manifest.json, nor do its subfolders' in str(
+        error.value)
+
+
+@pytest.mark.parametrize('name', ['espnet_c_p2q3_cityscapes', 'warehouse_bot'])
+def test_a_mistyped_explicit_weights_path_says_check_the_path(
+        name: str, tmp_path: Path, weights_dir: Path, monkeypatch) -> None:
+    if name == 'warehouse_bot':
+        _user_model(tmp_path / 'models' / name, name, weights_dir)
+        monkeypatch.setenv(checkpoints.MODELS_ENV, str(tmp_path / 'models'))
+    typo = tmp_path / 'warehouse_bot.pht'
+    with pytest.raises(checkpoints.CheckpointError) as error:
+        registry.load(name, checkpoint=typo)
+    assert f'checkpoint {typo} (the explicit weights file for {name}) does not exist: ' \
+           'check the path' in str(error.value)
+    assert 'train it again' not in str(error.value)

@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
                  settings=OutputSettings(depth_sync_slop_s=args.depth_sync_slop,
                                          clouds=CloudSettings(min_depth=args.min_depth,
                                                               max_depth=args.max_depth,
-                                                              stride=args.points_stride)))
+                                                              stride=args.points_stride)),
+                 progress=not args.no_progress)
     segmentation = BagSegmentation(job)
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
                        f'on {args.image_topic} -> {args.out} under '

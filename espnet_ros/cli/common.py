@@ -193,7 +193,7 @@ def seconds_argument(text: str) -> float:
 
 
 def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --batch, --alpha, --output-resolution and --force for the offline commands."""
+    """Add --batch, --alpha, --output-resolution, --force and --no-progress (offline)."""
     defaults = OutputRequest()
     parser.add_argument('--batch', type=batch_argument, default=1,
                         help=f'frames per network call, 1 to {MAX_BATCH} as memory allows '
@@ -205,6 +205,8 @@ def add_offline_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f'outputs at the camera or the network resolution (default '
                              f'{DEFAULT_OUTPUT_RESOLUTION})')
     parser.add_argument('--force', action='store_true', help='replace an existing output')
+    parser.add_argument('--no-progress', action='store_true',
+                        help='no progress bar (logs, CI); the summary is still printed')
 
 
 def output_request(args: argparse.Namespace) -> OutputRequest:

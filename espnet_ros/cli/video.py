@@ -43,7 +43,8 @@ def register(subparsers: SubParsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the input and output, load the model, segment, print the summary."""
     job = VideoJob(source=args.source, out=args.out, labels_dir=args.labels_dir,
-                   request=output_request(args), batch=args.batch, force=args.force)
+                   request=output_request(args), batch=args.batch, force=args.force,
+                   progress=not args.no_progress)
     segmentation = VideoSegmentation(job)
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count or "?"} '
                        f'frames at {segmentation.fps:g} frames/s -> {args.out}')

@@ -40,6 +40,12 @@ DEPTH_ENCODINGS = {'16UC1': ('u2', MILLIMETRE), '32FC1': ('f4', 1.0)}
 # Scaled sensor modes round sizes to whole pixels (424x240 beside 1280x720), so the aspect
 # ratios of a registered depth and its colour image agree to this fraction, not exactly.
 ASPECT_TOLERANCE = 0.02
+# A focal length in pixels, as a multiple of the image side, that a real camera can have:
+# 0.05 is a field of view of about 169 degrees (fisheye lenses are not pinholes anyway), 100
+# one of about 0.6 degrees. Outside, K is not a calibration (fx = 1e-300 put every point at
+# infinity).
+MIN_FOCAL_PER_SIDE = 0.05
+MAX_FOCAL_PER_SIDE = 100.0
 
 
 class DepthError(ValueError):
@@ -126,6 +132,14 @@ def depth_intrinsics(k: Sequence[float], info_size: tuple[int, int],
     if matrix[0, 0] <= 0 or matrix[1, 1] <= 0:
         raise DepthError(f'depth CameraInfo K has fx={matrix[0, 0]:g}, fy={matrix[1, 1]:g}: '
                          'the camera is not calibrated (both must be > 0)')
+    for name, focal, side in (('fx', matrix[0, 0], depth_size[0]),
+                              ('fy', matrix[1, 1], depth_size[1])):
+        if not MIN_FOCAL_PER_SIDE * side <= focal <= MAX_FOCAL_PER_SIDE * side:
+            raise DepthError(
+                f'depth CameraInfo K has {name}={focal:g} pixels for a depth image '
+                f'{depth_size[0]}x{depth_size[1]}: not a calibration (expected '
+                f'{MIN_FOCAL_PER_SIDE:g} to {MAX_FOCAL_PER_SIDE:g} times the image side, '
+                f'{MIN_FOCAL_PER_SIDE * side:g} to {MAX_FOCAL_PER_SIDE * side:g} pixels)')
     return matrix
 
 

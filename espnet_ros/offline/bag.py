@@ -54,8 +54,9 @@ from espnet_ros.offline.output_paths import check_not_input, clear_bag_output, m
 from espnet_ros.offline.stream import MAX_SECONDS, OfflineError, segment_stream, Summary
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.options import IMAGE_OUTPUTS, Output
-from espnet_ros.streaming.outputs import (LabelsCameraInfo, OutputSettings, OutputWriter,
-                                          request_for)
+from espnet_ros.streaming.outputs import (CloudFrame, LabelsCameraInfo, OutputSettings,
+                                          OutputWriter, request_for)
+from espnet_ros.streaming.pairing import Paired, PairingSettings
 from espnet_ros.zoo.registry import ModelSpec
 
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
@@ -103,6 +104,7 @@ class BagJob:
     depth_topic: Optional[str] = None
     depth_info_topic: Optional[str] = None
     settings: OutputSettings = OutputSettings()
+    progress: bool = True  # a progress bar on stderr
 
 
 class _DiskLow(Exception):
@@ -313,6 +315,14 @@ class BagDepth:
                 best, best_gap = image, gap
         return best
 
+    def add_colour(self, stamp_ns: int, frame: CloudFrame) -> list[Paired]:
+        """Return the frame paired now: the bag is read ahead, so nothing is left waiting."""
+        partner = self.partner(frame.header.stamp, frame.settings.depth_sync_slop_s)
+        return [Paired(frame, partner, stamp_ns)]
+
+    def apply(self, settings: PairingSettings) -> None:
+        """Nothing to change: each frame carries its own slop."""
+
     def close(self) -> None:
         """Close the depth reader."""
         if self._reader.is_open:
@@ -451,7 +461,8 @@ class BagSegmentation:
             summary = segment_stream(
                 self._items(), engine=engine, request=self._request(), decode=self._decode,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
-                desc=f'bag ({engine.spec.name})', should_stop=should_stop)
+                desc=f'bag ({engine.spec.name})', should_stop=should_stop,
+                progress=job.progress)
         except _DiskLow as low:
             raise OfflineError(self._closed_after(
                 f'not enough disk space for {job.out} ({low}); stopped after {self.written} '
@@ -567,7 +578,10 @@ class BagSegmentation:
         header = item.message.header
         self.backend.timestamp = item.timestamp
         if not self.announced:
-            self.output_writer.announce(self.engine.spec, header)
+            # As the node: stamped from when the class table applies (the first frame's
+            # stamp, the bag's clock), in no frame.
+            applies = self.store.types['std_msgs/msg/Header'](stamp=header.stamp, frame_id='')
+            self.output_writer.announce(self.engine.spec, applies)
             self.announced = True
         self.output_writer.use_camera_info(item.camera_info)
         self.output_writer.publish(header, outputs, item.camera_size)

@@ -84,7 +84,8 @@ def segment_stream(items: Iterable[Item], *, engine: SegmentationEngine,
                    request: OutputRequest, decode: Callable[[Item], Optional[DecodedImage]],
                    emit: Callable[[Item, Optional[FrameOutputs]], None], batch: int = 1,
                    total: Optional[int] = None, desc: str = 'segment',
-                   should_stop: Callable[[], bool] = lambda: False) -> Summary:
+                   should_stop: Callable[[], bool] = lambda: False,
+                   progress: bool = True) -> Summary:
     """
     Segment every frame of ``items`` and hand each item, in order, to ``emit``.
 
@@ -92,6 +93,7 @@ def segment_stream(items: Iterable[Item], *, engine: SegmentationEngine,
     :class:`ImageFormatError` for a malformed one; ``emit`` gets each item with its outputs
     (None for items without). ``total`` (frames) gives the progress bar its ETA. The run ends
     early, after the batch in hand, when ``should_stop()`` turns true; the summary says so.
+    ``progress`` False shows no bar (``--no-progress``).
     """
     if batch < 1:
         raise OfflineError(f'--batch must be at least 1, got {batch}')
@@ -99,16 +101,17 @@ def segment_stream(items: Iterable[Item], *, engine: SegmentationEngine,
     pending: list[_Pending] = []
     started = time.monotonic()
 
-    def flush(progress: tqdm) -> None:
+    def flush(bar: tqdm) -> None:
         frames = [entry.image for entry in pending if entry.image is not None]
         outputs = iter(run_batch(engine, frames, request) if frames else [])
         for entry in pending:
             emit(entry.item, next(outputs) if entry.image is not None else None)
         summary.segmented += len(frames)
-        progress.update(len(frames))
+        bar.update(len(frames))
         pending.clear()
 
-    with tqdm(total=total, desc=desc, unit='frame', dynamic_ncols=True) as progress:
+    with tqdm(total=total, desc=desc, unit='frame', dynamic_ncols=True,
+              disable=not progress) as bar:
         try:
             for item in items:
                 try:
@@ -116,17 +119,17 @@ def segment_stream(items: Iterable[Item], *, engine: SegmentationEngine,
                 except ImageFormatError as error:
                     summary.frames += 1
                     summary.malformed[str(error)] += 1
-                    progress.update(1)
+                    bar.update(1)
                     image = None
                 else:
                     summary.frames += image is not None
                 pending.append(_Pending(item, image))
                 if sum(entry.image is not None for entry in pending) >= batch:
-                    flush(progress)
+                    flush(bar)
                 if should_stop():
                     summary.stopped = f'stopped by request after {summary.frames} frames'
                     break
-            flush(progress)
+            flush(bar)
         finally:
             summary.seconds = time.monotonic() - started
     return summary

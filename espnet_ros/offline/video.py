@@ -54,6 +54,7 @@ class VideoJob:
     batch: int = 1
     force: bool = False
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    progress: bool = True  # a progress bar on stderr
 
 
 class _DiskLow(Exception):
@@ -103,7 +104,8 @@ class VideoSegmentation:
             summary = segment_stream(
                 self._frames(), engine=engine, request=request, decode=lambda frame: frame,
                 emit=self._emit, batch=job.batch, total=self.frame_count,
-                desc=f'video ({engine.spec.name})', should_stop=should_stop)
+                desc=f'video ({engine.spec.name})', should_stop=should_stop,
+                progress=job.progress)
         except (_DiskLow, OSError) as error:
             self.close()
             # A video cut short on a full disk has no index: it goes rather than pose as one.

@@ -13,73 +13,89 @@
 # limitations under the License.
 
 """
-The depth input of the segmenter: ``depth/image`` and ``depth/camera_info``, by stamp.
+The depth input of the segmenter: ``depth/image`` and ``depth/camera_info``.
 
-Depth images go into a message_filters ``Cache`` (a time-indexed ring of the last
-:data:`DEPTH_CACHE_SIZE`); when a colour frame's outputs are ready, its partner is the cached
-depth image of the same stamp or the nearest one within ``depth_sync_slop``. The colour
-frame is not held back for depth, which is why message_filters' synchronisers are not used:
-``ApproximateTimeSynchronizer`` emits only pairs, so a colour frame without a depth partner
-would lose its 2D outputs, and its Python version pairs stamps strictly closer than the slop,
-so a slop of 0 would pair nothing, not equal stamps.
+Depth images go into a :class:`~espnet_ros.streaming.pairing.StampPairing` (kept by stamp,
+not by arrival); a colour frame enters it once its 2D outputs are out. Whichever of the two
+arrives second settles the pair, and a timer ends the wait of colour frames whose depth never
+came. The colour frame is not held back for depth, which is why message_filters'
+synchronisers are not used: ``ApproximateTimeSynchronizer`` emits only pairs, so a colour
+frame without a depth partner would lose its 2D outputs, and its ``Cache`` keeps messages in
+arrival order, so one stamped out of order hid the partners of the next frames.
 """
 
-import threading
-from typing import Any, Optional
+import copy
+import time
+from typing import Any, Callable, Optional
 
-from message_filters import Cache, SimpleFilter, Subscriber
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
-from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 
-# Depth images kept for pairing: a second at 30 Hz, more than a CPU frame's time in the
-# network; the partner of a colour frame is looked up when its outputs are ready.
-DEPTH_CACHE_SIZE = 30
-NS_PER_S = 1e9
+from espnet_ros.streaming.pairing import Paired, PairingSettings, StampPairing
+
+# How often colour frames waiting for depth are looked at: well under a frame period, so a
+# frame whose wait is over goes without its cloud promptly.
+EXPIRE_PERIOD_S = 0.02
+# Depth images queued per subscription: a depth camera at 200 Hz sends several while the
+# executor's threads wait for the GIL beside the network; keep-last-1 lost the partners.
+DEPTH_QUEUE = 10
 
 
 class DepthInput:
     """Subscriptions to the depth image and its CameraInfo, and the pairing by stamp."""
 
-    def __init__(self, node: Node, qos: QoSProfile, callback_group: Any) -> None:
-        """Subscribe ``depth/image`` and ``depth/camera_info`` on ``node``."""
+    def __init__(self, node: Node, qos: QoSProfile, callback_group: Any, *,
+                 settings: PairingSettings, settled: Callable[[list[Paired]], None],
+                 refused: Callable[[str], None]) -> None:
+        """
+        Subscribe ``depth/image`` and ``depth/camera_info`` on ``node``.
+
+        ``settled`` gets the colour frames whose pairing is settled (depth None: none came in
+        time), from the executor's threads; ``refused`` gets the reason a depth image is not
+        kept (an invalid stamp, more pixels than allowed).
+        """
         self._node = node
-        self._lock = threading.Lock()
-        # The cache is filled under our lock from the subscription (the executor's thread)
-        # and read from the inference thread, so it takes no input of its own.
-        self._cache = Cache(SimpleFilter(), DEPTH_CACHE_SIZE)
-        self._images = Subscriber(node, Image, 'depth/image', qos_profile=qos,
-                                  callback_group=callback_group)
-        self._images.registerCallback(self._add)
+        self.pairing: StampPairing = StampPairing(settings)
+        self._settled = settled
+        self._refused = refused
+        depth_qos = copy.copy(qos)  # the camera's reliability, a deeper queue
+        depth_qos.depth = DEPTH_QUEUE
+        self._images = node.create_subscription(Image, 'depth/image', self._add, depth_qos,
+                                                callback_group=callback_group)
         self._info_subscription = node.create_subscription(
             CameraInfo, 'depth/camera_info', self._on_info, qos, callback_group=callback_group)
+        self._timer = node.create_timer(EXPIRE_PERIOD_S, self._expire,
+                                        callback_group=callback_group)
         self.info: Optional[CameraInfo] = None
         self.info_topic = node.resolve_topic_name('depth/camera_info')
 
     def _add(self, message: Image) -> None:
-        with self._lock:
-            self._cache.add(message)
+        refusal, settled = self.pairing.add_depth(message, time.monotonic_ns())
+        if refusal:
+            self._refused(refusal)
+        if settled:
+            self._settled(settled)
 
     def _on_info(self, message: CameraInfo) -> None:
         self.info = message
 
-    def partner(self, stamp: Any, slop_s: float) -> Optional[Image]:
-        """Return the cached depth image nearest ``stamp`` if within ``slop_s``, else None."""
-        target = Time.from_msg(stamp)
-        with self._lock:
-            candidates = [self._cache.getElemBeforeTime(target),
-                          self._cache.getElemAfterTime(target)]
-        best, best_gap = None, None
-        for candidate in candidates:
-            if candidate is None:
-                continue
-            gap = abs((Time.from_msg(candidate.header.stamp) - target).nanoseconds) / NS_PER_S
-            if best_gap is None or gap < best_gap:
-                best, best_gap = candidate, gap
-        return best if best_gap is not None and best_gap <= slop_s else None
+    def _expire(self) -> None:
+        settled = self.pairing.expire(time.monotonic_ns())
+        if settled:
+            self._settled(settled)
+
+    def add_colour(self, stamp_ns: int, item: Any) -> list[Paired]:
+        """Enter a colour frame whose outputs are out; return the pairs settled now."""
+        return self.pairing.add_colour(stamp_ns, item, time.monotonic_ns())
+
+    def apply(self, settings: PairingSettings) -> None:
+        """Pair by ``settings`` from now on."""
+        self.pairing.apply(settings)
 
     def destroy(self) -> None:
-        """Destroy both subscriptions."""
-        self._node.destroy_subscription(self._images.sub)
+        """Destroy both subscriptions and the timer; waiting frames go without a cloud."""
+        self._node.destroy_timer(self._timer)
+        self._node.destroy_subscription(self._images)
         self._node.destroy_subscription(self._info_subscription)
+        self.pairing.clear()

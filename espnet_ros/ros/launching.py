@@ -38,6 +38,7 @@ from launch.substitutions import LaunchConfiguration
 
 from espnet_ros.ros.parameter_table import check_parameter, PARAMETERS, ParameterSpec
 from espnet_ros.zoo import MODELS_ENV
+from espnet_ros.zoo.checkpoints import env_folders, source_models_dir
 
 # Launch's own words for a true or false argument (launch.conditions reads these).
 TRUE_WORDS = ('true', '1')
@@ -175,6 +176,38 @@ def rviz_requested(context: LaunchContext) -> bool:
             f'use_rviz:=true but {RVIZ_PACKAGE} is not installed (package {RVIZ_PACKAGE!r} not '
             f'found); install it (ros-<distro>-{RVIZ_PACKAGE}) or set use_rviz:=false') from None
     return True
+
+
+# The demo's frames without source:=: this project's shared CamVid frames beside the checkout
+# (played through the CamVid model), else the frames `espnet-ros fetch --samples` wrote.
+SHARED_FRAMES = Path('shared', 'data', 'camvid', 'val')
+SHARED_FRAMES_MODEL = 'espnet_p2q8_camvid'
+SAMPLES_DIR = 'samples'
+FETCH_SAMPLES = 'espnet-ros fetch --model espnet_p2q8_cityscapes --samples'
+
+
+def demo_frames(source: str) -> tuple[str, Optional[str]]:
+    """
+    Return the demo's frames and the model that suits them (None: the params_file's).
+
+    ``source`` given must exist. Without it, the CamVid frames of ``../shared`` beside the
+    source checkout, else the sample frames ``espnet-ros fetch --samples`` put in a models
+    folder; with neither, the error names the command that fetches them.
+    """
+    if source:
+        if not Path(source).expanduser().exists():
+            raise LaunchArgumentError(f'launch argument source:={source!r} does not exist')
+        return str(Path(source).expanduser()), None
+    shared = source_models_dir().parents[1] / SHARED_FRAMES
+    if shared.is_dir():
+        return str(shared), SHARED_FRAMES_MODEL
+    for folder in [*env_folders(), source_models_dir()]:
+        samples = folder / SAMPLES_DIR
+        if samples.is_dir() and any(samples.iterdir()):
+            return str(samples), None
+    raise LaunchArgumentError(
+        f'no sample frames to play: fetch them once with `{FETCH_SAMPLES}` (needs the '
+        'network), or give source:=FOLDER_OR_VIDEO')
 
 
 def camera_info_topic(image: str) -> str:

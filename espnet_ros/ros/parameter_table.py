@@ -151,6 +151,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'Most seconds between a colour frame and the depth frame paired with it '
                   '(nearest stamp); 0 pairs equal stamps only.', LIVE,
                   limits=(0.0, MAX_SYNC_SLOP_S)),
+    ParameterSpec('depth_sync_wait', 0.25,
+                  "Most seconds a colour frame's cloud waits, once its labels are out, for a "
+                  'depth frame within depth_sync_slop that comes after them (a few frame '
+                  'periods); the labels never wait.', LIVE, limits=(0.0, MAX_SYNC_SLOP_S)),
     ParameterSpec('min_depth', 0.0, 'Nearer depths (metres) give NaN points.', LIVE,
                   limits=(0.0, MAX_DEPTH_LIMIT_M)),
     ParameterSpec('max_depth', 10.0, 'Farther depths (metres) give NaN points; above '
@@ -159,7 +163,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   'organized); 1 keeps it pixel-aligned with the labels.', LIVE,
                   limits=(1, MAX_POINTS_STRIDE)),
     ParameterSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS,
-                  'Frames with more pixels are dropped as malformed.', LIVE,
+                  'Frames (colour and depth) with more pixels are dropped as malformed.', LIVE,
                   limits=(1, 1 << 30)),
     ParameterSpec('input_transport', 'raw', 'raw (sensor_msgs/Image on image) or compressed '
                   '(sensor_msgs/CompressedImage on image/compressed).', RESUBSCRIBE,

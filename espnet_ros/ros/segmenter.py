@@ -42,6 +42,7 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 
 from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
 from espnet_ros.imaging.pipeline import OutputRequest
@@ -53,7 +54,7 @@ from espnet_ros.ros.parameter_table import (check_parameter, check_together, Eff
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, offered_qos, resolve_reliability)
-from espnet_ros.ros.topics import camera_topic
+from espnet_ros.ros.topics import camera_info_topic, camera_topic
 from espnet_ros.runtime.process import (Abandoned, flush_denormals_in_inference_threads,
                                         tune_for_streaming, use_threads)
 from espnet_ros.streaming.clouds import CloudSettings, CloudStats
@@ -228,14 +229,21 @@ class SegmenterNode(LifecycleNode):
         self.subscriptions_active = [
             self.create_subscription(message_type, topic, self.worker.offer, qos,
                                      event_callbacks=events, callback_group=self.camera_group),
-            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos,
+            # Beside the image topic as remapped, as image_transport pairs them.
+            self.create_subscription(CameraInfo, camera_info_topic(self),
+                                     self._on_camera_info, qos,
                                      callback_group=self.camera_group),
         ]
         if self.parameters.publish_points:
-            self.sink.use_depth(DepthInput(self, qos, self.camera_group))
+            sink = self.sink
+            self.sink.use_depth(DepthInput(self, qos, self.camera_group,
+                                           settings=sink.pairing_settings(),
+                                           settled=sink.write_settled,
+                                           refused=sink.refuse_depth))
         self.get_logger().info(
             f'listening on {self.resolve_topic_name(topic)} ({message_type.__name__}, '
-            f'{describe_qos(qos)}; reliability {self.parameters.reliability})')
+            f'{describe_qos(qos)}; reliability {self.parameters.reliability}) and '
+            f'{camera_info_topic(self)}')
 
     def _recheck_camera_qos(self) -> None:
         """With reliability auto, resubscribe when the camera's publishers call for it."""
@@ -326,7 +334,9 @@ class SegmenterNode(LifecycleNode):
     # Outputs that are not per frame ----------------------------------------------------
 
     def _announce_classes(self) -> None:
-        self.sink.announce(self.worker.spec, self.worker.last_header)
+        # The stamp says from when the class table applies (now, on the node's clock: sim time
+        # under a replay); a class table is in no frame, so frame_id stays empty (README).
+        self.sink.announce(self.worker.spec, Header(stamp=self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
         worker, sink = self.worker, self.sink
@@ -357,6 +367,8 @@ def output_settings(parameters: NodeParameters) -> OutputSettings:
     return OutputSettings(
         confidence_encoding=parameters.confidence_encoding,
         depth_sync_slop_s=parameters.depth_sync_slop,
+        depth_sync_wait_s=parameters.depth_sync_wait,
+        max_depth_pixels=parameters.max_input_pixels,
         clouds=CloudSettings(min_depth=parameters.min_depth, max_depth=parameters.max_depth,
                              stride=parameters.points_stride))
 

@@ -19,11 +19,15 @@ Camera topic names as image_transport gives them.
 image_transport names a transport's topic after the image topic *as remapped*: with
 ``-r image:=/front/image_raw``, the compressed frames are on ``/front/image_raw/compressed``.
 A plain relative ``image/compressed`` would stay ``/image/compressed`` under that remapping.
+Likewise the camera's CameraInfo is the ``camera_info`` beside the image topic as remapped
+(``/front/camera_info``), unless ``camera_info`` itself is remapped.
 """
 
+from rclpy.expand_topic_name import expand_topic_name
 from rclpy.node import Node
 
 IMAGE_TOPIC = 'image'
+CAMERA_INFO_TOPIC = 'camera_info'
 COMPRESSED_SUFFIX = 'compressed'
 
 
@@ -31,3 +35,13 @@ def camera_topic(node: Node, compressed: bool, image_topic: str = IMAGE_TOPIC) -
     """Return the fully qualified topic of ``node``'s camera frames, raw or compressed."""
     resolved = node.resolve_topic_name(image_topic)
     return f'{resolved}/{COMPRESSED_SUFFIX}' if compressed else resolved
+
+
+def camera_info_topic(node: Node, image_topic: str = IMAGE_TOPIC,
+                      info_topic: str = CAMERA_INFO_TOPIC) -> str:
+    """Return the fully qualified CameraInfo topic: as remapped, else beside the image's."""
+    resolved = node.resolve_topic_name(info_topic)
+    if resolved != expand_topic_name(info_topic, node.get_name(), node.get_namespace()):
+        return resolved  # remapped explicitly
+    image = node.resolve_topic_name(image_topic)
+    return f'{image.rpartition("/")[0]}/{CAMERA_INFO_TOPIC}'

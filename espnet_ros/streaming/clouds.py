@@ -54,8 +54,8 @@ class CloudStats:
     """A frozen snapshot of the clouds made and refused, for diagnostics."""
 
     published: int = 0
-    unpaired: int = 0   # colour frames without a depth frame within the slop
-    rejected: int = 0   # depth frames or depth CameraInfo that could give no cloud
+    unpaired: int = 0   # colour frames without a depth frame within the slop in the wait
+    rejected: int = 0   # depth frames (or their CameraInfo) refused, or that gave no cloud
     negative: int = 0   # depth frames with negative samples (their points are NaN)
     last_problem: str = ''
 
@@ -93,19 +93,25 @@ class CloudMaker:
         with self._lock:
             return self._stats
 
+    def refuse(self, reason: str) -> None:
+        """Count a depth frame refused before pairing (stamp, size), with its reason."""
+        self._count('rejected', reason)
+
     def make(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int],
              depth: Optional[Any], depth_info: Optional[Any], *, slop_s: float,
-             label_rgb: np.ndarray, settings: CloudSettings) -> Optional[OrganizedCloud]:
+             label_rgb: np.ndarray, settings: CloudSettings,
+             wait_s: float = 0.0) -> Optional[OrganizedCloud]:
         """
         Return the cloud of a frame, or None with the reason counted and warned about.
 
         ``header`` is the colour frame's, ``camera_size`` its (height, width); ``depth`` is
-        the depth Image paired with it (None: none within ``slop_s``), ``depth_info`` the
-        latest depth CameraInfo (None: none received yet).
+        the depth Image paired with it (None: none within ``slop_s`` came in ``wait_s``),
+        ``depth_info`` the latest depth CameraInfo (None: none received yet).
         """
         if depth is None:
             self._count('unpaired', f'no depth image within depth_sync_slop ({slop_s} s) of '
-                                    f'the colour frame stamped {stamp_text(header)}: no cloud')
+                                    f'the colour frame stamped {stamp_text(header)} came in '
+                                    f'depth_sync_wait ({wait_s} s): no cloud')
             return None
         if depth_info is None:
             self._count('rejected', f'no depth CameraInfo received on {self._info_topic}: '

@@ -22,9 +22,11 @@ labels' grid, and the labelled cloud of a frame whose depth partner is found. A
 :class:`MessageBackend` turns each of these into a message of its library and sends it:
 rclpy publishers (``espnet_ros.ros.outputs``) or a rosbags bag (``espnet_ros.offline.bag``).
 
-Depth comes from a :class:`DepthSource`, asked for the depth image of a colour stamp when
-the frame's outputs are written. A pairing that settles later (whichever of colour and
-depth arrives second) hands its pairs to :meth:`OutputWriter.write_cloud` instead.
+Depth comes from a :class:`DepthSource`: a colour frame whose 2D outputs are out enters it
+as a :class:`CloudFrame`, and its cloud is made once its depth partner is settled, by stamp,
+whichever of colour and depth arrives second (:mod:`espnet_ros.streaming.pairing`): at once
+when the source settles it (the depth came first, or a bag reads ahead), else when the source
+hands the pair to :meth:`OutputWriter.write_settled`.
 """
 
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from espnet_ros.imaging.outputs import encode_outputs
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S, Output
 from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
+from espnet_ros.streaming.pairing import message_stamp_ns, Paired, PairingSettings
 
 if TYPE_CHECKING:
     from espnet_ros.zoo.registry import ModelSpec
@@ -48,7 +51,14 @@ class OutputSettings:
 
     confidence_encoding: str = CONFIDENCE_ENCODINGS[0]
     depth_sync_slop_s: float = DEFAULT_DEPTH_SYNC_SLOP_S
+    depth_sync_wait_s: float = PairingSettings.wait_s
+    max_depth_pixels: Optional[int] = None  # depth images larger than this are refused
     clouds: CloudSettings = CloudSettings()
+
+    def pairing(self) -> PairingSettings:
+        """Return how colour frames pair with depth under these settings."""
+        return PairingSettings(slop_s=self.depth_sync_slop_s, wait_s=self.depth_sync_wait_s,
+                               max_pixels=self.max_depth_pixels)
 
     def error(self) -> Optional[str]:
         """Return why these settings cannot be used, or None."""
@@ -58,6 +68,8 @@ class OutputSettings:
                     f'got {self.confidence_encoding!r}')
         if not self.depth_sync_slop_s >= 0:
             return f'the depth sync slop must be 0 s or more; got {self.depth_sync_slop_s}'
+        if not self.depth_sync_wait_s >= 0:
+            return f'the depth sync wait must be 0 s or more; got {self.depth_sync_wait_s}'
         if not 0 <= clouds.min_depth < clouds.max_depth:
             return (f'depths must satisfy 0 <= min depth < max depth; got {clouds.min_depth} '
                     f'and {clouds.max_depth}')
@@ -124,15 +136,34 @@ class MessageBackend(Protocol):
         """Release what the backend holds (publishers)."""
 
 
+@dataclass(frozen=True)
+class CloudFrame:
+    """A colour frame waiting for its depth partner: what its cloud is made from."""
+
+    header: Any
+    outputs: FrameOutputs
+    camera_size: tuple[int, int]  # (height, width)
+    label_rgb: Any  # K x 3 class colours of the model that labelled it
+    settings: OutputSettings  # as they were when the frame's outputs went out
+
+
 class DepthSource(Protocol):
-    """Depth images by stamp, and the depth camera's CameraInfo."""
+    """Depth images paired with colour frames by stamp, and the depth camera's CameraInfo."""
 
     @property
     def info(self) -> Optional[Any]:
         """Return the latest depth CameraInfo (None: none yet)."""
 
-    def partner(self, stamp: Any, slop_s: float) -> Optional[Any]:
-        """Return the depth image nearest the colour ``stamp`` within ``slop_s``, or None."""
+    def add_colour(self, stamp_ns: int, frame: CloudFrame) -> list[Paired]:
+        """
+        Take a colour frame stamped ``stamp_ns``; return the pairs settled now.
+
+        Pairs that settle later (a live source, whose depth may arrive after the colour frame)
+        go to :meth:`OutputWriter.write_settled` from the source's own thread.
+        """
+
+    def apply(self, settings: PairingSettings) -> None:
+        """Pair by ``settings`` from now on."""
 
 
 def request_for(wanted: OutputRequest, wants: Callable[[Output], bool]) -> OutputRequest:
@@ -165,6 +196,13 @@ class OutputWriter:
     def apply(self, settings: OutputSettings) -> None:
         """Use ``settings`` from the next frame on."""
         self._settings = settings
+        depth = self._depth
+        if depth is not None:
+            depth.apply(settings.pairing())
+
+    def pairing_settings(self) -> PairingSettings:
+        """Return how a depth source pairs frames under the current settings."""
+        return self._settings.pairing()
 
     def announce(self, spec: 'ModelSpec', header: Optional[Any] = None) -> None:
         """Latch the class table and LabelInfo of the serving model; colour clouds by it."""
@@ -208,21 +246,35 @@ class OutputWriter:
                                                            (width, height)))
         depth = self._depth
         if depth is not None and backend.wants(Output.POINTS):
-            self.write_cloud(header, outputs, camera_size,
-                             depth.partner(header.stamp, settings.depth_sync_slop_s), depth.info)
+            try:
+                stamp_ns = message_stamp_ns(header)
+            except ValueError as error:
+                self._clouds.refuse(f'colour frame: {error}: no cloud')
+                return
+            self.write_settled(depth.add_colour(stamp_ns, CloudFrame(
+                header, outputs, camera_size, self._label_rgb, settings)))
 
-    def write_cloud(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int],
-                    depth: Optional[Any], depth_info: Optional[Any]) -> None:
+    def write_settled(self, pairs: list[Paired]) -> None:
         """
-        Write the cloud of a frame and its paired ``depth`` image (None: none in time).
+        Write the clouds of colour frames whose depth partner is settled (None: none in time).
 
         A frame without a cloud is counted and warned about (see :class:`CloudMaker`).
         """
-        cloud = self._clouds.make(header, outputs, camera_size, depth, depth_info,
-                                  slop_s=self._settings.depth_sync_slop_s,
-                                  label_rgb=self._label_rgb, settings=self._settings.clouds)
-        if cloud is not None:
-            self._backend.cloud(header.stamp, depth.header.frame_id, cloud)
+        depth = self._depth
+        info = depth.info if depth is not None else None
+        for pair in pairs:
+            frame: CloudFrame = pair.colour
+            settings = frame.settings
+            cloud = self._clouds.make(frame.header, frame.outputs, frame.camera_size,
+                                      pair.depth, info, slop_s=settings.depth_sync_slop_s,
+                                      wait_s=settings.depth_sync_wait_s,
+                                      label_rgb=frame.label_rgb, settings=settings.clouds)
+            if cloud is not None and not self._backend.closed():
+                self._backend.cloud(frame.header.stamp, pair.depth.header.frame_id, cloud)
+
+    def refuse_depth(self, reason: str) -> None:
+        """Count a depth image refused before pairing (its stamp, its size), with why."""
+        self._clouds.refuse(reason)
 
     def cloud_stats(self) -> Optional[CloudStats]:
         """Return the cloud counts while a depth source is in use, else None."""

@@ -167,9 +167,15 @@ def drop_line(results: dict) -> str:
     if results['node_frames_received'] is None:
         return 'no diagnostics from the segmenter arrived: its frame counts are unknown'
     dropped, received = results['node_frames_dropped'], results['node_frames_received']
-    return (f'the node took {received} camera frames, processed '
+    line = (f'the node took {received} camera frames, processed '
             f'{results["node_frames_processed"]} and dropped {dropped} '
             f'({dropped / max(received, 1):.0%}) because a newer frame arrived first')
+    if dropped and results.get('camera_rate_hz'):
+        # Said, so that a user does not take the drops for a fault: they are the design.
+        line += (f': the player sends {results["camera_rate_hz"]:g} Hz, faster than this '
+                 'machine segments, and the node keeps only the newest frame by design (no '
+                 'queue: the labels describe the scene as it is now)')
+    return line
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

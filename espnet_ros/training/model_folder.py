@@ -28,7 +28,6 @@ import errno
 import json
 import os
 from pathlib import Path
-import tempfile
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -46,11 +45,7 @@ class WriteError(OSError):
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f'.{target.name}.',
-                                    suffix='.partial')
-    os.close(handle)
-    partial = Path(name)
+    partial = checkpoints.new_partial(target)  # its mode honours the umask, unlike mkstemp's
     try:
         yield partial
         os.replace(partial, target)

@@ -27,9 +27,9 @@ import hashlib
 import os
 from pathlib import Path
 import shutil
-import tempfile
 from typing import Iterable, Mapping, Optional
 import urllib.request
+import uuid
 
 import torch
 
@@ -148,6 +148,24 @@ def read_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     return state
 
 
+# New files get read-write for all, less the umask, as open() and shutil give them: a node
+# running as another user on the robot must read what fetch and train wrote.
+NEW_FILE_MODE = 0o666
+
+
+def new_partial(target: Path) -> Path:
+    """
+    Create an empty, uniquely named file beside ``target`` and return its path.
+
+    Unlike tempfile's (always 0600), its mode honours the umask, so that the file it is
+    renamed to has the mode any other new file would have.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.parent / f'.{target.name}.{uuid.uuid4().hex}.partial'
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE))
+    return partial
+
+
 def fetch(items: Iterable[tuple[str, str, str]], destination: Path, *,
           source_dir: Optional[Path] = None) -> list[Path]:
     """
@@ -163,10 +181,9 @@ def fetch(items: Iterable[tuple[str, str, str]], destination: Path, *,
         if target.is_file() and sha256_of(target) == expected:
             fetched.append(target)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target, then rename, so an interrupted fetch leaves no half file.
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as partial:
-            partial_path = Path(partial.name)
+        partial_path = new_partial(target)
+        with open(partial_path, 'wb') as partial:
             try:
                 if source_dir is not None:
                     with open(source_dir / relative, 'rb') as source:

@@ -448,13 +448,41 @@ def _merged(folders: tuple[tuple[Path, int], ...]
     return merged, tuple(skipped)
 
 
+def _model_folders_in(folder: Path) -> list[Path]:
+    """Return ``folder`` if it is a model folder, else its subfolders that are, by name."""
+    if (folder / MANIFEST).is_file():
+        return [folder]
+    try:
+        return sorted(sub for sub in folder.iterdir() if (sub / MANIFEST).is_file())
+    except OSError:  # missing, not a folder, unreadable: no user models there
+        return []
+
+
 def user_model_folders() -> list[Path]:
-    """Return the folders of ``$ESPNET_ROS_MODELS`` that hold a user model manifest."""
+    """
+    Return the user model folders of ``$ESPNET_ROS_MODELS``.
+
+    Each entry may be a model folder (``espnet-ros train --out``) or a folder of model
+    folders (``~/models`` holding ``warehouse_bot/``, ``field_bot/``).
+    """
     package = {folder.resolve() for folder in (checkpoints.source_models_dir(),
                                                checkpoints.installed_models_dir()) if folder}
     # The package's own models/ folder may be on the variable too (fetch writes there).
-    return [folder for folder in checkpoints.env_folders()
-            if (folder / MANIFEST).is_file() and folder.resolve() not in package]
+    return [found for folder in checkpoints.env_folders() for found in _model_folders_in(folder)
+            if found.resolve() not in package]
+
+
+def model_folder_problems() -> list[str]:
+    """Return what is wrong with each ``$ESPNET_ROS_MODELS`` entry that gives no model."""
+    problems = []
+    for folder in checkpoints.env_folders():
+        if not folder.is_dir():
+            problems.append(f'{folder} does not exist' if not folder.exists()
+                            else f'{folder} is not a folder')
+        elif not _model_folders_in(folder) and not any(
+                (folder / family).is_dir() for family in FAMILIES):
+            problems.append(f'{folder} holds no {MANIFEST}, nor do its subfolders')
+    return problems
 
 
 def registry() -> dict[str, ModelSpec]:
@@ -485,8 +513,11 @@ def get_spec(name: str) -> ModelSpec:
     except KeyError:
         known = ', '.join(registry())
         skipped = ''.join(f'; skipped: {reason}' for reason in skipped_folders())
+        problems = model_folder_problems()
+        hint = (f' (${checkpoints.MODELS_ENV}: {"; ".join(problems)}; it takes model folders '
+                'that espnet-ros train wrote, or folders of them)') if problems else ''
         raise UnknownModelError(f'unknown model {short_repr(name)}; known models: {known}'
-                                f'{skipped}') from None
+                                f'{hint}{skipped}') from None
 
 
 def class_table(spec: ModelSpec) -> dict[str, Any]:
@@ -565,7 +596,15 @@ def load(name: str, weights_dir: Optional[Union[str, Path]] = None, *,
         path = resolve_checkpoint(spec, weights_dir=Path(weights_dir) if weights_dir else None)
     else:
         path = Path(checkpoint)
-        if allow_unverified and path.is_file():
+        if not path.is_file():
+            # A path the user typed: the advice is to check it, not to fetch or train again.
+            found_by = (f'its model folder {spec.folder}' if spec.folder is not None
+                        else 'espnet-ros models lists it')
+            raise checkpoints.CheckpointError(
+                f'checkpoint {path} (the explicit weights file for {spec.name}) '
+                f'{"is not a file" if path.exists() else "does not exist"}: check the path, '
+                f'or leave it empty to use the checkpoint the registry finds ({found_by})')
+        if allow_unverified:
             checkpoints.check_size(path)  # before hashing: a huge file is refused at once
             if (actual := checkpoints.sha256_of(path)) != spec.sha256:
                 warnings.warn(f'checkpoint {path} is not the official {spec.name} checkpoint '
