@@ -118,8 +118,11 @@ def test_demo_runs_as_it_is_and_topic_hz_sees_the_labels(demo: Path, tmp_path: P
 
 
 def test_topic_echo_shows_the_class_table(demo: Path) -> None:
+    # The type named: without it echo gives up if discovery is slower than its first look
+    # (a loaded machine); with it, echo waits for the latched message.
     text = verb('topic', 'echo', '--once', '--qos-durability', 'transient_local',
-                '--qos-reliability', 'reliable', f'{NAMESPACE}/segmentation/classes')
+                '--qos-reliability', 'reliable', f'{NAMESPACE}/segmentation/classes',
+                'std_msgs/msg/String')
     assert '"model": "espnet_p2q8_camvid"' in text, text
 
 

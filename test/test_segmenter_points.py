@@ -48,6 +48,7 @@ from espnet_ros.zoo.registry import get_spec
 
 MODEL = 'espnet_p2q8_cityscapes'
 NODE = '/segmenter'
+DEPTH_REJECTED = 'depth frames rejected'  # a diagnostics key of a node with depth
 FRAME_ID = 'front_camera_optical'
 CAMERA_SIZE = (320, 160)
 CAMERA_HEIGHT_M, FACADE_M, FAR_M = 1.5, 8.0, 12.0
@@ -160,14 +161,14 @@ def test_no_depth_camera_info_yet_names_the_topic(
     for _ in range(REJECTION_TRIES):
         # On a busy machine a frame's depth may come after the frame was processed (then it
         # counts as unpaired): another frame, until one was paired and rejected.
-        if int(after['depth frames rejected']) >= 1:
+        if int(after[DEPTH_REJECTED]) >= 1:
             break
         stamp, _ = send_frames(probe, send, labels)
         after = diagnostics_once(probe)
     probe.spin_for(1.0)
     probe.forget([points, *labels.values()])
     assert not points.with_stamp(stamp)
-    assert int(after['depth frames rejected']) >= 1, after
+    assert int(after[DEPTH_REJECTED]) >= 1, after
     assert (f'no depth CameraInfo received on {TOPICS["depth/camera_info"]}'
             in after['last depth problem']), after
 
@@ -322,8 +323,11 @@ def diagnostics_once(probe: Probe) -> dict[str, str]:
     recorder = probe.record(DiagnosticArray, '/diagnostics')
     try:
         def ours() -> Optional[dict[str, str]]:
+            # A report with the cloud's figures: this module's node, its depth input on (a
+            # node of an earlier module may still be ending under the same name).
             return next((values for _, message in recorder.messages
-                         for values in [diagnostic_values(message, NODE)] if values), None)
+                         for values in [diagnostic_values(message, NODE)]
+                         if values and DEPTH_REJECTED in values), None)
         return probe.spin_until(ours, DIAGNOSTICS_TIMEOUT_S, 'diagnostics')
     finally:
         probe.forget([recorder])
@@ -348,7 +352,7 @@ def test_bad_depth_gives_a_reason_and_the_labels_go_on(
     probe.forget([points, *labels.values()])
     assert not points.with_stamp(stamp), f'{case}: a cloud was published'
     after = diagnostics_once(probe)
-    assert int(after['depth frames rejected']) > int(before['depth frames rejected'])
+    assert int(after[DEPTH_REJECTED]) > int(before[DEPTH_REJECTED])
     assert re.search(expected, after['last depth problem']), after
 
 
@@ -507,7 +511,7 @@ def test_a_depth_stamped_ahead_or_invalid_breaks_nothing(
     probe.forget([labels, points])
     assert all(len(points.with_stamp(stamp)) == 1 for stamp in stamps)
     after = diagnostics_once(probe)
-    assert int(after['depth frames rejected']) >= int(before['depth frames rejected']) + 2
+    assert int(after[DEPTH_REJECTED]) >= int(before[DEPTH_REJECTED]) + 2
     assert re.search(r'sec=-5 nanosec=\d+ is invalid', after['last depth problem']), after
     assert 'failed and was skipped' not in segmenter.log()
 
@@ -531,7 +535,7 @@ def test_big_depth_is_refused_with_a_reason(probe: Probe, segmenter: NodeProcess
         after = diagnostics_once(probe)
     finally:
         probe.set_parameters(NODE, {'max_input_pixels': 16777216})
-    assert int(after['depth frames rejected']) > int(before['depth frames rejected'])
+    assert int(after[DEPTH_REJECTED]) > int(before[DEPTH_REJECTED])
     # The refused depth leaves its frame unpaired, which the last problem then says.
     assert (f'depth image 1024x512 refused: 524288 pixels is more than max_input_pixels '
             f'({limit})') in segmenter.log()
@@ -558,5 +562,5 @@ def test_tiny_focal_length_is_refused_with_a_reason(probe: Probe, segmenter: Nod
     probe.forget([points, *labels.values()])
     assert not points.with_stamp(stamp)
     after = diagnostics_once(probe)
-    assert int(after['depth frames rejected']) > int(before['depth frames rejected'])
+    assert int(after[DEPTH_REJECTED]) > int(before[DEPTH_REJECTED])
     assert re.search(r'fx=1e-300 pixels .*not a calibration', after['last depth problem']), after
