@@ -24,7 +24,7 @@ the core, which imports this module, stays free of ROS (only the node calls the 
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable, ContextManager
+from typing import Any, Callable, ContextManager, Union
 
 # argparse has no public name for the object add_subparsers() returns.
 SubParsers = getattr(argparse, '_SubParsersAction', Any)
@@ -46,11 +46,17 @@ def with_frozen_weights(compiled: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return call
 
 
-def aoti_load_package(path: Path) -> Callable[..., Any]:
-    """Return the AOTInductor package at ``path`` loaded, callable like its exported graph."""
+def aoti_load_package(path: Union[Path, str]) -> Callable[..., Any]:
+    """
+    Return the AOTInductor package at ``path`` loaded, callable like its exported graph.
+
+    Read through an open file: the cache hands over ``/proc/self/fd/N`` (the very file whose
+    sha256 was checked), a name torch warns about (and means to refuse) unless it ends in .pt2.
+    """
     from torch._inductor import aoti_load_package as load
 
-    return load(str(path))
+    with open(path, 'rb') as stream:
+        return load(stream)
 
 
 def aoti_compile_and_package(exported: Any, target: Path, options: dict[str, Any]) -> None:

@@ -39,4 +39,9 @@ if [ -z "${ESPNET_ROS_MODELS:-}" ] && [ -d "${_espnet_ros_root}/../shared/weight
   export ESPNET_ROS_MODELS
   echo "activate.sh: checkpoints from ESPNET_ROS_MODELS=${ESPNET_ROS_MODELS}"
 fi
+if [ -z "${ESPNET_ROS_DATA:-}" ] && [ -d "${_espnet_ros_root}/../shared/data" ]; then
+  ESPNET_ROS_DATA="$(cd "${_espnet_ros_root}/../shared/data" && pwd)"
+  export ESPNET_ROS_DATA
+  echo "activate.sh: sample frames from ESPNET_ROS_DATA=${ESPNET_ROS_DATA}"
+fi
 unset _espnet_ros_root

@@ -19,6 +19,7 @@ pytest imports this file before any test module, so the environment below is in 
 rclpy creates a participant, and every subprocess a test starts inherits it.
 """
 
+import ast
 from dataclasses import dataclass
 import functools
 import os
@@ -95,6 +96,8 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 # Node processes and CLI runs started by the tests find the official checkpoints here.
 if (SHARED_DIR / 'weights').is_dir():
     os.environ['ESPNET_ROS_MODELS'] = str(SHARED_DIR / 'weights')
+if (SHARED_DIR / 'data').is_dir():  # as scripts/activate.sh sets it
+    os.environ['ESPNET_ROS_DATA'] = str(SHARED_DIR / 'data')
 # Compiled graphs that nodes and launches build go to a folder of this session's, not the
 # user's cache (the node's default compile_mode builds one aside).
 os.environ['ESPNET_ROS_CACHE'] = tempfile.mkdtemp(prefix='espnet_ros_cache_')
@@ -106,10 +109,53 @@ settings.register_profile('espnet_ros', deadline=None, print_blob=True)
 settings.load_profile('espnet_ros')
 
 
+# Markers for a fast loop (`./scripts/test.sh -m "not dds and not slow"`); the README's test
+# command runs everything. 'dds': the test talks over DDS (a node, a launch, the ros2 tools),
+# seen from what its module imports or the fixtures it takes. 'slow': the test compiles a
+# graph, trains, launches, or runs a command end to end (seconds to minutes each).
+DDS_MODULE_NAMES = {'ros_helpers', 'launch_helpers', 'rclpy', 'dds_chatter'}
+DDS_FIXTURES = {'probe', 'colcon_install'}
+SLOW_FIXTURES = {'compiled_cache', 'colcon_install', 'small_disk'}
+SLOW_MODULES = {'test_accuracy', 'test_cache_security', 'test_graph_cache', 'test_launch_files',
+                'test_readme', 'test_ros_tools', 'test_segmenter_compiled', 'test_shared_cores',
+                'test_soak', 'test_training', 'test_bench_export', 'test_offline_safety'}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the ament linter markers, in case the ament_* pytest plugins are absent."""
+    """Register the ament linter markers (in case their plugins are absent) and ours."""
     for name in ('copyright', 'flake8', 'pep257', 'linter'):
         config.addinivalue_line('markers', f'{name}: ament {name} check')
+    config.addinivalue_line('markers', 'dds: talks over DDS (nodes, launches, ros2 tools)')
+    config.addinivalue_line('markers', 'slow: compiles, trains, launches or runs a command')
+
+
+def _imports_ros(module: object) -> bool:
+    """Return True if a test module imported the ROS test helpers or rclpy."""
+    source = getattr(module, '__file__', None)
+    if not source:
+        return False
+    imported = set()
+    for node in ast.walk(ast.parse(Path(source).read_text())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split('.')[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split('.')[0])
+    return bool(imported & DDS_MODULE_NAMES)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test dds and slow as the comments above say."""
+    ros_modules: dict[str, bool] = {}
+    for item in items:
+        module = getattr(item, 'module', None)
+        name = getattr(module, '__name__', '')
+        if name not in ros_modules:
+            ros_modules[name] = _imports_ros(module)
+        fixtures = set(getattr(item, 'fixturenames', ()))
+        if ros_modules[name] or fixtures & DDS_FIXTURES:
+            item.add_marker(pytest.mark.dds)
+        if name.rsplit('.', 1)[-1] in SLOW_MODULES or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -154,6 +154,7 @@ def test_demo_without_sample_frames_names_the_command_that_fetches_them(
         colcon_install: Path, marker: str, tmp_path: Path) -> None:
     """No source:=, no ../shared beside the installed package, nothing fetched: say how."""
     env = launch_env(marker, tmp_path)  # an empty models folder: no samples/ in it
+    env.pop('ESPNET_ROS_DATA', None)  # and no sample data folder
     result = run_launch(colcon_install, ['espnet_ros', 'demo.launch.py'], env, FAIL_TIMEOUT_S)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output

@@ -19,6 +19,7 @@ import argparse
 from contextlib import nullcontext
 import functools
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -33,10 +34,10 @@ from espnet_ros.runtime.process import flush_denormals, run_on_passing_thread, u
 from espnet_ros.tools import benchmark, variants
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
 from espnet_ros.tools.procfs import describe_cpu
+from espnet_ros.zoo import DATA_ENV
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / 'shared' / 'data'
 CAMVID_FRAMES = 4
 TORCH_BACKENDS = ('torch', 'torch-compile', 'onnxruntime', 'auto')
 
@@ -95,8 +96,8 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--camera', type=parse_size, default=(1024, 512),
                         help='camera frame WxH for the frame path (default 1024x512)')
     parser.add_argument('--images', nargs='+', type=Path,
-                        help=f'images or folders for agreement (default: {SHARED_DATA} '
-                             'Cityscapes sample and a few CamVid val frames)')
+                        help=f'images or folders for agreement (default: the Cityscapes '
+                             f'sample and a few CamVid val frames of ${DATA_ENV})')
     parser.add_argument('--weights-dir', type=Path, help='folder of the official checkpoints')
     add_threads_argument(parser)
     parser.add_argument('--background-load', type=int, default=0, metavar='N',
@@ -109,14 +110,19 @@ def register(subparsers: SubParsers) -> None:
 
 
 def agreement_images(paths: Optional[Sequence[Path]]) -> list[np.ndarray]:
-    """Return BGR images for agreement: the given ones, else the shared Cityscapes/CamVid."""
+    """Return BGR images for agreement: the given ones, else $ESPNET_ROS_DATA's."""
     if paths:
         return [read_bgr(path) for path in list_images(paths)]
-    found = sorted((SHARED_DATA / 'cityscapes').glob('*.png'))
-    camvid = sorted((SHARED_DATA / 'camvid' / 'val').glob('*.png'))
+    data = os.environ.get(DATA_ENV)
+    if not data:
+        raise FileNotFoundError(f'no images for agreement: pass --images, or set ${DATA_ENV} '
+                                'to a folder holding cityscapes/ and camvid/val/ frames')
+    found = sorted((Path(data) / 'cityscapes').glob('*.png'))
+    camvid = sorted((Path(data) / 'camvid' / 'val').glob('*.png'))
     found += camvid[::max(len(camvid) // CAMVID_FRAMES, 1)][:CAMVID_FRAMES]
     if not found:
-        raise FileNotFoundError(f'no images for agreement in {SHARED_DATA}; pass --images')
+        raise FileNotFoundError(f'no images for agreement in ${DATA_ENV} ({data}); pass '
+                                '--images')
     return [read_bgr(path) for path in found]
 
 

@@ -37,7 +37,7 @@ from launch.events.process import ProcessExited, ProcessIO
 from launch.substitutions import LaunchConfiguration
 
 from espnet_ros.ros.parameter_table import check_parameter, PARAMETERS, ParameterSpec
-from espnet_ros.zoo import MODELS_ENV
+from espnet_ros.zoo import DATA_ENV, MODELS_ENV
 from espnet_ros.zoo.checkpoints import env_folders, source_models_dir
 
 # Launch's own words for a true or false argument (launch.conditions reads these).
@@ -178,9 +178,9 @@ def rviz_requested(context: LaunchContext) -> bool:
     return True
 
 
-# The demo's frames without source:=: this project's shared CamVid frames beside the checkout
-# (played through the CamVid model), else the frames `espnet-ros fetch --samples` wrote.
-SHARED_FRAMES = Path('shared', 'data', 'camvid', 'val')
+# The demo's frames without source:=: the CamVid val frames of $ESPNET_ROS_DATA (played
+# through the CamVid model), else the frames `espnet-ros fetch --samples` wrote.
+SHARED_FRAMES = Path('camvid', 'val')
 SHARED_FRAMES_MODEL = 'espnet_p2q8_camvid'
 SAMPLES_DIR = 'samples'
 FETCH_SAMPLES = 'espnet-ros fetch --model espnet_p2q8_cityscapes --samples'
@@ -190,16 +190,18 @@ def demo_frames(source: str) -> tuple[str, Optional[str]]:
     """
     Return the demo's frames and the model that suits them (None: the params_file's).
 
-    ``source`` given must exist. Without it, the CamVid frames of ``../shared`` beside the
-    source checkout, else the sample frames ``espnet-ros fetch --samples`` put in a models
-    folder; with neither, the error names the command that fetches them.
+    ``source`` given must exist. Without it, the CamVid frames of ``$ESPNET_ROS_DATA`` (which
+    ``scripts/activate.sh`` points at this project's shared data), else the sample frames
+    ``espnet-ros fetch --samples`` put in a models folder; with neither, the error names the
+    command that fetches them.
     """
     if source:
         if not Path(source).expanduser().exists():
             raise LaunchArgumentError(f'launch argument source:={source!r} does not exist')
         return str(Path(source).expanduser()), None
-    shared = source_models_dir().parents[1] / SHARED_FRAMES
-    if shared.is_dir():
+    data = os.environ.get(DATA_ENV)
+    shared = Path(data) / SHARED_FRAMES if data else None
+    if shared is not None and shared.is_dir():
         return str(shared), SHARED_FRAMES_MODEL
     for folder in [*env_folders(), source_models_dir()]:
         samples = folder / SAMPLES_DIR

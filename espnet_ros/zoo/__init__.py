@@ -19,3 +19,7 @@
 DEFAULT_MODEL = 'espnet_p2q8_cityscapes'
 # Model folders, separated by ':'; searched after an explicit folder, before the package's.
 MODELS_ENV = 'ESPNET_ROS_MODELS'
+# A folder of sample data laid out like this project's shared data (cityscapes/*.png,
+# camvid/val/*.png): the demo's default frames and the benchmark's agreement images. Installed
+# code never guesses such a folder; scripts/activate.sh and the tests set it.
+DATA_ENV = 'ESPNET_ROS_DATA'
