@@ -16,17 +16,18 @@
 
 import argparse
 import json
+import os
 from pathlib import Path
 import sys
-from typing import Any
+from typing import Any, Optional
 
-from espnet_ros.cli.bench import SHARED_DATA
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import add_threads_argument, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images
 from espnet_ros.runtime.process import use_threads
 from espnet_ros.tools.subnormal_outputs import compare_model, FrameSet
+from espnet_ros.zoo import DATA_ENV
 
 DEFAULT_MODELS = ('espnet_p2q8_camvid', 'espnet_p2q8_cityscapes')
 
@@ -54,15 +55,15 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--weights-dir', type=Path, help='folder of the official checkpoints')
     parser.add_argument('--size', type=parse_size,
                         help="network input WxH (default: each model's training resolution)")
-    parser.add_argument('--images', type=Path, default=SHARED_DATA / 'camvid' / 'val',
-                        help='labelled frames (default: the CamVid val frames)')
-    parser.add_argument('--labels', type=Path, default=SHARED_DATA / 'camvid' / 'valannot',
+    parser.add_argument('--images', type=Path,
+                        help=f'labelled frames (default: the CamVid val frames of ${DATA_ENV})')
+    parser.add_argument('--labels', type=Path,
                         help='their label PNGs, same names (default: CamVid valannot)')
     parser.add_argument('--labels-dataset', default='camvid',
                         help='the dataset the labels are of: mean IoU for its models only')
     parser.add_argument('--frames', nargs='*', type=Path,
-                        default=[SHARED_DATA / 'cityscapes'],
-                        help='more frames for agreement only (default: the Cityscapes sample)')
+                        help='more frames for agreement only (default: the Cityscapes sample '
+                             f'of ${DATA_ENV}; none if given empty)')
     add_threads_argument(parser)
     parser.add_argument('--json', type=Path, help='write the results here')
     parser.set_defaults(run=run)
@@ -83,9 +84,25 @@ def print_results(results: list[dict[str, Any]]) -> None:
                   f'max {entry["logits_relative_error_max"]:.2e}{miou}')
 
 
+def data_folder(*parts: str) -> Optional[Path]:
+    """Return ``$ESPNET_ROS_DATA/<parts>``, or None where the variable is not set."""
+    data = os.environ.get(DATA_ENV)
+    return Path(data, *parts) if data else None
+
+
 def run(args: argparse.Namespace) -> int:
     """Compare every model, print and write the results."""
     use_threads(args.threads)
+    images = args.images or data_folder('camvid', 'val')
+    label_folder = args.labels or data_folder('camvid', 'valannot')
+    if images is None or label_folder is None:
+        raise FileNotFoundError(f'no labelled frames: pass --images and --labels, or set '
+                                f'${DATA_ENV} to a folder holding camvid/val and '
+                                'camvid/valannot')
+    args.images, args.labels = images, label_folder
+    if args.frames is None:
+        cityscapes = data_folder('cityscapes')
+        args.frames = [cityscapes] if cityscapes is not None else []
     labelled = list_images([args.images])
     labels = {path.stem: path for path in list_images([args.labels])}
     missing = [path.name for path in labelled if path.stem not in labels]
