@@ -34,13 +34,14 @@ import time
 from typing import Iterator
 import zipfile
 
+import cache_helpers
+from cache_helpers import entry_files, private_copy
 import pytest
 import torch
 
-from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
+from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.runtime.graph_key import GraphKey
 from espnet_ros.runtime.graph_store import (CACHE_ENV, cache_folder, Entry, open_store,
-                                            PACKAGE_SUFFIX, SIDECAR_SUFFIX,
                                             UntrustedCacheError)
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.zoo import DEFAULT_MODEL
@@ -61,35 +62,14 @@ __attribute__((constructor)) static void planted(void) {
 
 
 def engine_over(weights_dir: Path, cache: Path, mode: str, log: list) -> SegmentationEngine:
-    """Return an engine over ``cache`` as the node builds one (no autotuning), started."""
-    from espnet_ros.zoo.registry import get_spec, load
-
-    engine = SegmentationEngine(
-        get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
-        EngineConfig(input_size=SIZE, device='cpu', precision='auto', backend='auto',
-                     compile_mode=mode, cache=cache, autotune=False), log=log.append)
-    engine.start_background()
-    return engine
+    """Return an engine over ``cache`` at the session graph's size, started."""
+    return cache_helpers.engine_over(weights_dir, cache, mode, log, SIZE)
 
 
 @pytest.fixture()
 def cache(compiled_cache, tmp_path: Path) -> Iterator[Path]:
     """Return a private copy of the session's compiled graph, at the thread count it needs."""
-    copy = tmp_path / 'graphs'
-    shutil.copytree(cache_folder({CACHE_ENV: str(compiled_cache.root)}), copy,
-                    ignore=shutil.ignore_patterns('*.lock', 'build-*'))
-    copy.chmod(0o700)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield copy
-    torch.set_num_threads(threads)
-
-
-def entry_files(cache: Path) -> tuple[Path, Path]:
-    """Return the one package and sidecar of a cache folder."""
-    package, = cache.glob(f'*{PACKAGE_SUFFIX}')
-    sidecar, = cache.glob(f'*{SIDECAR_SUFFIX}')
-    return package, sidecar
+    yield from private_copy(compiled_cache, tmp_path)
 
 
 def plant_library(package: Path, sidecar: Path, marker: Path, work: Path) -> None:

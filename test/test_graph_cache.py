@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Iterator
 
+import cache_helpers
+from cache_helpers import engine_over, entry_files, private_copy
 import numpy as np
 import pytest
 import torch
@@ -53,8 +55,7 @@ SWITCH_FRAMES = 400
 
 def engine_config(mode: str, cache: Path, precision: str = 'auto') -> EngineConfig:
     """Return the configuration of an engine over ``cache`` (no autotuning: short builds)."""
-    return EngineConfig(input_size=SIZE, device='cpu', precision=precision, backend='auto',
-                        compile_mode=mode, cache=cache, autotune=False)
+    return cache_helpers.engine_config(mode, cache, SIZE, precision)
 
 
 def graph_precision(cache: Path) -> str:
@@ -67,32 +68,14 @@ def graph_precision(cache: Path) -> str:
 def built_engine(weights_dir: Path, cache: Path, mode: str, log: list,
                  precision: str = 'auto') -> SegmentationEngine:
     """Return an engine over ``cache``, its graph switch started."""
-    from espnet_ros.zoo.registry import get_spec, load
-
-    engine = SegmentationEngine(get_spec(DEFAULT_MODEL), load(DEFAULT_MODEL, weights_dir),
-                                engine_config(mode, cache, precision), log=log.append)
-    engine.start_background()
-    return engine
+    return engine_over(weights_dir, cache, mode, log, SIZE, precision)
 
 
 @pytest.fixture()
 def cache(compiled_cache, tmp_path: Path) -> Iterator[Path]:
     """Return a private copy of the session's compiled graph, at the thread count it needs."""
     assert (compiled_cache.size, compiled_cache.threads) == (SIZE, THREADS)
-    copy = tmp_path / 'graphs'
-    shutil.copytree(cache_folder({CACHE_ENV: str(compiled_cache.root)}), copy,
-                    ignore=shutil.ignore_patterns('*.lock'))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(THREADS)
-    yield copy
-    torch.set_num_threads(threads)
-
-
-def entry_files(cache: Path) -> tuple[Path, Path]:
-    """Return the one package and sidecar of a cache folder."""
-    package, = cache.glob(f'*{PACKAGE_SUFFIX}')
-    sidecar, = cache.glob(f'*{SIDECAR_SUFFIX}')
-    return package, sidecar
+    yield from private_copy(compiled_cache, tmp_path)
 
 
 def test_cache_folder_follows_the_environment(tmp_path: Path) -> None:
