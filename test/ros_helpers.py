@@ -55,6 +55,15 @@ START_TIMEOUT_S = 180.0   # importing torch and loading a model on a busy 2-core
 STOP_TIMEOUT_S = 10.0
 SERVICE_TIMEOUT_S = 120.0  # a parameter change that reloads the model answers when loaded
 SPIN_STEP_S = 0.02
+PRIME_RESEND_S = 5.0  # a lost answer is sent again after this; a loaded node answers sooner
+# Requests each service answers without changing anything (see Probe._prime).
+NO_OP_REQUESTS: dict[Any, Callable[[], Any]] = {
+    GetState: GetState.Request,
+    ChangeState: lambda: ChangeState.Request(transition=Transition(label='no_such_transition')),
+    GetParameters: GetParameters.Request,
+    SetParameters: SetParameters.Request,
+    SetParametersAtomically: SetParametersAtomically.Request,
+}
 # Reliable with some depth: a test counts every output, a slow spin must not lose any.
 RECORD_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Bytes per pixel of the encodings the tests send, and the channel order the node sees.
@@ -247,10 +256,32 @@ class Probe:
     def call_async(self, service_type: Any, name: str, request: Any) -> Future:
         """Send a service request once the service is up; return the future of its answer."""
         if (service_type, name) not in self._clients:
-            self._clients[service_type, name] = self.node.create_client(service_type, name)
-        client = self._clients[service_type, name]
-        self.spin_until(client.service_is_ready, START_TIMEOUT_S, f'service {name}')
-        return client.call_async(request)
+            client = self.node.create_client(service_type, name)
+            self.spin_until(client.service_is_ready, START_TIMEOUT_S, f'service {name}')
+            self._prime(client, name)
+            self._clients[service_type, name] = client
+        return self._clients[service_type, name].call_async(request)
+
+    def _prime(self, client: Any, name: str) -> None:
+        """
+        Send a request that changes nothing until one is answered.
+
+        A client is "ready" once its request reaches the server, but Fast DDS drops the answer
+        if the server has not yet discovered the client's response reader (it waits 100 ms,
+        ros2/rmw_fastrtps#390, #467), which a loaded machine can exceed. Once one answer came
+        back, the answers of the requests that matter do too.
+        """
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            future = client.call_async(NO_OP_REQUESTS[client.srv_type]())
+            try:
+                self.spin_until(future.done, min(PRIME_RESEND_S, deadline - time.monotonic()),
+                                f'an answer from {name}')
+                return
+            except WaitTimeout:
+                client.remove_pending_request(future)
+                if time.monotonic() > deadline:
+                    raise
 
     def call(self, service_type: Any, name: str, request: Any,
              timeout_s: float = SERVICE_TIMEOUT_S) -> Any:

@@ -46,6 +46,7 @@ NAMESPACE = '/tools'
 SEGMENTER = f'{NAMESPACE}/segmenter'
 # Waits, not figures: safety nets for a heavily loaded machine.
 START_TIMEOUT_S, VERB_TIMEOUT_S = 300.0, 120.0
+LAUNCH_STOP_TIMEOUT_S = 60.0
 SPIN_TIME_S = '10'  # how long a verb without the daemon looks for the node
 CAMERA_SIZE = (320, 160)
 
@@ -87,23 +88,42 @@ def output_until(arguments: list[str], pattern: str, log: Path) -> re.Match:
         stop(process, 10.0)
 
 
+def end_launch(launch: subprocess.Popen, log: Path) -> int:
+    """
+    Press Ctrl-C once on ``launch``; return its exit status.
+
+    A launch still running a minute later is made to print every thread's stack (it runs
+    with PYTHONFAULTHANDLER, SIGABRT prints them) before its process group is killed, so
+    that the failure says where it hung.
+    """
+    launch.send_signal(signal.SIGINT)
+    try:
+        return launch.wait(LAUNCH_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        launch.send_signal(signal.SIGABRT)
+        time.sleep(2.0)
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait()
+        raise AssertionError(f'launch did not end on Ctrl-C:\n{log.read_text()}') from None
+
+
 @pytest.fixture(scope='module')
 def demo(weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``ros2 launch espnet_ros demo.launch.py`` with no source: the shared sample frames."""
     if not (weights_dir.parent / 'data' / 'camvid' / 'val').is_dir():
         pytest.skip('the sample frames of ../shared/data are not here')
     log = tmp_path_factory.mktemp('demo') / 'launch.log'
-    env = {**activated_env(), 'ESPNET_ROS_MODELS': str(weights_dir)}
+    env = {**activated_env(), 'ESPNET_ROS_MODELS': str(weights_dir), 'PYTHONFAULTHANDLER': '1'}
     with open(log, 'w') as out:
+        # Its own process group, so that nothing it started outlives a failed test.
         launch = subprocess.Popen(
             [ROS2, 'launch', 'espnet_ros', 'demo.launch.py', f'namespace:={NAMESPACE}',
              'rate:=5.0', 'compile_mode:=eager'], env=env, stdout=out,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, start_new_session=True)
     try:
         yield log
     finally:
-        launch.send_signal(signal.SIGINT)
-        status = stop(launch, 30.0)
+        status = end_launch(launch, log)
         subprocess.run([ROS2, 'daemon', 'stop'], env=activated_env(), capture_output=True,
                        timeout=VERB_TIMEOUT_S)
     assert status == 0, log.read_text()
@@ -127,7 +147,9 @@ def test_topic_echo_shows_the_class_table(demo: Path) -> None:
 
 
 def test_param_set_and_lifecycle_get(demo: Path) -> None:
-    output_until(['topic', 'echo', '--once', f'{NAMESPACE}/segmentation/labels',
+    # Typed and best effort, so echo waits for the labels (see the class table test).
+    output_until(['topic', 'echo', '--once', '--qos-reliability', 'best_effort',
+                  f'{NAMESPACE}/segmentation/labels', 'sensor_msgs/msg/Image',
                   '--field', 'encoding'], r'mono8', demo.parent / 'echo.log')
     text = verb('param', 'set', '--no-daemon', '--spin-time', SPIN_TIME_S, SEGMENTER,
                 'max_rate', '2.0')
