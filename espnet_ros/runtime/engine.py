@@ -256,11 +256,18 @@ class SegmentationEngine:
                 batch = F.interpolate(batch, size=(height, width), mode='bilinear',
                                       align_corners=False)
         else:
-            resized = [image if image.shape[:2] == (height, width)
-                       else cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-                       for image in images]
-            batch = torch.from_numpy(np.stack(resized)).to(self.device, non_blocking=True)
-            batch = batch.permute(0, 3, 1, 2).float()
+            resized = np.stack([
+                image if image.shape[:2] == (height, width)
+                else cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+                for image in images])
+            if order != self.spec.normalization.channel_order:
+                resized = resized[..., ::-1]
+            # The channel flip and the move to planes as one copy of bytes, then one pass
+            # that converts, scales and shifts: a quarter of the memory traffic of doing
+            # each on floats.
+            planes = np.ascontiguousarray(resized.transpose(0, 3, 1, 2))
+            batch = torch.from_numpy(planes).to(self.device, non_blocking=True)
+            return torch.addcmul(self._shift, batch, self._scale).to(self.dtype)
         if order != self.spec.normalization.channel_order:
             batch = batch.flip(1)
         return (batch * self._scale + self._shift).to(self.dtype)
