@@ -232,6 +232,22 @@ def test_a_full_disk_removes_a_video_cut_short(tmp_path: Path, camvid_dir: Path,
     assert not out.exists()
 
 
+@pytest.mark.parametrize('small', ['labels', 'video'])
+def test_a_full_disk_removes_the_label_files_too(tmp_path: Path, camvid_dir: Path,
+                                                 small_disk, small: str) -> None:
+    """The labels folder on its own small disk, or beside a video on one: both go."""
+    video = write_video(tmp_path / 'in.mp4', camvid_dir)
+    disk = small_disk(tmp_path / 'disk', '1m')
+    out = (disk if small == 'video' else tmp_path) / 'out.mp4'
+    labels = (disk if small == 'labels' else tmp_path) / 'labels'
+    result = run_cli('video', str(video), '--out', str(out), '--labels-dir', str(labels),
+                     *ENGINE_ARGS)
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = one_error_line(result)
+    assert 'not enough disk space' in line and f'label files in {labels}' in line, line
+    assert not out.exists() and not labels.exists()
+
+
 def test_half_a_db3_is_refused_in_one_line(tmp_path: Path, frames: list) -> None:
     source = write_bag(tmp_path / 'in', [raw_image(i, f) for i, f in enumerate(frames)])
     db3, = source.glob('*.db3')

@@ -108,11 +108,14 @@ class VideoSegmentation:
                 progress=job.progress)
         except (_DiskLow, OSError) as error:
             self.close()
-            # A video cut short on a full disk has no index: it goes rather than pose as one.
+            # A video cut short on a full disk has no index: it goes rather than pose as one,
+            # and so do the label files written beside it.
             job.out.unlink(missing_ok=True)
-            reason = error.strerror if isinstance(error, OSError) else str(error)
+            labels = self._remove_labels()
+            reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
             raise OfflineError(f'not enough disk space for {job.out} ({reason}); stopped after '
-                               f'{self.index} frames and removed the partial video') from None
+                               f'{self.index} frames and removed the partial video'
+                               f'{labels}') from None
         finally:
             self.close()
         if summary.frames == 0:
@@ -126,11 +129,28 @@ class VideoSegmentation:
                 return
             yield DecodedImage(bgr, 'bgr')
 
+    def _remove_labels(self) -> str:
+        """Remove this run's label files (and their folder if left empty); say so."""
+        folder = self.job.labels_dir
+        if folder is None or not folder.is_dir():
+            return ''
+        for index in range(self.index + 1):
+            (folder / LABEL_NAME.format(index)).unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # something else is in it: it stays
+        return f' and its label files in {folder}'
+
     def _emit(self, frame: DecodedImage, outputs: Optional[FrameOutputs]) -> None:
-        free = shutil.disk_usage(self.job.out.parent).free
-        if free < self.job.min_free_bytes:
-            raise _DiskLow(f'{free / MIB:.0f} MiB free, under the '
-                           f'{self.job.min_free_bytes / MIB:.0f} MiB kept for finishing it')
+        folders = [self.job.out.parent]
+        if self.job.labels_dir is not None:
+            folders.append(self.job.labels_dir)  # maybe another disk
+        for folder in folders:
+            free = shutil.disk_usage(folder).free
+            if free < self.job.min_free_bytes:
+                raise _DiskLow(f'{free / MIB:.0f} MiB free in {folder}, under the '
+                               f'{self.job.min_free_bytes / MIB:.0f} MiB kept for finishing')
         if self.writer is None:
             height, width = frame.pixels.shape[:2]
             fourcc = cv2.VideoWriter_fourcc(*FOURCC[self.job.out.suffix.lower()])
@@ -141,8 +161,12 @@ class VideoSegmentation:
         self.writer.write(np.ascontiguousarray(outputs.overlay[..., ::-1]))
         if self.job.labels_dir is not None:
             path = self.job.labels_dir / LABEL_NAME.format(self.index)
-            if not cv2.imwrite(str(path), outputs.labels):
-                raise OfflineError(f'cannot write {path}')
+            try:
+                written = cv2.imwrite(str(path), outputs.labels)
+            except cv2.error as error:
+                raise OSError(f'cannot write {path}: {error}') from None
+            if not written:
+                raise OSError(f'cannot write {path}')
         self.index += 1
 
     def close(self) -> None:
