@@ -24,9 +24,7 @@ about a second of Ctrl-C even with a slow frame in flight.
 
 from pathlib import Path
 import resource
-import shutil
 import signal
-import subprocess
 import time
 from typing import Any, Callable, Iterator
 
@@ -37,10 +35,7 @@ from rclpy.qos import qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess, Probe,
                          Recorder, send_until_answered, serving, START_TIMEOUT_S)
 from sensor_msgs.msg import Image
-import torch
 
-from espnet_ros.zoo.checkpoints import read_state_dict
-from espnet_ros.zoo.registry import get_spec, registry
 
 MODEL = 'espnet_p2q3_cityscapes'
 BASE = {'model': MODEL, 'input_width': 256, 'input_height': 128, 'device': 'cpu',
@@ -66,119 +61,6 @@ def scene() -> np.ndarray:
 def sender(publisher: Any, rgb: np.ndarray) -> Any:
     """Return ``publish(stamp)`` for well-formed frames."""
     return lambda stamp: publisher.publish(camera_image(rgb, 'rgb8', header_at(stamp, 'cam')))
-
-
-# Start-up ------------------------------------------------------------------------------
-
-def checkpoint_copy(weights_dir: Path, into: Path, model: str = MODEL) -> Path:
-    """Copy ``model``'s official checkpoint into ``into``; return the copy."""
-    target = into / Path(get_spec(model).checkpoint).name
-    shutil.copyfile(weights_dir / get_spec(model).checkpoint, target)
-    return target
-
-
-def truncated(weights_dir: Path, into: Path) -> Path:
-    """Return a copy of the checkpoint cut to half its size."""
-    path = checkpoint_copy(weights_dir, into)
-    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
-    return path
-
-
-def retrained(weights_dir: Path, into: Path) -> Path:
-    """Return the checkpoint with every tensor nudged, as fine-tuning would leave it."""
-    state = read_state_dict(weights_dir / get_spec(MODEL).checkpoint)
-    path = into / 'retrained.pth'
-    torch.save({key: value * 1.01 if value.is_floating_point() else value
-                for key, value in state.items()}, path)
-    return path
-
-
-SHA = get_spec(MODEL).sha256
-# id: (parameters given the weights and a files folder, what the log must say; {files} is
-# that folder)
-START_FAILURES = {
-    'unknown model': (lambda w, t: {'model': 'espnet_p9q9_cityscapes'},
-                      ["unknown model 'espnet_p9q9_cityscapes'", 'known models:',
-                       *registry()]),
-    'truncated checkpoint': (lambda w, t: {'weights': str(truncated(w, t))},
-                             [f'expected {SHA}', 'truncated', '{files}']),
-    'checkpoint of another model': (
-        lambda w, t: {'weights': str(checkpoint_copy(w, t, 'espnet_p2q5_cityscapes'))},
-        [f'expected {SHA}', '{files}']),
-    'wrong architecture, unverified allowed': (
-        lambda w, t: {'weights': str(checkpoint_copy(w, t, 'espnet_p2q5_cityscapes')),
-                      'allow_unverified_weights': True},
-        [f'does not fit model {MODEL}', '{files}']),
-    # The node is given an empty models folder: it says how to fetch, and downloads nothing.
-    'checkpoint not installed': (lambda w, t: {},
-                                 ['not found in', f'expected sha256 {SHA}', 'espnet-ros fetch']),
-    'cuda without CUDA': (lambda w, t: {'device': 'cuda'}, ['CUDA is not available']),
-    'overlay_alpha out of range': (lambda w, t: {'overlay_alpha': 2.0},
-                                   ['overlay_alpha', '2.0']),
-    'input_width not an integer': (lambda w, t: {'input_width': 'wide'},
-                                   ['input_width', 'wide']),
-    'unknown output_resolution': (lambda w, t: {'output_resolution': 'sideways'},
-                                  ['output_resolution', 'sideways', 'input, network']),
-    'unknown reliability': (lambda w, t: {'reliability': 'sometimes'},
-                            ['reliability', 'sometimes', 'best_effort, reliable']),
-}
-
-
-@pytest.fixture(scope='module')
-def failed_starts(weights_dir: Path,
-                  tmp_path_factory: pytest.TempPathFactory
-                  ) -> Iterator[dict[str, tuple[NodeProcess, Path]]]:
-    """Start every bad configuration at once (they are independent); yield them by case."""
-    nodes = {}
-    for index, (name, (parameters, _)) in enumerate(START_FAILURES.items()):
-        files = tmp_path_factory.mktemp('start')
-        models = files if name == 'checkpoint not installed' else weights_dir
-        nodes[name] = NodeProcess('segmenter', {**BASE, **parameters(weights_dir, files)},
-                                  namespace=f'/start{index}', weights_dir=models,
-                                  log_dir=files), files
-    yield nodes
-    for node, _ in nodes.values():
-        node.stop()
-
-
-@pytest.mark.parametrize('case', list(START_FAILURES))
-def test_bad_configuration_fails_at_start_up(failed_starts: dict, case: str) -> None:
-    """Status 1, a message naming what is wrong and what was expected, no traceback."""
-    node, files = failed_starts[case]
-    try:
-        status = node.process.wait(START_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f'{case}: the node did not exit\n{node.describe()}')
-    assert status == 1, node.describe()
-    for text in START_FAILURES[case][1]:
-        text = text.replace('{files}', str(files))
-        assert text in node.log(), f'{case}: {text!r} missing\n{node.describe()}'
-    no_traceback(node)
-
-
-def test_auto_device_and_unverified_weights_run_with_warnings(
-        probe: Probe, scene: np.ndarray, weights_dir: Path, tmp_path: Path) -> None:
-    """With device auto the CPU is used; an unverified checkpoint loads if allowed; both warn."""
-    weights = retrained(weights_dir, tmp_path)
-    node = NodeProcess('segmenter', {**BASE, 'device': 'auto', 'weights': str(weights),
-                                     'allow_unverified_weights': True},
-                       namespace='/unverified', weights_dir=weights_dir, log_dir=tmp_path)
-    probe.watched.append(node)
-    camera = probe.node.create_publisher(Image, '/unverified/image', qos_profile_sensor_data)
-    labels = probe.record(Image, '/unverified/segmentation/labels')
-    try:
-        probe.spin_until(camera.get_subscription_count, START_TIMEOUT_S, 'the node to start')
-        send_until_answered(probe, sender(camera, scene), {'labels': labels})
-    finally:
-        probe.watched.remove(node)
-        probe.forget([labels])
-        probe.node.destroy_publisher(camera)
-        status = node.stop()
-    assert status == 0, node.describe()
-    log = node.log()
-    assert 'CUDA is not available, running on the CPU' in log, log
-    assert str(weights) in log and 'allow_unverified' in log, log
-    no_traceback(node)
 
 
 # Run time --------------------------------------------------------------------------------

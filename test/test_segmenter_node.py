@@ -34,7 +34,7 @@ from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, Rel
 from rclpy.task import Future
 from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, header_at,
                          image_array, NodeProcess, Probe, Recorder, send_until_answered,
-                         serving, stamp_ns, START_TIMEOUT_S, WaitTimeout)
+                         serving, stamp_ns, WaitTimeout)
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 import torch
@@ -554,15 +554,3 @@ def test_lifecycle_transitions(probe: Probe, camera: np.ndarray,
     finally:
         probe.forget([labels, info, diagnostics])
         probe.node.destroy_publisher(image)
-
-
-def test_autostart_failure_exits_with_status_1(weights_dir: Path, tmp_path: Path) -> None:
-    """A model that cannot be configured at start-up ends the process with status 1."""
-    node = NodeProcess('segmenter', {**NODE_PARAMETERS, 'input_width': 300}, namespace='/bad',
-                       weights_dir=weights_dir, log_dir=tmp_path)
-    try:
-        status = node.process.wait(START_TIMEOUT_S)
-    finally:
-        node.stop()
-    assert status == 1, node.describe()
-    assert 'cannot configure' in node.log() and 'multiples of 8' in node.log(), node.log()
