@@ -172,8 +172,8 @@ def test_stop_signal_mid_inference_exits_quickly(probe: Probe, scene: np.ndarray
 @pytest.mark.parametrize('signum', [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_a_slow_configure_stops_the_node(probe: Probe, weights_dir: Path,
                                                          tmp_path: Path, signum: int) -> None:
-    """torch-compile takes minutes on a busy CPU: the signal must not wait for it."""
-    with own_node(probe, f'/compiling{int(signum)}', {**BASE, 'backend': 'torch-compile'},
+    """compile_mode jit takes minutes on a busy CPU: the signal must not wait for it."""
+    with own_node(probe, f'/compiling{int(signum)}', {**BASE, 'compile_mode': 'jit'},
                   weights_dir, tmp_path, constructed) as node:
         assert signalled(probe, node, signum) == 0, node.describe()
 

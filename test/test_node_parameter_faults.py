@@ -113,9 +113,9 @@ def test_max_rate_has_a_floor_and_a_change_applies_at_the_next_frame(
 
 def test_a_slow_reload_leaves_the_control_plane_answering(probe: Probe, weights_dir: Path,
                                                           tmp_path: Path) -> None:
-    """During a torch-compile reload, lifecycle services and diagnostics answer."""
+    """During a compile_mode jit reload, lifecycle services and diagnostics answer."""
     with own_node(probe, '/reload', BASE, weights_dir, tmp_path, subscribed) as node:
-        answer = probe.set_parameters_async('/reload/segmenter', {'backend': 'torch-compile'})
+        answer = probe.set_parameters_async('/reload/segmenter', {'compile_mode': 'jit'})
         started = time.time_ns()
         assert probe.call(ChangeState, '/reload/segmenter/change_state', ChangeState.Request(
             transition=Transition(id=99)), timeout_s=GENEROUS_S).success is False
