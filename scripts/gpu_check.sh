@@ -18,7 +18,7 @@
 #
 # 1. `espnet-ros bench --device cuda --compile` for ESPNet at 1024x512 and 512x256: eager fp32
 #    (the authors' way), fp32 and fp16 with folded batch norms and channels-last, CUDA graphs,
-#    preprocessing on the GPU against OpenCV on the host, bf16, torch-compile fp16 with a CUDA
+#    preprocessing on the GPU against OpenCV on the host, bf16, compile_mode jit fp16 with a CUDA
 #    graph; each with label agreement against eager fp32 (OUT_DIR/bench_cuda_*.json).
 # 2. TensorRT on the ONNX export, through ONNX Runtime's TensorRT provider (fp16) when
 #    onnxruntime-gpu is installed, else with trtexec when it is on the PATH; a missing one is

@@ -113,7 +113,7 @@ settings.load_profile('espnet_ros')
 # command runs everything. 'dds': the test talks over DDS (a node, a launch, the ros2 tools),
 # seen from what its module imports or the fixtures it takes. 'slow': the test compiles a
 # graph, trains, launches, or runs a command end to end (seconds to minutes each).
-DDS_MODULE_NAMES = {'ros_helpers', 'launch_helpers', 'rclpy', 'dds_chatter'}
+DDS_MODULE_NAMES = {'ros_helpers', 'readme_node', 'launch_helpers', 'rclpy', 'dds_chatter'}
 DDS_FIXTURES = {'probe', 'colcon_install'}
 SLOW_FIXTURES = {'compiled_cache', 'colcon_install', 'small_disk'}
 SLOW_MODULES = {'test_accuracy', 'test_cache_security', 'test_graph_cache', 'test_launch_files',
@@ -281,6 +281,15 @@ def small_disk() -> Iterator[Callable[[Path, str], Path]]:
     yield mount
     for folder in reversed(mounted):
         subprocess.run(['umount', '-l', str(folder)], capture_output=True)
+
+
+@pytest.fixture(scope='module')
+def scene() -> np.ndarray:
+    """Return a camera frame of noise (RGB) at the size the small node's tests send."""
+    from ros_helpers import SMALL_CAMERA_SIZE  # imported here: only the ROS tests load rclpy
+
+    rng = np.random.default_rng(3)
+    return rng.integers(0, 256, (SMALL_CAMERA_SIZE[1], SMALL_CAMERA_SIZE[0], 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope='module')

@@ -35,6 +35,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import numpy as np
+import pytest
 from rcl_interfaces.msg import SetParametersResult
 from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 import rclpy
@@ -377,3 +378,109 @@ def serving(probe: Probe, node: NodeProcess, image_topic: str) -> Iterator[NodeP
         probe.watched.remove(node)
         status = node.stop()
     assert status == 0, node.describe()
+
+
+# The small node ----------------------------------------------------------------------------
+# Most node tests start this one: ESPNet p=2 q=3 at 256x128 on the CPU, labels only, quick to
+# load on a busy machine. Each module starts its own in a namespace of its own, so that a
+# node of an earlier module still ending cannot answer for it.
+
+SMALL_NODE = {'model': 'espnet_p2q3_cityscapes', 'input_width': 256, 'input_height': 128,
+              'device': 'cpu', 'precision': 'fp32', 'publish_color': False,
+              'publish_overlay': False}
+SMALL_CAMERA_SIZE = (160, 120)  # (width, height) of the frames the tests send it
+RELIABLE = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+# Far below the minutes the attacks of issue 18 used to cost, far above what the node needs.
+GENEROUS_S = 20.0
+
+
+def no_traceback(node: NodeProcess) -> None:
+    """Fail if the node printed a Python traceback."""
+    assert 'Traceback' not in node.log(), node.describe()
+
+
+def sender(camera: Any, rgb: np.ndarray) -> Callable[[int], None]:
+    """Return ``publish(stamp)`` for well-formed frames."""
+    return lambda stamp: camera.publish(camera_image(rgb, 'rgb8', header_at(stamp, 'cam')))
+
+
+def small_node_fixtures(namespace: str, parameters: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """
+    Return the fixtures ``segmenter, camera, labels`` of a module's small node.
+
+    The module assigns them to those names. ``segmenter`` (module scope) starts the node in
+    ``namespace`` with ``parameters`` and yields it once it serves (no traceback in the end);
+    ``camera`` is a reliable camera publisher it matched and ``labels`` a recorder of its
+    labels, each for one test.
+    """
+    @pytest.fixture(scope='module')
+    def segmenter(probe: Probe, weights_dir: Path,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+        """Start the module's node; it must end with status 0 (or have ended so)."""
+        node = NodeProcess('segmenter', parameters, namespace=namespace,
+                           weights_dir=weights_dir,
+                           log_dir=tmp_path_factory.mktemp(namespace.strip('/')))
+        with serving(probe, node, f'{namespace}/image'):
+            yield node
+        no_traceback(node)
+
+    @pytest.fixture
+    def camera(probe: Probe, segmenter: NodeProcess) -> Iterator[Any]:
+        """Return a reliable camera publisher matched by the node."""
+        publisher = probe.node.create_publisher(Image, f'{namespace}/image', RELIABLE)
+        probe.spin_until(publisher.get_subscription_count, 30.0, 'the camera to match')
+        yield publisher
+        probe.node.destroy_publisher(publisher)
+
+    @pytest.fixture
+    def labels(probe: Probe, segmenter: NodeProcess) -> Iterator[Recorder]:
+        """Return a recorder of the node's labels, for one test."""
+        recorder = probe.record(Image, f'{namespace}/segmentation/labels')
+        yield recorder
+        probe.forget([recorder])
+
+    return segmenter, camera, labels
+
+
+# Nodes of a test's own, for signals and slow builds -------------------------------------
+
+def constructed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` is built: it configures from now on."""
+    return probe.node.count_publishers(f'{namespace}/segmentation/classes') > 0
+
+
+def subscribed(probe: Probe, namespace: str) -> bool:
+    """Return True once the segmenter in ``namespace`` takes camera frames (active)."""
+    return probe.node.count_subscribers(f'{namespace}/image') > 0
+
+
+@contextmanager
+def own_node(probe: Probe, namespace: str, parameters: dict, weights_dir: Path, log_dir: Path,
+             ready: Callable[[Probe, str], bool]) -> Iterator[NodeProcess]:
+    """Start a segmenter of its own, yield it once ``ready``, watched; stop it in the end."""
+    node = NodeProcess('segmenter', parameters, namespace=namespace, weights_dir=weights_dir,
+                       log_dir=log_dir)
+    probe.watched.append(node)
+    try:
+        probe.spin_until(lambda: ready(probe, namespace), START_TIMEOUT_S,
+                         f'the node in {namespace} to start')
+        yield node
+    finally:
+        if node in probe.watched:
+            probe.watched.remove(node)
+        node.stop()
+
+
+def exit_status(node: NodeProcess) -> Optional[int]:
+    """Return the exit status once the process ends; None if it runs on for long."""
+    try:
+        return node.process.wait(GENEROUS_S)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def signalled(probe: Probe, node: NodeProcess, signum: int) -> Optional[int]:
+    """Send ``signum``; return the exit status, None if the process runs on for long."""
+    probe.watched.remove(node)
+    node.process.send_signal(signum)
+    return exit_status(node)

@@ -15,6 +15,7 @@
 
 """ONNX export of every registry model, the ``export`` and ``bench`` commands end to end."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import onnxruntime
 import pytest
 import torch
 
-from espnet_ros.cli import main as cli_main
+from espnet_ros.cli import bench, main as cli_main
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.runners import export_onnx, onnx_session
 from espnet_ros.tools import benchmark, procfs, variants
@@ -31,8 +32,9 @@ from espnet_ros.zoo.registry import get_spec, load, registry
 
 # Small, and a multiple of 32 so that every family accepts it.
 SIZE = (256, 128)
-REQUIRED_KEYS = {'model', 'size', 'device', 'precision', 'backend', 'median_ms', 'p99_ms',
-                 'fps', 'agreement', 'speedup', 'flops', 'params', 'host_peak_mb', 'kind'}
+REQUIRED_KEYS = {'model', 'size', 'device', 'precision', 'backend', 'compile_mode', 'median_ms',
+                 'p99_ms', 'fps', 'agreement', 'speedup', 'flops', 'params', 'host_peak_mb',
+                 'kind'}
 
 
 @pytest.mark.parametrize('name', list(registry()))
@@ -160,13 +162,24 @@ def test_variants_baseline_and_availability() -> None:
     assert cpu[0].is_baseline and not cpu[0].fold and not cpu[0].channels_last
     assert not cpu[0].retain_host_memory
     assert {'mixed', 'bf16'} <= {variant.precision for variant in cpu}
-    assert {'onnxruntime', 'torch-compile'} <= {variant.backend for variant in cpu}
+    assert {'onnxruntime', 'torch', 'auto'} <= {variant.backend for variant in cpu}
+    # One way to compile, named by compile_mode: jit in the process, background from the cache.
+    assert {'jit', 'background'} <= {variant.compile_mode for variant in cpu}
     assert variants.unavailable(cpu[0]) is None
     cuda = variants.default_variants('cuda')
     assert any(variant.cuda_graph for variant in cuda)
     assert any(variant.host_preprocess for variant in cuda)
     if not torch.cuda.is_available():
         assert variants.unavailable(cuda[0]) == 'CUDA is not available'
+
+
+def test_backend_torch_compile_picks_the_rows_compiled_in_the_process() -> None:
+    """--backend torch-compile, the older spelling, picks the compile_mode jit rows."""
+    args = argparse.Namespace(backend=['torch-compile'], precision=None, compile=False)
+    picked = [variant for variant in bench.select_variants('cpu', args)
+              if not variant.is_anchor]
+    assert picked and {variant.compile_mode for variant in picked} == {'jit'}
+    assert {variant.backend for variant in picked} == {'torch'}
 
 
 def test_cpu_model_names_the_processor_and_the_isa_that_matters(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -58,7 +58,8 @@ FIRST_RECEIVED_NS = 200 * 10 ** 9
 # The official vision_msgs 4.x type hash of LabelInfo (share/vision_msgs/msg/LabelInfo.json).
 LABEL_INFO_RIHS01 = 'RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783'
 STORE = get_typestore(Stores.ROS2_JAZZY)
-INTERRUPTED_BAG_FRAMES = 800
+INTERRUPTED_BAG_FRAMES = 800  # long enough that a signal lands mid-run on a quiet machine
+INTERRUPTED_RUN_TIMEOUT_S = 600  # a wait, not a figure: a busy machine starts slowly
 
 
 def camvid_frames(camvid_dir: Path, count: int) -> list[np.ndarray]:
@@ -120,6 +121,45 @@ def run_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run ``espnet-ros`` in a process of its own."""
     return subprocess.run([sys.executable, '-m', 'espnet_ros.cli', *args], capture_output=True,
                           text=True, timeout=timeout)
+
+
+class InterruptedRun(NamedTuple):
+    """A bag command stopped by a signal: its input and output bags, status and output."""
+
+    source: Path
+    out: Path
+    status: int
+    stdout: str
+    stderr: str
+
+
+def interrupted_bag_run(tmp_path: Path, frames: list[np.ndarray],
+                        signum: signal.Signals) -> InterruptedRun:
+    """
+    Segment a long bag of ``frames`` in a process of its own; send ``signum`` mid-run.
+
+    The signal goes once the progress bar shows a first frame done; the bag holds
+    INTERRUPTED_BAG_FRAMES frames, long enough that the signal lands mid-run.
+    """
+    source = write_bag(tmp_path / 'in', [raw_image(i, frames[i % len(frames)])
+                                         for i in range(INTERRUPTED_BAG_FRAMES)], chatter=False)
+    out = tmp_path / 'out'
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'espnet_ros.cli', 'bag', str(source), '--image-topic', TOPIC,
+         '--out', str(out), *ENGINE_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+    started = re.compile(rf'\b[1-9]\d*/{INTERRUPTED_BAG_FRAMES}\b')
+    try:
+        progress = ''
+        deadline = time.monotonic() + INTERRUPTED_RUN_TIMEOUT_S
+        while not started.search(progress):  # tqdm shows a first frame done
+            assert time.monotonic() < deadline and process.poll() is None, progress
+            progress += process.stderr.read(1)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=INTERRUPTED_RUN_TIMEOUT_S)
+    finally:
+        process.kill()
+    return InterruptedRun(source, out, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope='module')
@@ -254,31 +294,12 @@ def test_malformed_frames_are_counted_and_skipped(
 
 
 def test_ctrl_c_leaves_a_valid_bag_and_says_how_far(tmp_path: Path, camvid_dir: Path) -> None:
-    frames = camvid_frames(camvid_dir, 40)
-    total = INTERRUPTED_BAG_FRAMES  # long enough that Ctrl-C lands mid-run on a quiet machine
-    source = write_bag(tmp_path / 'in', [raw_image(i, frames[i % len(frames)])
-                                         for i in range(total)], chatter=False)
-    out = tmp_path / 'out'
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'espnet_ros.cli', 'bag', str(source), '--image-topic', TOPIC,
-         '--out', str(out), *ENGINE_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
-    started = re.compile(rf'\b[1-9]\d*/{total}\b')
-    try:
-        progress = ''
-        deadline = time.monotonic() + 600
-        while not started.search(progress):  # tqdm shows a first frame done
-            assert time.monotonic() < deadline and process.poll() is None, progress
-            progress += process.stderr.read(1)
-        process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=300)
-    finally:
-        process.kill()
-    assert process.returncode == 130, stderr[-3000:]
-    assert 'interrupted after' in stdout and 'Traceback' not in stderr
-    done = int(stdout.split('interrupted after ')[1].split()[0])
-    assert 1 <= done < total
-    found = read_bag(out)
+    run = interrupted_bag_run(tmp_path, camvid_frames(camvid_dir, 40), signal.SIGINT)
+    assert run.status == 130, run.stderr[-3000:]
+    assert 'interrupted after' in run.stdout and 'Traceback' not in run.stderr
+    done = int(run.stdout.split('interrupted after ')[1].split()[0])
+    assert 1 <= done < INTERRUPTED_BAG_FRAMES
+    found = read_bag(run.out)
     assert len(found['/cam/segmentation/labels']) == len(found[TOPIC]) == done
 
 

@@ -21,20 +21,16 @@ bag as Ctrl-C does; a full disk gives one clear error and a valid or removed out
 are range-checked; a run where no frame could be segmented fails.
 """
 
-import os
 from pathlib import Path
-import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
-from test_offline_bag import (camvid_frames, ENGINE_ARGS, raw_image, read_bag, run_cli, STORE,
-                              TOPIC, write_bag)
+from test_offline_bag import (camvid_frames, ENGINE_ARGS, interrupted_bag_run, raw_image,
+                              read_bag, run_cli, STORE, TOPIC, write_bag)
 from test_offline_video import write_video
 
 from espnet_ros.offline.bag import BagJob, BagSegmentation
@@ -44,8 +40,6 @@ from espnet_ros.runtime.options import Backend, DEFAULT_PRECISION
 
 MODEL = 'espnet_p2q3_cityscapes'
 SIZE = (128, 64)
-LONG_BAG_FRAMES = 800
-TIMEOUT_S = 600
 
 
 @pytest.fixture(scope='module')
@@ -135,32 +129,14 @@ def test_video_force_never_replaces_the_input(tmp_path: Path, camvid_dir: Path) 
 @pytest.mark.parametrize('sent,status', [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_close_a_valid_bag(tmp_path: Path, camvid_dir: Path,
                                               sent: signal.Signals, status: int) -> None:
-    frames = camvid_frames(camvid_dir, 8)
-    source = write_bag(tmp_path / 'in', [raw_image(i, frames[i % len(frames)])
-                                         for i in range(LONG_BAG_FRAMES)], chatter=False)
-    out = tmp_path / 'out'
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'espnet_ros.cli', 'bag', str(source), '--image-topic', TOPIC,
-         '--out', str(out), *ENGINE_ARGS], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
-    started = re.compile(rf'\b[1-9]\d*/{LONG_BAG_FRAMES}\b')
-    try:
-        progress = ''
-        deadline = time.monotonic() + TIMEOUT_S
-        while not started.search(progress):
-            assert time.monotonic() < deadline and process.poll() is None, progress
-            progress += process.stderr.read(1)
-        process.send_signal(sent)
-        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-    finally:
-        process.kill()
-    assert process.returncode == status, stderr[-3000:]
-    assert 'interrupted after' in stdout and 'Traceback' not in stderr
-    assert (out / 'metadata.yaml').is_file()
-    done = int(stdout.split('interrupted after ')[1].split()[0])
-    assert len(read_bag(out)['/cam/segmentation/labels']) == done
-    result = run_cli('bag', str(source), '--image-topic', TOPIC, '--out', str(out), '--force',
-                     '--end', '0.5', *ENGINE_ARGS)
+    run = interrupted_bag_run(tmp_path, camvid_frames(camvid_dir, 8), sent)
+    assert run.status == status, run.stderr[-3000:]
+    assert 'interrupted after' in run.stdout and 'Traceback' not in run.stderr
+    assert (run.out / 'metadata.yaml').is_file()
+    done = int(run.stdout.split('interrupted after ')[1].split()[0])
+    assert len(read_bag(run.out)['/cam/segmentation/labels']) == done
+    result = run_cli('bag', str(run.source), '--image-topic', TOPIC, '--out', str(run.out),
+                     '--force', '--end', '0.5', *ENGINE_ARGS)
     assert result.returncode == 0, result.stderr[-2000:]
 
 

@@ -38,9 +38,10 @@ from sensor_msgs.msg import Image
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.zoo import DEFAULT_MODEL
 
-NODE = '/segmenter'
+NAMESPACE = '/compiled'  # of this module's nodes alone
+NODE = f'{NAMESPACE}/segmenter'
 IMAGE_TOPIC = '/compiled/image_raw'
-LABELS_TOPIC = '/segmentation/labels'
+LABELS_TOPIC = f'{NAMESPACE}/segmentation/labels'
 CAMERA_SIZE = (256, 128)
 SWITCH_TIMEOUT_S = 120.0
 BUILDER_MODULE = 'espnet_ros.runtime.graph_builder'
@@ -85,7 +86,8 @@ def test_node_switches_to_the_cached_graph(probe: Probe, weights_dir: Path, comp
     root = tmp_path / 'cache'
     shutil.copytree(compiled_cache.root, root, ignore=shutil.ignore_patterns('*.lock'))
     node = NodeProcess('segmenter', parameters(compiled_cache, 'cached'),
-                       weights_dir=weights_dir, remaps=(('image', IMAGE_TOPIC),),
+                       weights_dir=weights_dir, namespace=NAMESPACE,
+                       remaps=(('image', IMAGE_TOPIC),),
                        log_dir=tmp_path, env={'ESPNET_ROS_CACHE': str(root)})
     rgb = np.ascontiguousarray(cv2.resize(street_bgr, CAMERA_SIZE)[..., ::-1])
     eager = SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,
@@ -114,7 +116,8 @@ def test_node_switches_to_the_cached_graph(probe: Probe, weights_dir: Path, comp
 def test_ctrl_c_ends_a_build_in_progress(probe: Probe, weights_dir: Path, compiled_cache,
                                          tmp_path: Path) -> None:
     node = NodeProcess('segmenter', parameters(compiled_cache, 'background'),
-                       weights_dir=weights_dir, remaps=(('image', IMAGE_TOPIC),),
+                       weights_dir=weights_dir, namespace=NAMESPACE,
+                       remaps=(('image', IMAGE_TOPIC),),
                        log_dir=tmp_path, env={'ESPNET_ROS_CACHE': str(tmp_path / 'empty')})
     with serving(probe, node, IMAGE_TOPIC):
         builders = probe.spin_until(lambda: builders_of(node.process.pid), START_TIMEOUT_S,
@@ -126,7 +129,8 @@ def test_ctrl_c_ends_a_build_in_progress(probe: Probe, weights_dir: Path, compil
 def test_killed_node_takes_its_builder_along(weights_dir: Path, compiled_cache,
                                              tmp_path: Path) -> None:
     node = NodeProcess('segmenter', parameters(compiled_cache, 'background'),
-                       weights_dir=weights_dir, remaps=(('image', IMAGE_TOPIC),),
+                       weights_dir=weights_dir, namespace=NAMESPACE,
+                       remaps=(('image', IMAGE_TOPIC),),
                        log_dir=tmp_path, env={'ESPNET_ROS_CACHE': str(tmp_path / 'empty')})
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -23,7 +23,7 @@ itself to active.
 
 No remote request ends the process: an exception out of a callback is logged (throttled)
 and the node goes on. The control plane (lifecycle services, diagnostics) has callback
-groups of its own, so a reload that takes minutes (a torch-compile build) never freezes it.
+groups of its own, so a reload that takes minutes (a compile_mode jit build) never freezes it.
 """
 
 import os

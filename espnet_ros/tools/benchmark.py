@@ -102,7 +102,8 @@ def _row(spec: ModelSpec, size: tuple[int, int], item: Prepared, key: str,
     kind = key.removesuffix(LOADED_SUFFIX)
     return {
         'model': spec.name, 'size': f'{size[0]}x{size[1]}', 'device': variant.device,
-        'precision': variant.precision, 'backend': variant.backend, 'variant': variant.label,
+        'precision': variant.precision, 'backend': variant.backend,
+        'compile_mode': variant.compile_mode, 'variant': variant.label,
         'kind': kind, 'median_ms': median, 'p99_ms': percentile(times, 99),
         'mean_ms': float(times.mean()), 'fps': 1e3 / median, 'speedup': baseline_ms / median,
         'host_peak_mb': item.host_peak_mb, 'gpu_peak_mb': item.gpu_peak_mb,

@@ -51,7 +51,7 @@ class Variant:
 
     label: str
     device: str  # 'cpu' or 'cuda'
-    backend: str  # 'torch', 'torch-compile', 'onnxruntime', or 'auto' with a compile_mode
+    backend: str  # 'torch', 'onnxruntime', or 'auto'; compiling is named by compile_mode
     precision: str = 'fp32'
     fold: bool = True
     channels_last: bool = True
@@ -60,6 +60,7 @@ class Variant:
     # False: glibc's default malloc settings, which are process-wide, so the variant runs
     # in a process of its own (see espnet_ros.runtime.host_memory and benchmark_worker).
     retain_host_memory: bool = True
+    # 'jit': compiled in the process at every start (any backend but onnxruntime).
     # 'background': backend auto once it has switched to the compiled graph kept on disk
     # (built into the user's cache the first time, loaded from it afterwards).
     compile_mode: str = 'eager'
@@ -104,9 +105,11 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                  Variant('torch bf16 fold+cl', 'cpu', 'torch', 'bf16'),
                  Variant('torch mixed fold+cl', 'cpu', 'torch', 'mixed'),
                  Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
-        compiled = [Variant('torch-compile fp32', 'cpu', 'torch-compile'),
-                    Variant('torch-compile mixed', 'cpu', 'torch-compile', 'mixed'),
-                    Variant('torch-compile bf16', 'cpu', 'torch-compile', 'bf16'),
+        compiled = [Variant('torch fp32, compile_mode jit', 'cpu', 'torch', compile_mode='jit'),
+                    Variant('torch mixed, compile_mode jit', 'cpu', 'torch', 'mixed',
+                            compile_mode='jit'),
+                    Variant('torch bf16, compile_mode jit', 'cpu', 'torch', 'bf16',
+                            compile_mode='jit'),
                     Variant('auto fp32, compiled graph from the cache', 'cpu', 'auto',
                             compile_mode='background'),
                     Variant('auto mixed, compiled graph from the cache', 'cpu', 'auto',
@@ -120,7 +123,8 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                  replace(graph, label='torch fp16 graph, CPU preprocessing',
                          host_preprocess=True),
                  Variant('torch bf16 fold+cl+graph', device, 'torch', 'bf16', cuda_graph=True)]
-        compiled = [replace(graph, label='torch-compile fp16 graph', backend='torch-compile')]
+        compiled = [replace(graph, label='torch fp16 graph, compile_mode jit',
+                            compile_mode='jit')]
     return found + (compiled if compile_network else [])
 
 

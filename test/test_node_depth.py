@@ -47,7 +47,9 @@ from espnet_ros.tools.depth_scenes import flat_world, ground_tile, pinhole_k
 from espnet_ros.zoo.registry import get_spec
 
 MODEL = 'espnet_p2q8_cityscapes'
-NODE = '/segmenter'
+NAMESPACE = '/depth'  # of this module's node alone
+NODE = f'{NAMESPACE}/segmenter'
+OUT = f'{NAMESPACE}/segmentation'  # the node's outputs
 DEPTH_REJECTED = 'depth frames rejected'  # a diagnostics key of a node with depth
 FRAME_ID = 'front_camera_optical'
 CAMERA_SIZE = (320, 160)
@@ -110,7 +112,8 @@ def street_rgb(street_bgr: np.ndarray) -> np.ndarray:
 def segmenter(probe: Probe, weights_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
-                       remaps=tuple(TOPICS.items()), log_dir=tmp_path_factory.mktemp('points'))
+                       namespace=NAMESPACE, remaps=tuple(TOPICS.items()),
+                       log_dir=tmp_path_factory.mktemp('points'))
     with serving(probe, node, TOPICS['image']):
         probe.spin_until(lambda: probe.node.count_subscribers(TOPICS['depth/image']),
                          DIAGNOSTICS_TIMEOUT_S, 'the depth subscription')
@@ -151,8 +154,8 @@ def test_no_depth_camera_info_yet_names_the_topic(
         probe: Probe, segmenter: NodeProcess, publishers: dict[str, Any],
         street_rgb: np.ndarray) -> None:
     """First in the module: the node has never had a depth CameraInfo."""
-    points = probe.record(PointCloud2, '/segmentation/points')
-    labels = {'labels': probe.record(Image, '/segmentation/labels')}
+    points = probe.record(PointCloud2, f'{OUT}/points')
+    labels = {'labels': probe.record(Image, f'{OUT}/labels')}
     metres = scene_metres()
     send = sender(publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header),
                   info=False)
@@ -177,9 +180,9 @@ def test_cloud_sits_where_back_projection_puts_it(probe: Probe, segmenter: NodeP
                                                   publishers: dict[str, Any],
                                                   street_rgb: np.ndarray) -> None:
     metres = scene_metres()
-    recorders = {'labels': probe.record(Image, '/segmentation/labels'),
-                 'confidence': probe.record(Image, '/segmentation/confidence'),
-                 'points': probe.record(PointCloud2, '/segmentation/points')}
+    recorders = {'labels': probe.record(Image, f'{OUT}/labels'),
+                 'confidence': probe.record(Image, f'{OUT}/confidence'),
+                 'points': probe.record(PointCloud2, f'{OUT}/points')}
     stamp, out = send_frames(probe, sender(
         publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header)), recorders)
     probe.forget(recorders.values())
@@ -210,10 +213,10 @@ def test_consumed_like_the_nav2_semantic_layer(probe: Probe, segmenter: NodeProc
                                                publishers: dict[str, Any],
                                                street_rgb: np.ndarray) -> None:
     """Exact-time sync of labels, mono8 confidence and cloud; points to ground tiles."""
-    subscribers = [Subscriber(probe.node, Image, '/segmentation/labels', qos_profile=RECORD_QOS),
-                   Subscriber(probe.node, Image, '/segmentation/confidence',
+    subscribers = [Subscriber(probe.node, Image, f'{OUT}/labels', qos_profile=RECORD_QOS),
+                   Subscriber(probe.node, Image, f'{OUT}/confidence',
                               qos_profile=RECORD_QOS),
-                   Subscriber(probe.node, PointCloud2, '/segmentation/points',
+                   Subscriber(probe.node, PointCloud2, f'{OUT}/points',
                               qos_profile=RECORD_QOS)]
     synced: list[tuple[Image, Image, PointCloud2]] = []
     TimeSynchronizer(subscribers, 50).registerCallback(lambda *msgs: synced.append(msgs))
@@ -279,8 +282,8 @@ def test_nan_inf_and_negative_metres_give_nan_points(probe: Probe, segmenter: No
     for (v, u), value in bad.items():
         metres[v, u] = value
     before = diagnostics_once(probe)
-    recorders = {'labels': probe.record(Image, '/segmentation/labels'),
-                 'points': probe.record(PointCloud2, '/segmentation/points')}
+    recorders = {'labels': probe.record(Image, f'{OUT}/labels'),
+                 'points': probe.record(PointCloud2, f'{OUT}/points')}
     _, out = send_frames(probe, sender(
         publishers, street_rgb, depth=lambda header: depth_32fc1(metres, header)), recorders)
     probe.forget(recorders.values())
@@ -301,8 +304,8 @@ def test_labels_at_the_network_size_take_the_nearest_depth_pixel(
     assert probe.set_parameters(NODE, {'output_resolution': 'network'})[0].successful
     try:
         metres = scene_metres()
-        recorders = {'labels': probe.record(Image, '/segmentation/labels'),
-                     'points': probe.record(PointCloud2, '/segmentation/points')}
+        recorders = {'labels': probe.record(Image, f'{OUT}/labels'),
+                     'points': probe.record(PointCloud2, f'{OUT}/points')}
         _, out = send_frames(probe, sender(
             publishers, street_rgb, depth=lambda header: depth_16uc1(metres, header)), recorders)
         probe.forget(recorders.values())
@@ -323,11 +326,8 @@ def diagnostics_once(probe: Probe) -> dict[str, str]:
     recorder = probe.record(DiagnosticArray, '/diagnostics')
     try:
         def ours() -> Optional[dict[str, str]]:
-            # A report with the cloud's figures: this module's node, its depth input on (a
-            # node of an earlier module may still be ending under the same name).
             return next((values for _, message in recorder.messages
-                         for values in [diagnostic_values(message, NODE)]
-                         if values and DEPTH_REJECTED in values), None)
+                         for values in [diagnostic_values(message, NODE)] if values), None)
         return probe.spin_until(ours, DIAGNOSTICS_TIMEOUT_S, 'diagnostics')
     finally:
         probe.forget([recorder])
@@ -345,8 +345,8 @@ def test_bad_depth_gives_a_reason_and_the_labels_go_on(
         probe: Probe, segmenter: NodeProcess, publishers: dict[str, Any],
         street_rgb: np.ndarray, case: str, depth: Callable, expected: str) -> None:
     before = diagnostics_once(probe)
-    points = probe.record(PointCloud2, '/segmentation/points')
-    labels = {'labels': probe.record(Image, '/segmentation/labels')}
+    points = probe.record(PointCloud2, f'{OUT}/points')
+    labels = {'labels': probe.record(Image, f'{OUT}/labels')}
     stamp, _ = send_frames(probe, sender(publishers, street_rgb, depth=depth), labels)
     probe.spin_for(1.0)
     probe.forget([points, *labels.values()])
@@ -370,8 +370,8 @@ def test_unpaired_frames_are_counted_with_slop_0(probe: Probe, segmenter: NodePr
             message.header.stamp.nanosec = (message.header.stamp.nanosec + 1000) % 10**9
             return message
         # Clouds are made only for subscribers, so the pairing runs only with one.
-        points = probe.record(PointCloud2, '/segmentation/points')
-        labels = {'labels': probe.record(Image, '/segmentation/labels')}
+        points = probe.record(PointCloud2, f'{OUT}/points')
+        labels = {'labels': probe.record(Image, f'{OUT}/labels')}
         stamp, _ = send_frames(probe, sender(publishers, street_rgb, depth=shifted), labels)
         probe.spin_for(1.0)
         probe.forget([points, *labels.values()])
@@ -415,7 +415,7 @@ def long_wait(probe: Probe, segmenter: NodeProcess) -> Iterator[None]:
 def warm_up(probe: Probe, publishers: dict[str, Any], rgb: np.ndarray) -> None:
     """Send frames until one has its cloud: the node has seen the points subscriber."""
     metres = scene_metres()
-    recorders = {'points': probe.record(PointCloud2, '/segmentation/points')}
+    recorders = {'points': probe.record(PointCloud2, f'{OUT}/points')}
     send_frames(probe, sender(publishers, rgb, depth=lambda header: depth_16uc1(metres, header)),
                 recorders)
     probe.forget(recorders.values())
@@ -440,8 +440,8 @@ def test_depth_after_the_colour_frame_gives_every_cloud(
     """Depth 30-100 ms after colour, and depth sent only once the labels came back."""
     warm_up(probe, publishers, street_rgb)
     metres = scene_metres()
-    labels = probe.record(Image, '/segmentation/labels')
-    points = probe.record(PointCloud2, '/segmentation/points')
+    labels = probe.record(Image, f'{OUT}/labels')
+    points = probe.record(PointCloud2, f'{OUT}/points')
     before = diagnostics_once(probe)
 
     def later(delay_s: float) -> Callable[[int], None]:
@@ -470,8 +470,8 @@ def test_depth_at_200_hz_gives_every_cloud(probe: Probe, segmenter: NodeProcess,
     """Colour, then depth at 200 Hz from 50 ms before its stamp to 300 ms after it."""
     warm_up(probe, publishers, street_rgb)
     metres = scene_metres()
-    labels = probe.record(Image, '/segmentation/labels')
-    points = probe.record(PointCloud2, '/segmentation/points')
+    labels = probe.record(Image, f'{OUT}/labels')
+    points = probe.record(PointCloud2, f'{OUT}/points')
 
     def stream(stamp: int) -> None:
         for offset_ms in range(-50, 300, round(DEPTH_PERIOD_S * 1000)):
@@ -499,8 +499,8 @@ def test_a_depth_stamped_ahead_or_invalid_breaks_nothing(
     for message in (ahead, invalid_nanosec, negative):
         publishers['depth/image'].publish(message)
         probe.spin_for(0.05)
-    labels = probe.record(Image, '/segmentation/labels')
-    points = probe.record(PointCloud2, '/segmentation/points')
+    labels = probe.record(Image, f'{OUT}/labels')
+    points = probe.record(PointCloud2, f'{OUT}/points')
 
     def depth_5_ms_later(stamp: int) -> None:
         publishers['depth/image'].publish(depth_16uc1(metres, header_at(stamp + 5_000_000,
@@ -525,8 +525,8 @@ def test_big_depth_is_refused_with_a_reason(probe: Probe, segmenter: NodeProcess
     try:
         big = np.full((512, 1024), 5.0, np.float32)
         before = diagnostics_once(probe)
-        points = probe.record(PointCloud2, '/segmentation/points')
-        labels = {'labels': probe.record(Image, '/segmentation/labels')}
+        points = probe.record(PointCloud2, f'{OUT}/points')
+        labels = {'labels': probe.record(Image, f'{OUT}/labels')}
         stamp, _ = send_frames(probe, sender(
             publishers, street_rgb, depth=lambda header: depth_16uc1(big, header)), labels)
         probe.spin_for(1.0)
@@ -547,8 +547,8 @@ def test_tiny_focal_length_is_refused_with_a_reason(probe: Probe, segmenter: Nod
     """A K of fx = fy = 1e-300 passed 'finite, > 0' and gave 51,199 infinite points."""
     metres = scene_metres()
     before = diagnostics_once(probe)
-    points = probe.record(PointCloud2, '/segmentation/points')
-    labels = {'labels': probe.record(Image, '/segmentation/labels')}
+    points = probe.record(PointCloud2, f'{OUT}/points')
+    labels = {'labels': probe.record(Image, f'{OUT}/labels')}
 
     def publish(stamp: int) -> None:
         header = header_at(stamp, FRAME_ID)
