@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterator
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
@@ -360,3 +361,39 @@ def test_changing_cameras_at_run_time_serves_the_new_set(probe: Probe, publisher
         assert result.successful, result.reason
     probe.spin_until(lambda: probe.node.count_subscribers('/left/image') == 1, 30.0,
                      'left subscribed again')
+
+
+def test_deactivate_and_activate_keep_every_camera(probe: Probe, publishers: dict,
+                                                   pictures: dict) -> None:
+    """Deactivation unsubscribes every camera; activation serves them all again."""
+    assert probe.change_state(NODE, Transition.TRANSITION_DEACTIVATE)
+    try:
+        probe.spin_until(lambda: not any(probe.node.count_subscribers(f'/{name}/image')
+                                         for name in CAMERAS), 30.0, 'every camera unsubscribed')
+    finally:
+        assert probe.change_state(NODE, Transition.TRANSITION_ACTIVATE)
+    for name in CAMERAS:
+        recorder = probe.record(Image, f'/{name}/segmentation/labels')
+        try:
+            send_until_answered(probe, sender(publishers, pictures, name), {'labels': recorder},
+                                timeout_s=OUTPUT_TIMEOUT_S)
+        finally:
+            probe.forget([recorder])
+
+
+def test_publish_points_subscribes_each_cameras_depth(
+        probe: Probe, segmenter: NodeProcess) -> None:
+    """With publish_points, camera c's depth comes from c/depth/image and c/depth/camera_info."""
+    (result,) = probe.set_parameters(NODE, {'publish_points': True})
+    assert result.successful, result.reason
+    try:
+        probe.spin_until(lambda: all(
+            probe.node.count_subscribers(f'/{name}/depth/{topic}')
+            for name in CAMERAS for topic in ('image', 'camera_info')), 30.0,
+            "each camera's depth topics subscribed")
+        assert not probe.node.count_subscribers('/depth/image')
+    finally:
+        (result,) = probe.set_parameters(NODE, {'publish_points': False})
+        assert result.successful, result.reason
+    probe.spin_until(lambda: not probe.node.count_subscribers('/front/depth/image'), 30.0,
+                     'the depth topics unsubscribed')
