@@ -21,6 +21,7 @@ where it should not would stand out on a busy machine too.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 import threading
 import time
 from types import SimpleNamespace
@@ -31,7 +32,8 @@ import numpy as np
 import pytest
 
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
-from espnet_ros.ros.parameter_table import check_parameter, NodeParameters, typed_value
+from espnet_ros.ros.parameter_table import (check_parameter, graph_batch, NodeParameters,
+                                            typed_value)
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.options import Output
 from espnet_ros.streaming.camera_diagnostics import (BATCH_SIZES_KEY, STALE, STALE_KEY,
@@ -306,3 +308,20 @@ def test_the_thread_serves_every_camera_and_reports_a_silent_one_stale(
     total = dict(summaries[TOTAL].values)
     assert total[STALE_KEY] == 'rear' and total[BATCH_SIZES_KEY] != 'none yet'
     assert summaries[TOTAL].level == Level.WARN and 'rear' in summaries[TOTAL].message
+
+
+def test_the_compiled_graph_is_looked_for_at_the_cameras_batch(tmp_path: Path) -> None:
+    """A node serving three cameras asks the graph cache for a batch-3 graph."""
+    spec = get_spec('espnet_p2q3_cityscapes')
+    engine = SegmentationEngine(spec, spec.build(), EngineConfig(
+        input_size=SIZE, device='cpu', compile_mode='cached', cache=tmp_path))
+    switch = engine.start_background(batch=3)
+    try:
+        assert switch is not None and switch.entry.key.batch == 3
+        assert '-b3-' in switch.entry.key.stem()
+    finally:
+        engine.close()
+    parameters = NodeParameters(cameras=('a', 'b', 'c'))
+    assert graph_batch(parameters) == 3
+    assert graph_batch(parameters.with_changes({'max_batch': 2})) == 2
+    assert graph_batch(NodeParameters()) == 1

@@ -31,7 +31,7 @@ from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BA
                                         MAX_THREADS, NODE_COMPILE_MODE, OutputResolution,
                                         Precision)
 from espnet_ros.streaming.camera_names import cameras_error
-from espnet_ros.streaming.scheduler import DEFAULT_BATCH_WAIT_S
+from espnet_ros.streaming.scheduler import BatchSettings, DEFAULT_BATCH_WAIT_S
 from espnet_ros.zoo import DEFAULT_MODEL
 
 
@@ -255,3 +255,9 @@ def check_together(parameters: NodeParameters) -> Optional[str]:
         return (f'min_depth ({parameters.min_depth}) must be below max_depth '
                 f'({parameters.max_depth})')
     return None
+
+
+def graph_batch(parameters: NodeParameters) -> int:
+    """Return the batch the compiled graph is built for: a frame of each camera, at most."""
+    cameras = len(parameters.cameras)
+    return BatchSettings(max_batch=parameters.max_batch).limit(cameras) if cameras else 1

@@ -51,7 +51,7 @@ from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status
 from espnet_ros.ros.outputs import LatchedPublishers, PublisherBackend
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect, effects_of,
-                                            NodeParameters, typed_value)
+                                            graph_batch, NodeParameters, typed_value)
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, offered_qos, resolve_reliability)
@@ -133,7 +133,8 @@ class SegmenterNode(LifecycleNode):
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        engine.start_background()  # the compiled graph of compile_mode, while serving eager
+        # The compiled graph of compile_mode, while serving eager.
+        engine.start_background(graph_batch(self.parameters))
         self._make_outputs(engine)
         self._announce_classes()
         return TransitionCallbackReturn.SUCCESS
@@ -404,7 +405,7 @@ class SegmenterNode(LifecycleNode):
                     engine.release()
                     return 'the node was cleaned up or shut down during the reload'
                 worker.swap_engine(engine)
-            engine.start_background()
+            engine.start_background(graph_batch(proposed))
             self._announce_classes()
             return None
 
