@@ -44,14 +44,17 @@ def marker() -> Iterator[str]:
     kill_leftovers(mark)
 
 
-@pytest.mark.parametrize('arguments, message', [
-    (['cameras:=[front,front]'], "'front' is named twice"),
-    (['cameras:=[front,/rear]'], 'must be relative'),
-    (['cameras:=[front,rear]', 'image:=/cam/image_raw'], 'image:= applies to the single camera'),
+@pytest.mark.parametrize('launch_file, arguments, message', [
+    ('segment.launch.py', ['cameras:=[front,front]'], "'front' is named twice"),
+    ('segment.launch.py', ['cameras:=[front,/rear]'], 'must be relative'),
+    ('segment.launch.py', ['cameras:=[front,rear]', 'image:=/cam/image_raw'],
+     'image:= applies to the single camera'),
+    ('demo.launch.py', ['cameras:=[front,rear]'], 'the demo plays one camera'),
 ])
 def test_bad_cameras_stop_the_launch_before_anything_starts(
-        colcon_install: Path, marker: str, arguments: list, message: str) -> None:
-    result = run_launch(colcon_install, ['espnet_ros', 'segment.launch.py', *arguments],
+        colcon_install: Path, marker: str, launch_file: str, arguments: list,
+        message: str) -> None:
+    result = run_launch(colcon_install, ['espnet_ros', launch_file, *arguments],
                         launch_env(marker, None), FAIL_TIMEOUT_S)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and message in output, output
