@@ -43,6 +43,7 @@ from espnet_ros.streaming.cameras import MultiCameraWorker
 from espnet_ros.streaming.diagnostics import Level
 from espnet_ros.streaming.scheduler import BatchScheduler, BatchSettings
 from espnet_ros.streaming.worker import Frame, LiveSettings, NS_PER_S
+from espnet_ros.tools import batch_bench
 from espnet_ros.zoo.registry import get_spec
 
 SIZE = (64, 32)  # network input, width x height: small, the weights need not be trained
@@ -325,3 +326,14 @@ def test_the_compiled_graph_is_looked_for_at_the_cameras_batch(tmp_path: Path) -
     assert graph_batch(parameters) == 3
     assert graph_batch(parameters.with_changes({'max_batch': 2})) == 2
     assert graph_batch(NodeParameters()) == 1
+
+
+def test_batch_bench_times_both_ways_on_the_same_frames(engine: SegmentationEngine) -> None:
+    """The in-process batching benchmark runs N mixed-size frames batched and one by one."""
+    row = batch_bench.measure(engine, 2, repeats=1)
+    assert row['cameras'] == 2
+    assert row['batched_fps'] > 0 and row['one_by_one_fps'] > 0
+    assert row['batched_over_one_by_one'] == pytest.approx(
+        row['batched_fps'] / row['one_by_one_fps'])
+    sizes = {frame.pixels.shape[:2] for frame in batch_bench.camera_frames(4)}
+    assert len(sizes) == 4  # the cameras' sizes differ
