@@ -35,7 +35,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from espnet_ros.ros.launching import demo_frames, end_launch_on_failure, LaunchArgumentError
+from espnet_ros.ros.launching import (demo_frames, end_launch_on_failure, LaunchArgumentError,
+                                      parse_names)
 
 # The player's frames and rate, checked before anything starts.
 SOURCE, RATE = 'demo_source', 'demo_rate'
@@ -43,6 +44,9 @@ SOURCE, RATE = 'demo_source', 'demo_rate'
 
 def demo_check(context: LaunchContext) -> list[Action]:
     """Check the player's arguments; pick the sample frames (and their model) if no source."""
+    if parse_names(LaunchConfiguration('cameras', default='').perform(context)):
+        raise LaunchArgumentError('the demo plays one camera: cameras:= is for '
+                                  'segment.launch.py (README, "Several cameras")')
     source, model = demo_frames(LaunchConfiguration('source').perform(context))
     rate_text = LaunchConfiguration('rate').perform(context)
     try:

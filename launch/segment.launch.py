@@ -18,6 +18,10 @@ Launch the segmenter on a camera topic, optionally with rviz2.
 
     ros2 launch espnet_ros segment.launch.py image:=/front/image_raw model:=espnet_p2q8_camvid
 
+Several cameras on one model (README, "Several cameras"), each camera c on c/image:
+
+    ros2 launch espnet_ros segment.launch.py cameras:=[front,rear]
+
 With a registered depth image, for the labelled cloud (README, "3D: labelled point clouds"):
 
     ros2 launch espnet_ros segment.launch.py image:=/camera/color/image_raw \
@@ -41,13 +45,20 @@ from launch_ros.substitutions import FindPackageShare
 
 from espnet_ros.ros.launching import (camera_info_topic, end_launch_on_failure, existing_file,
                                       model_registry, model_registry_argument,
-                                      parameter_arguments, parameter_overrides, rviz_requested)
+                                      parameter_arguments, parameter_overrides,
+                                      parameter_overrides_for_cameras, rviz_requested)
+
+# The arguments that name the single camera's topics, with their defaults: refused beside
+# cameras:= (each camera c has c/image, c/camera_info, c/depth/...).
+SINGLE_CAMERA_ARGUMENTS = {'image': 'image', 'camera_info': '',
+                           'depth_image': 'depth/image', 'depth_camera_info': 'depth/camera_info'}
 
 
 def launch_setup(context: LaunchContext) -> list[Action]:
     """Check every argument, then return the segmenter and (optionally) rviz2."""
     registry = model_registry(context)  # before model:= is checked against the registry
     overrides = parameter_overrides(context)
+    parameter_overrides_for_cameras(context, overrides, SINGLE_CAMERA_ARGUMENTS)
     params_file = existing_file('params_file', context)
     use_rviz = rviz_requested(context)
     namespace = LaunchConfiguration('namespace').perform(context)
@@ -74,15 +85,16 @@ def generate_launch_description() -> LaunchDescription:
     """Return the launch arguments and the checked set-up of the segmenter and rviz2."""
     arguments = parameter_arguments() + [
         model_registry_argument(),
-        DeclareLaunchArgument('image', default_value='image',
+        DeclareLaunchArgument('image', default_value=SINGLE_CAMERA_ARGUMENTS['image'],
                               description='camera image topic to segment'),
         DeclareLaunchArgument('camera_info', default_value='',
                               description='CameraInfo topic of that camera; empty: the '
                               'camera_info beside the image topic'),
-        DeclareLaunchArgument('depth_image', default_value='depth/image',
+        DeclareLaunchArgument('depth_image', default_value=SINGLE_CAMERA_ARGUMENTS['depth_image'],
                               description='depth image registered to the camera (16UC1 mm '
                               'or 32FC1 m), read when publish_points is true'),
-        DeclareLaunchArgument('depth_camera_info', default_value='depth/camera_info',
+        DeclareLaunchArgument('depth_camera_info',
+                              default_value=SINGLE_CAMERA_ARGUMENTS['depth_camera_info'],
                               description='CameraInfo topic of that depth image'),
         DeclareLaunchArgument('namespace', default_value='',
                               description='namespace of the node, its outputs and rviz2'),

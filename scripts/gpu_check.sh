@@ -23,6 +23,9 @@
 # 2. TensorRT on the ONNX export, through ONNX Runtime's TensorRT provider (fp16) when
 #    onnxruntime-gpu is installed, else with trtexec when it is on the PATH; a missing one is
 #    recorded with the reason (OUT_DIR/tensorrt.json).
+# 3. Several cameras on one engine (README "Several cameras"): 1, 2, 4 and 6 cameras of mixed
+#    sizes, one batch against one call per frame, at 1024x512 and 512x256 fp16
+#    (OUT_DIR/cameras_cuda_*.json); batching is where a GPU should pay most.
 # Nothing here has run yet: no CUDA machine has been lent to the project.
 
 set -euo pipefail
@@ -104,4 +107,9 @@ with open(os.path.join(out, 'tensorrt.json'), 'w') as handle:
     json.dump(result, handle, indent=2)
 print(json.dumps(result, indent=2))
 PYTHON
+for SIZE in 1024x512 512x256; do
+  timeout "${TIMEOUT_S}" "${PYTHON}" -m espnet_ros.tools.batch_bench --model "${MODEL}" \
+      --size "${SIZE}" --device cuda --precision fp16 --cameras 1 2 4 6 --repeats 50 \
+      --json "${OUT}/cameras_cuda_${SIZE}.json" | tee "${OUT}/cameras_cuda_${SIZE}.txt"
+done
 echo "figures in ${OUT}/"

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from espnet_ros.ros.outputs import OUTPUT_TOPICS
-from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS
+from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS, typed_value
 from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
 INPUT_TOPICS = {'image', 'image/compressed', 'camera_info', 'depth/image', 'depth/camera_info'}
 OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics'}
 TYPE_WORDS = {str: ('str', 'string'), int: ('int', 'integer'), float: ('float', 'double'),
-              bool: ('bool', 'boolean')}
+              bool: ('bool', 'boolean'), tuple: ('string array', 'str[]')}
 
 
 def tree(path: Path) -> ast.Module:
@@ -175,7 +175,8 @@ def test_readme_parameter_table_matches_the_node() -> None:
         spec = BY_NAME[name]
         default = column(row, 'default')
         if default is not None:
-            assert readme_value(default) == spec.default, f'{name}: README says {default}'
+            assert typed_value(name, readme_value(default)) == spec.default, (
+                f'{name}: README says {default}')
         kind = column(row, 'type')
         if kind is not None:
             words = TYPE_WORDS[type(spec.default)]

@@ -36,8 +36,10 @@ def register(subparsers: SubParsers) -> None:
                     '...), as the node publishes it, plus the input topics.')
     parser.add_argument('source', type=Path, metavar='IN',
                         help='bag folder, or its .db3 or .mcap file')
-    parser.add_argument('--image-topic', required=True,
-                        help='sensor_msgs/Image or sensor_msgs/CompressedImage topic')
+    parser.add_argument('--image-topic', required=True, action='append',
+                        help='sensor_msgs/Image or sensor_msgs/CompressedImage topic; give it '
+                             'once per camera to segment several cameras in one pass, '
+                             "batched (each camera's outputs under its own namespace)")
     parser.add_argument('--out', type=Path, required=True, help='output bag folder')
     parser.add_argument('--outputs', default=','.join(DEFAULT_OUTPUTS),
                         help=f"comma-separated, from {', '.join(OUTPUTS)} "
@@ -75,15 +77,19 @@ def register(subparsers: SubParsers) -> None:
                              'namespace, /cam for /cam/image_raw)')
     add_engine_arguments(parser)
     add_offline_arguments(parser)
-    parser.set_defaults(run=run)
+    # --batch not given: one frame per camera in each network call.
+    parser.set_defaults(run=run, batch=None)
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the input and output, load the model, segment, print the summary."""
-    job = BagJob(source=args.source, image_topic=args.image_topic, out=args.out,
+    topics = args.image_topic
+    job = BagJob(source=args.source, image_topic=topics[0], more_image_topics=tuple(topics[1:]),
+                 out=args.out,
                  outputs=tuple(name.strip() for name in args.outputs.split(',') if name.strip()),
                  request=output_request(args), only_outputs=args.only_outputs,
-                 storage=args.storage, start=args.start, end=args.end, batch=args.batch,
+                 storage=args.storage, start=args.start, end=args.end,
+                 batch=args.batch or len(topics),
                  namespace=args.namespace, force=args.force,
                  camera_info_topic=args.camera_info_topic, depth_topic=args.depth_topic,
                  depth_info_topic=args.depth_camera_info_topic,
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
                                                               stride=args.points_stride)),
                  progress=not args.no_progress)
     segmentation = BagSegmentation(job)
+    namespaces = ', '.join(f'{camera.namespace}/segmentation'
+                           for camera in segmentation.cameras.values())
     return run_offline(segmentation, args, f'{args.source}: {segmentation.frame_count} frames '
-                       f'on {args.image_topic} -> {args.out} under '
-                       f'{segmentation.namespace}/segmentation')
+                       f'on {", ".join(topics)} -> {args.out} under {namespaces}')

@@ -76,6 +76,30 @@ def run_batch(engine: SegmentationEngine, images: Sequence[DecodedImage],
             for image, result in zip(images, results)]
 
 
+def run_frames(engine: SegmentationEngine, images: Sequence[DecodedImage],
+               requests: Sequence[OutputRequest]) -> list[FrameOutputs]:
+    """
+    Segment ``images`` in one network call and render each as its own request asks.
+
+    For several cameras on one engine: each camera's outputs are those its subscribers take.
+    Confidence is computed for the batch if any frame asks for it, and handed on only to
+    those that do; every request must name the same output resolution.
+    """
+    resolutions = {request.output_resolution for request in requests}
+    if len(resolutions) != 1 or len(requests) != len(images):
+        raise ValueError(f'one request per image and one output resolution for all; got '
+                         f'{len(requests)} requests for {len(images)} images at {resolutions}')
+    order = images[0].order
+    pixels = [image.pixels if image.order == order
+              else np.ascontiguousarray(image.to_order(order)) for image in images]
+    results = engine.segment_batch(pixels, order=order, output_resolution=resolutions.pop(),
+                                   with_confidence=any(request.confidence
+                                                       for request in requests))
+    return [_render(engine, image, result.labels,
+                    result.confidence if request.confidence else None, request)
+            for image, result, request in zip(images, results, requests)]
+
+
 def _render(engine: SegmentationEngine, image: DecodedImage, labels: np.ndarray,
             confidence: Optional[np.ndarray], request: OutputRequest) -> FrameOutputs:
     """Colour and blend one frame's labels as ``request`` asks."""

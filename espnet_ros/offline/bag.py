@@ -24,7 +24,9 @@ camera's CameraInfo (``<ns>/camera_info``, or ``camera_info_topic``), each frame
 ``segmentation/camera_info`` for the labels' grid, from the last one received before it.
 With a depth topic (and its CameraInfo, by default the sibling ``camera_info``), each frame
 also gets ``segmentation/points``, paired by stamp with the depth image nearest it within
-the slop. The input's topics are copied beside them unless ``only_outputs``. Closing always
+the slop. Several camera topics are segmented in one pass, their frames batched together,
+each camera's outputs under its own namespace. The input's topics are copied beside them
+unless ``only_outputs``. Closing always
 writes the index and metadata, so an interrupted, failed or stopped run leaves a valid bag
 of what was done. The run stops before the output's disk is full (``min_free_bytes``), as a
 bag cannot be closed on a full disk.
@@ -105,6 +107,29 @@ class BagJob:
     depth_info_topic: Optional[str] = None
     settings: OutputSettings = OutputSettings()
     progress: bool = True  # a progress bar on stderr
+    # More cameras segmented in the same pass, batched with image_topic's frames; each
+    # camera's outputs go under its own namespace.
+    more_image_topics: tuple[str, ...] = ()
+
+    @property
+    def image_topics(self) -> tuple[str, ...]:
+        """Return every camera topic to segment, ``image_topic`` first."""
+        return (self.image_topic, *self.more_image_topics)
+
+
+@dataclass
+class _BagCamera:
+    """One camera of the input and where its outputs go."""
+
+    image_topic: str
+    msgtype: str
+    namespace: str
+    topics: dict[Output, str]  # each output's topic in the output bag
+    camera_info_topic: Optional[str]
+    backend: Optional['BagBackend'] = None
+    output_writer: Optional[OutputWriter] = None
+    camera_info: Any = None  # the last CameraInfo read before the frame in hand
+    announced: bool = False
 
 
 class _DiskLow(Exception):
@@ -347,31 +372,70 @@ class BagSegmentation:
         check_not_input(job.out, job.source)
         self.reader = open_bag(job.source)
         try:
+            self._check_cameras()
             self._check_input()
             self.store = messages.typestore()
-            self.namespace = ('/' + job.namespace.strip('/') if job.namespace
-                              else camera_namespace(job.image_topic, self.msgtype))
-            self.topics = {output: output_topic(self.namespace, output)
-                           for output in (*self.outputs, *_LATCHED)}
-            self.camera_info_topic = self._find_camera_info()
-            if self.camera_info_topic:
-                self.topics[Output.CAMERA_INFO] = output_topic(self.namespace,
-                                                               Output.CAMERA_INFO)
+            self.cameras = {topic: self._camera(topic) for topic in job.image_topics}
+            self._check_namespaces()
+            first = self.cameras[job.image_topic]
+            self.namespace, self.topics = first.namespace, first.topics
+            self.camera_info_topic = first.camera_info_topic
             self.depth_info_topic = self._find_depth() if job.depth_topic else None
             clear_bag_output(job.out, job.source, force=job.force,
-                             ours=[output_topic(self.namespace, name) for name in _TOPICS],
+                             ours=[output_topic(camera.namespace, name)
+                                   for camera in self.cameras.values() for name in _TOPICS],
                              input_topics=self.reader.topics)
         except BaseException:
             if self.reader.is_open:
                 self.reader.close()
             raise
-        self.camera_info: Any = None
         self.depth: Optional[BagDepth] = None
 
-    def _find_camera_info(self) -> Optional[str]:
+    def _check_cameras(self) -> None:
+        """Refuse options that name one camera's topics when several cameras are asked for."""
+        job = self.job
+        topics = job.image_topics
+        repeated = sorted({topic for topic in topics if topics.count(topic) > 1})
+        if repeated:
+            raise OfflineError(f'--image-topic {repeated[0]} is given twice')
+        if len(topics) == 1:
+            return
+        for option, value in (('--namespace', job.namespace),
+                              ('--camera-info-topic', job.camera_info_topic),
+                              ('--depth-topic', job.depth_topic)):
+            if value:
+                raise OfflineError(f"{option} names one camera's topic, but --image-topic is "
+                                   f"given {len(topics)} times; each camera's outputs go "
+                                   'under its own namespace, with its own camera_info')
+
+    def _camera(self, topic: str) -> _BagCamera:
+        """Return camera ``topic`` with its output topics and its CameraInfo topic."""
+        job, msgtype = self.job, self.msgtypes[topic]
+        namespace = ('/' + job.namespace.strip('/') if job.namespace
+                     else camera_namespace(topic, msgtype))
+        topics = {output: output_topic(namespace, output)
+                  for output in (*self.outputs, *_LATCHED)}
+        info_topic = self._find_camera_info(topic, msgtype)
+        if info_topic:
+            topics[Output.CAMERA_INFO] = output_topic(namespace, Output.CAMERA_INFO)
+        return _BagCamera(topic, msgtype, namespace, topics, info_topic)
+
+    def _check_namespaces(self) -> None:
+        """Refuse two cameras whose outputs would share a namespace."""
+        seen: dict[str, str] = {}
+        for topic, camera in self.cameras.items():
+            if camera.namespace in seen:
+                raise OfflineError(f'--image-topic {seen[camera.namespace]} and {topic} are in '
+                                   f'one namespace ({camera.namespace}): their outputs would '
+                                   'mix; segment them in two runs')
+            seen[camera.namespace] = topic
+
+    def _find_camera_info(self, image_topic: Optional[str] = None,
+                          msgtype: Optional[str] = None) -> Optional[str]:
         """Return the CameraInfo topic: the one asked for, else the camera's if recorded."""
         asked = self.job.camera_info_topic
-        topic = asked or camera_namespace(self.job.image_topic, self.msgtype).rstrip('/') + (
+        topic = asked or camera_namespace(image_topic or self.job.image_topic,
+                                          msgtype or self.msgtype).rstrip('/') + (
             '/camera_info')
         info = self.reader.topics.get(topic)
         if info is not None and info.msgtype == messages.CAMERA_INFO:
@@ -401,33 +465,41 @@ class BagSegmentation:
                                '--depth-camera-info-topic)')
         return topic
 
+    def _check_image_topic(self, topic: str) -> Any:
+        """Return the bag's information on camera ``topic``; raise if it is no camera."""
+        job, reader = self.job, self.reader
+        info = reader.topics.get(topic)
+        if info is None:
+            raise OfflineError(f'topic {topic} is not in {job.source}; its image '
+                               f'topics: {_image_topics(reader)}')
+        if info.msgtype is None:
+            kinds = sorted({c.msgtype for c in reader.connections if c.topic == topic})
+            raise OfflineError(f'topic {topic} holds several message types '
+                               f"({', '.join(kinds)}); a camera topic has one")
+        if info.msgtype not in IMAGE_TYPES:
+            raise OfflineError(f'topic {topic} holds {info.msgtype}, not '
+                               f'{" or ".join(IMAGE_TYPES)}; image topics: '
+                               f'{_image_topics(reader)}')
+        return info
+
     def _check_input(self) -> None:
         job, reader = self.job, self.reader
         if reader.message_count == 0:
             raise OfflineError(f'{job.source} is an empty bag (no messages)')
-        info = reader.topics.get(job.image_topic)
-        if info is None:
-            raise OfflineError(f'topic {job.image_topic} is not in {job.source}; its image '
-                               f'topics: {_image_topics(reader)}')
-        if info.msgtype is None:
-            kinds = sorted({c.msgtype for c in reader.connections if c.topic == job.image_topic})
-            raise OfflineError(f'topic {job.image_topic} holds several message types '
-                               f"({', '.join(kinds)}); a camera topic has one")
-        if info.msgtype not in IMAGE_TYPES:
-            raise OfflineError(f'topic {job.image_topic} holds {info.msgtype}, not '
-                               f'{" or ".join(IMAGE_TYPES)}; image topics: '
-                               f'{_image_topics(reader)}')
-        self.msgtype = info.msgtype
-        self.image_connections = [c for c in reader.connections if c.topic == job.image_topic]
+        infos = {topic: self._check_image_topic(topic) for topic in job.image_topics}
+        self.msgtypes = {topic: info.msgtype for topic, info in infos.items()}
+        self.msgtype = self.msgtypes[job.image_topic]
+        self.image_connections = [c for c in reader.connections if c.topic in infos]
         start = reader.start_time + round((job.start or 0.0) * NS_PER_S)
         self.window = (start, None if job.end is None
                        else reader.start_time + round(job.end * NS_PER_S))
         if job.end is not None and job.end <= (job.start or 0.0):
             raise OfflineError(f'--end {job.end} s is not after --start {job.start or 0.0} s')
-        self.frame_count = (info.msgcount if job.start is None and job.end is None else sum(
+        self.frame_count = (sum(info.msgcount for info in infos.values())
+                            if job.start is None and job.end is None else sum(
             1 for _ in reader.messages(self.image_connections, *self.window)))
         if self.frame_count == 0:
-            raise OfflineError(f'topic {job.image_topic} has no messages between '
+            raise OfflineError(f'topic {", ".join(job.image_topics)} has no messages between '
                                f'{job.start or 0.0} s and {job.end} s of {job.source}')
 
     # The run -------------------------------------------------------------------------------
@@ -505,7 +577,7 @@ class BagSegmentation:
 
     def _add_connections(self) -> None:
         writer, job = self.writer, self.job
-        ours = set(self.topics.values())
+        ours = {topic for camera in self.cameras.values() for topic in camera.topics.values()}
         if not job.only_outputs:
             for connection in self.reader.connections:
                 if connection.topic in ours:
@@ -515,24 +587,27 @@ class BagSegmentation:
                     rihs01=connection.digest,
                     serialization_format=connection.ext.serialization_format,
                     offered_qos_profiles=connection.ext.offered_qos_profiles)
-        connections = {
-            output: writer.add_connection(
-                topic, _MESSAGE_TYPES.get(output, messages.IMAGE), typestore=self.store,
-                offered_qos_profiles=[messages.LATCHED_QOS if output in _LATCHED
-                                      else messages.OUTPUT_QOS])
-            for output, topic in self.topics.items()}
-        self.backend = BagBackend(writer, self.store, connections)
-        # Clouds not made are counted, and the summary says why; no warning per frame.
-        self.output_writer = OutputWriter(self.backend, warn=lambda text: None,
-                                          depth_info_topic=self.depth_info_topic or '')
-        self.output_writer.apply(job.settings)
-        self.announced = False
+        for camera in self.cameras.values():
+            connections = {
+                output: writer.add_connection(
+                    topic, _MESSAGE_TYPES.get(output, messages.IMAGE), typestore=self.store,
+                    offered_qos_profiles=[messages.LATCHED_QOS if output in _LATCHED
+                                          else messages.OUTPUT_QOS])
+                for output, topic in camera.topics.items()}
+            camera.backend = BagBackend(writer, self.store, connections)
+            # Clouds not made are counted, and the summary says why; no warning per frame.
+            camera.output_writer = OutputWriter(camera.backend, warn=lambda text: None,
+                                                depth_info_topic=self.depth_info_topic or '')
+            camera.output_writer.apply(job.settings)
+        first = self.cameras[job.image_topic]
+        self.backend, self.output_writer = first.backend, first.output_writer
 
     def _items(self) -> Iterator[_Item]:
         """Yield the input's messages in the window, in time order; stop at a read error."""
+        kept = {topic for camera in self.cameras.values()
+                for topic in (camera.image_topic, camera.camera_info_topic) if topic}
         wanted = () if not self.job.only_outputs else [
-            c for c in self.reader.connections
-            if c.topic in (self.job.image_topic, self.camera_info_topic)]
+            c for c in self.reader.connections if c.topic in kept]
         try:
             for connection, timestamp, raw in self.reader.messages(wanted, *self.window):
                 yield _Item(connection, timestamp, raw)
@@ -540,16 +615,18 @@ class BagSegmentation:
             self.read_error = f'{type(error).__name__}: {error}'
 
     def _decode(self, item: _Item) -> Optional[DecodedImage]:
-        if self.camera_info_topic and item.connection.topic == self.camera_info_topic:
-            self.camera_info = self.store.deserialize_cdr(item.raw, messages.CAMERA_INFO)
+        topic = item.connection.topic
+        for camera in self.cameras.values():
+            if camera.camera_info_topic and topic == camera.camera_info_topic:
+                camera.camera_info = self.store.deserialize_cdr(item.raw, messages.CAMERA_INFO)
+        camera = self.cameras.get(topic)
+        if camera is None:
             return None
-        if item.connection.topic != self.job.image_topic:
-            return None
-        item.camera_info = self.camera_info
+        item.camera_info = camera.camera_info
         try:
             item.message = self.store.deserialize_cdr(item.raw, item.connection.msgtype)
         except Exception as error:  # noqa: B902 - a message that does not parse is malformed
-            raise ImageFormatError(f'message does not deserialize as {self.msgtype}: '
+            raise ImageFormatError(f'message does not deserialize as {camera.msgtype}: '
                                    f'{type(error).__name__}') from None
         image = decode_message(item.message, max_pixels=self.job.max_pixels)
         item.camera_size = image.pixels.shape[:2]
@@ -576,15 +653,16 @@ class BagSegmentation:
     def _write_outputs(self, item: _Item, outputs: FrameOutputs) -> None:
         self._check_space()
         header = item.message.header
-        self.backend.timestamp = item.timestamp
-        if not self.announced:
-            # As the node: stamped from when the class table applies (the first frame's
-            # stamp, the bag's clock), in no frame.
+        camera = self.cameras[item.connection.topic]
+        camera.backend.timestamp = item.timestamp
+        if not camera.announced:
+            # As the node: stamped from when the class table applies (the camera's first
+            # frame's stamp, the bag's clock), in no frame.
             applies = self.store.types['std_msgs/msg/Header'](stamp=header.stamp, frame_id='')
-            self.output_writer.announce(self.engine.spec, applies)
-            self.announced = True
-        self.output_writer.use_camera_info(item.camera_info)
-        self.output_writer.publish(header, outputs, item.camera_size)
+            camera.output_writer.announce(self.engine.spec, applies)
+            camera.announced = True
+        camera.output_writer.use_camera_info(item.camera_info)
+        camera.output_writer.publish(header, outputs, item.camera_size)
         self.written += 1
 
     def _closed_after(self, text: str) -> str:

@@ -47,9 +47,11 @@ class DepthInput:
 
     def __init__(self, node: Node, qos: QoSProfile, callback_group: Any, *,
                  settings: PairingSettings, settled: Callable[[list[Paired]], None],
-                 refused: Callable[[str], None]) -> None:
+                 refused: Callable[[str], None], prefix: str = '') -> None:
         """
         Subscribe ``depth/image`` and ``depth/camera_info`` on ``node``.
+
+        ``prefix``: a camera's namespace with its slash (``front/``), empty for one camera.
 
         ``settled`` gets the colour frames whose pairing is settled (depth None: none came in
         time), from the executor's threads; ``refused`` gets the reason a depth image is not
@@ -61,14 +63,16 @@ class DepthInput:
         self._refused = refused
         depth_qos = copy.copy(qos)  # the camera's reliability, a deeper queue
         depth_qos.depth = DEPTH_QUEUE
-        self._images = node.create_subscription(Image, 'depth/image', self._add, depth_qos,
+        self._images = node.create_subscription(Image, prefix + 'depth/image', self._add,
+                                                depth_qos,
                                                 callback_group=callback_group)
         self._info_subscription = node.create_subscription(
-            CameraInfo, 'depth/camera_info', self._on_info, qos, callback_group=callback_group)
+            CameraInfo, prefix + 'depth/camera_info', self._on_info, qos,
+            callback_group=callback_group)
         self._timer = node.create_timer(EXPIRE_PERIOD_S, self._expire,
                                         callback_group=callback_group)
         self.info: Optional[CameraInfo] = None
-        self.info_topic = node.resolve_topic_name('depth/camera_info')
+        self.info_topic = node.resolve_topic_name(prefix + 'depth/camera_info')
 
     def _add(self, message: Image) -> None:
         refusal, settled = self.pairing.add_depth(message, time.monotonic_ns())

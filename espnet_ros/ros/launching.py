@@ -43,7 +43,9 @@ from espnet_ros.zoo.checkpoints import env_folders, source_models_dir
 # Launch's own words for a true or false argument (launch.conditions reads these).
 TRUE_WORDS = ('true', '1')
 FALSE_WORDS = ('false', '0')
-KIND_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'text'}
+KIND_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'text',
+              tuple: 'a list of names, e.g. [front,rear]'}
+NAME_QUOTES = '\'" '  # stripped from each name of a list argument ([front, 'rear'])
 RVIZ_PACKAGE = 'rviz2'
 # A node's log lines that say why it failed.
 ERROR_MARKERS = ('[ERROR]', '[FATAL]', 'Error:', 'Exception:')
@@ -92,11 +94,46 @@ def parse_bool(name: str, text: str) -> bool:
     raise LaunchArgumentError(f'launch argument {name}:={text!r} is not true or false')
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """Return the names of a list argument: ``[front,rear]``, ``front,rear`` or ``[]``."""
+    inner = text.strip()
+    if inner.startswith('[') and inner.endswith(']'):
+        inner = inner[1:-1]
+    names = tuple(part.strip(NAME_QUOTES) for part in inner.split(','))
+    return () if names == ('',) else names
+
+
+def parameter_overrides_for_cameras(context: LaunchContext, overrides: dict[str, Any],
+                                    single_camera_arguments: dict[str, str]) -> None:
+    """
+    Refuse, before anything starts, single-camera topic arguments given beside ``cameras``.
+
+    With several cameras, each camera's topics are ``c/image`` and so on; an ``image:=``
+    remapping would apply to no subscription, so it is refused rather than ignored.
+    ``single_camera_arguments`` maps each such argument to its default.
+    """
+    if not overrides.get('cameras'):
+        return
+    for name, default in single_camera_arguments.items():
+        if LaunchConfiguration(name).perform(context) != default:
+            raise LaunchArgumentError(
+                f'launch argument {name}:= applies to the single camera, but cameras:= names '
+                f'{", ".join(overrides["cameras"])}; remap each camera\'s topics instead '
+                '(README, "Several cameras")')
+
+
+def parameter_parsed_value(value: Any) -> Any:
+    """Return a checked value as launch_ros passes it to the node (a list, not a tuple)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
 def parse_parameter(spec: ParameterSpec, text: str) -> Any:
     """Return the parameter value a launch argument's text gives; refuse it with the reason."""
     kind = type(spec.default)
     if kind is bool:
         value = parse_bool(spec.name, text)
+    elif kind is tuple:
+        value = parse_names(text)
     else:
         try:
             value = kind(text)
@@ -115,7 +152,10 @@ def parameter_overrides(context: LaunchContext) -> dict[str, Any]:
     for spec in PARAMETERS:
         text = LaunchConfiguration(spec.name).perform(context)
         if text != '':
-            overrides[spec.name] = parse_parameter(spec, text)
+            value = parse_parameter(spec, text)
+            # An empty array has no type in a parameter file: it would set nothing anyway.
+            if value != ():
+                overrides[spec.name] = parameter_parsed_value(value)
     return overrides
 
 

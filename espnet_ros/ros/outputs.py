@@ -47,10 +47,15 @@ _MESSAGE_TYPES = {Output.CAMERA_INFO: CameraInfo, Output.POINTS: PointCloud2}
 class LatchedPublishers:
     """The class table and LabelInfo publishers (transient local), made once per node."""
 
-    def __init__(self, node: Node) -> None:
-        """Create the class table's publisher; LabelInfo's comes with its first message."""
+    def __init__(self, node: Node, prefix: str = '') -> None:
+        """
+        Create the class table's publisher; LabelInfo's comes with its first message.
+
+        ``prefix``: a camera's namespace with its slash (``front/``), empty for one camera.
+        """
         self._node = node
-        self._classes = node.create_publisher(String, CLASSES_TOPIC, LATCHED_QOS)
+        self._prefix = prefix
+        self._classes = node.create_publisher(String, prefix + CLASSES_TOPIC, LATCHED_QOS)
         self._label_info: Optional[Any] = None
 
     def publish(self, spec: 'ModelSpec', header: Optional[Header]) -> None:
@@ -60,7 +65,7 @@ class LatchedPublishers:
         if label_info is not None:
             if self._label_info is None:
                 self._label_info = self._node.create_publisher(
-                    type(label_info), LABEL_INFO_TOPIC, LATCHED_QOS)
+                    type(label_info), self._prefix + LABEL_INFO_TOPIC, LATCHED_QOS)
             self._label_info.publish(label_info)
 
 
@@ -68,13 +73,18 @@ class PublisherBackend:
     """Publishes the writer's outputs on the node's topics (a MessageBackend)."""
 
     def __init__(self, node: Node, latched: LatchedPublishers, *,
-                 closed: Callable[[], bool]) -> None:
-        """Create the per-frame publishers on ``node``; ``closed`` says ROS has shut down."""
+                 closed: Callable[[], bool], prefix: str = '') -> None:
+        """
+        Create the per-frame publishers on ``node``; ``closed`` says ROS has shut down.
+
+        ``prefix``: a camera's namespace with its slash (``front/``), empty for one camera.
+        """
         self._node = node
         self._latched = latched
         self._closed = closed
         self.publishers = {
-            output: node.create_publisher(_MESSAGE_TYPES.get(output, Image), topic, OUTPUT_QOS)
+            output: node.create_publisher(_MESSAGE_TYPES.get(output, Image), prefix + topic,
+                                          OUTPUT_QOS)
             for output, topic in OUTPUT_TOPICS.items()}
 
     def wants(self, output: Output) -> bool:

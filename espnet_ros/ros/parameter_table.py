@@ -30,6 +30,8 @@ from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BA
                                         DEFAULT_PRECISION, DEFAULT_THREADS, device_error,
                                         MAX_THREADS, NODE_COMPILE_MODE, OutputResolution,
                                         Precision)
+from espnet_ros.streaming.camera_names import cameras_error
+from espnet_ros.streaming.scheduler import BatchSettings, DEFAULT_BATCH_WAIT_S
 from espnet_ros.zoo import DEFAULT_MODEL
 
 
@@ -60,6 +62,8 @@ DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 MAX_DEPTH_LIMIT_M = 1000.0
 MAX_SYNC_SLOP_S = 10.0
 MAX_POINTS_STRIDE = 64
+MAX_BATCH = 64
+MAX_BATCH_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ class ParameterSpec:
 
     def check(self, value: Any) -> Optional[str]:
         """Return why ``value`` is refused, or None if it is acceptable."""
+        if isinstance(self.default, tuple):  # a string array: ROS and YAML give lists
+            if not isinstance(value, (list, tuple)) or not all(
+                    isinstance(item, str) for item in value):
+                return f'{self.name} must be a list of strings, got {value!r}'
+            return None
         if type(value) is not type(self.default):
             return (f'{self.name} must be a {type(self.default).__name__}, got '
                     f'{type(value).__name__} {value!r}')
@@ -175,6 +184,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=Reliability.values()),
     ParameterSpec('autostart', True, 'Configure and activate the lifecycle node at start-up.',
                   STARTUP),
+    ParameterSpec('cameras', (), 'Names of several cameras served by one model (string array):'
+                  ' camera c subscribes c/image, c/camera_info (and c/depth/...) and publishes '
+                  'c/segmentation/...; empty = one camera on image, as without it.', RESUBSCRIBE),
+    ParameterSpec('max_batch', 0, 'With cameras: most frames run through the network as one '
+                  'batch; 0 = the number of cameras.', LIVE, limits=(0, MAX_BATCH)),
+    ParameterSpec('batch_wait', DEFAULT_BATCH_WAIT_S,
+                  'With cameras: most seconds a batch waits for a camera whose next frame is '
+                  'due; 0 = never wait.', LIVE, limits=(0.0, MAX_BATCH_WAIT_S)),
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
@@ -212,7 +229,16 @@ def _max_rate_error(value: float) -> Optional[str]:
     return None
 
 
-_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error}
+_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error,
+                 'cameras': cameras_error}
+
+
+def typed_value(name: str, value: Any) -> Any:
+    """Return ``value`` as the table's row ``name`` holds it (a string array as a tuple)."""
+    spec = BY_NAME.get(name)
+    if spec is not None and isinstance(spec.default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value
 
 
 def check_parameter(name: str, value: Any) -> Optional[str]:
@@ -229,3 +255,9 @@ def check_together(parameters: NodeParameters) -> Optional[str]:
         return (f'min_depth ({parameters.min_depth}) must be below max_depth '
                 f'({parameters.max_depth})')
     return None
+
+
+def graph_batch(parameters: NodeParameters) -> int:
+    """Return the batch the compiled graph is built for: a frame of each camera, at most."""
+    cameras = len(parameters.cameras)
+    return BatchSettings(max_batch=parameters.max_batch).limit(cameras) if cameras else 1

@@ -23,9 +23,11 @@ import warnings
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect,
-                                            NodeParameters, PARAMETERS, ParameterSpec)
+                                            NodeParameters, PARAMETERS, ParameterSpec,
+                                            typed_value)
 from espnet_ros.runtime.engine import (describe_input_size, free_cached_gpu_memory, resolve_device,
                                        SegmentationEngine)
 from espnet_ros.runtime.process import run_on_passing_thread
@@ -49,6 +51,25 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
+def declare(node: Node, spec: ParameterSpec) -> Any:
+    """
+    Declare one parameter on ``node``; return its start-up value, typed as the table holds it.
+
+    A string array is declared by type: rclpy would take an empty default list for a byte
+    array. Left unset (an empty list in a YAML file sets nothing), it is set to empty, so
+    that it reads as an empty array rather than as uninitialized.
+    """
+    if not isinstance(spec.default, tuple):
+        return node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+    value = node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY,
+                                   descriptor(spec)).value
+    if value is None:
+        node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY,
+                                       list(spec.default))])
+        value = spec.default
+    return typed_value(spec.name, list(value))
+
+
 class ParameterStartupError(ValueError):
     """A start-up parameter value of the wrong type, out of range or not one of the choices."""
 
@@ -58,8 +79,7 @@ def declare_all(node: Node) -> NodeParameters:
     values = {}
     for spec in PARAMETERS:
         try:
-            values[spec.name] = node.declare_parameter(spec.name, spec.default,
-                                                       descriptor(spec)).value
+            values[spec.name] = declare(node, spec)
         except (InvalidParameterTypeException, InvalidParameterValueException) as error:
             hint = ' (write floats with a decimal point, e.g. 5.0)' if isinstance(
                 error, InvalidParameterTypeException) and isinstance(spec.default, float) else ''

@@ -46,21 +46,25 @@ from std_msgs.msg import Header
 
 from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
 from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.ros.camera_rig import CameraRig
 from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status
 from espnet_ros.ros.outputs import LatchedPublishers, PublisherBackend
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect, effects_of,
-                                            NodeParameters)
+                                            graph_batch, NodeParameters, typed_value)
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, offered_qos, resolve_reliability)
 from espnet_ros.ros.topics import camera_info_topic, camera_topic
 from espnet_ros.runtime.process import (Abandoned, flush_denormals_in_inference_threads,
                                         tune_for_streaming, use_threads)
+from espnet_ros.streaming.camera_diagnostics import summarize_cameras, TOTAL
+from espnet_ros.streaming.cameras import MultiCameraWorker, MultiStats
 from espnet_ros.streaming.clouds import CloudSettings, CloudStats
 from espnet_ros.streaming.diagnostics import summarize
 from espnet_ros.streaming.outputs import OutputSettings, OutputWriter
 from espnet_ros.streaming.problems import ProblemLog
+from espnet_ros.streaming.scheduler import BatchSettings
 from espnet_ros.streaming.worker import FrameWorker, LiveSettings, WorkerStats
 
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -92,6 +96,12 @@ class SegmenterNode(LifecycleNode):
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._last_stats: Optional[WorkerStats] = None
         self._last_clouds: Optional[CloudStats] = None
+        # With cameras: each camera's topics, its latched outputs (kept across reconfigures)
+        # and the last diagnostics snapshot.
+        self.rig: Optional[CameraRig] = None
+        self._camera_latched: dict[str, LatchedPublishers] = {}
+        self._last_multi: Optional[MultiStats] = None
+        self._last_camera_clouds: dict[str, Optional[CloudStats]] = {}
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics,
                           callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(QOS_RECHECK_PERIOD_S, self._recheck_camera_qos)
@@ -123,8 +133,27 @@ class SegmenterNode(LifecycleNode):
         except Exception as error:  # noqa: B902 - any load failure is reported, not raised
             self.get_logger().error(f'cannot configure: {error}')
             return TransitionCallbackReturn.FAILURE
-        engine.start_background()  # the compiled graph of compile_mode, while serving eager
+        # The compiled graph of compile_mode, while serving eager.
+        engine.start_background(graph_batch(self.parameters))
+        self._make_outputs(engine)
+        self._announce_classes()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _make_outputs(self, engine: Any) -> None:
+        """Create the worker and its outputs for ``engine``: one camera, or each of cameras."""
+        if self.parameters.cameras:
+            with self._state_lock:
+                self.sink = None
+                self.rig = CameraRig(self, self.parameters.cameras,
+                                     latched=self._camera_latched, closed=self._stopping)
+                self.rig.apply(output_settings(self.parameters))
+                self.worker = MultiCameraWorker(
+                    engine, self.rig.writers, clock_ns=self._now_ns,
+                    warn=self.get_logger().warning, settings=live_settings(self.parameters),
+                    batch=batch_settings(self.parameters))
+            return
         with self._state_lock:
+            self.rig = None
             self.sink = OutputWriter(
                 PublisherBackend(self, self.latched, closed=self._stopping),
                 warn=self.get_logger().warning,
@@ -133,8 +162,6 @@ class SegmenterNode(LifecycleNode):
             self.worker = FrameWorker(engine, self.sink, clock_ns=self._now_ns,
                                       warn=self.get_logger().warning,
                                       settings=live_settings(self.parameters))
-        self._announce_classes()
-        return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Subscribe to the camera and start the inference thread."""
@@ -153,8 +180,7 @@ class SegmenterNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Drop the model and the output publishers."""
         with self._state_lock:
-            self.sink.close()
-            self.sink = None
+            self._close_outputs()
             self.worker.close_engine()
             self.worker = None
         return TransitionCallbackReturn.SUCCESS
@@ -171,6 +197,15 @@ class SegmenterNode(LifecycleNode):
         """Stop the inference thread before the node goes."""
         self._stop_worker()
         super().destroy_node()
+
+    def _close_outputs(self) -> None:
+        """Release the per-frame publishers of the camera or cameras."""
+        if self.rig is not None:
+            self.rig.close()
+            self.rig = None
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
 
     def _stop_worker(self) -> None:
         worker = self.worker
@@ -221,6 +256,10 @@ class SegmenterNode(LifecycleNode):
         return camera_topic(self, compressed), CompressedImage if compressed else Image
 
     def _subscribe(self) -> None:
+        if self.rig is not None:
+            self.subscriptions_active = self.rig.subscribe(self.worker, self.parameters,
+                                                           self.camera_group)
+            return
         topic, message_type = self._camera_topic()
         self.camera_reliability = resolve_reliability(self.parameters.reliability,
                                                       offered_qos(self, topic))
@@ -249,6 +288,10 @@ class SegmenterNode(LifecycleNode):
         """With reliability auto, resubscribe when the camera's publishers call for it."""
         if not self.subscriptions_active:
             return
+        if self.rig is not None:
+            self.subscriptions_active = self.rig.recheck(self.worker, self.parameters,
+                                                         self.camera_group)
+            return
         topic, _ = self._camera_topic()
         chosen = changed_reliability(self.parameters.reliability, self.camera_reliability,
                                      offered_qos(self, topic))
@@ -259,6 +302,10 @@ class SegmenterNode(LifecycleNode):
             self._subscribe()
 
     def _unsubscribe(self) -> None:
+        if self.rig is not None:
+            self.rig.unsubscribe()
+            self.subscriptions_active = []
+            return
         for subscription in self.subscriptions_active:
             self.destroy_subscription(subscription)
         self.subscriptions_active = []
@@ -272,7 +319,8 @@ class SegmenterNode(LifecycleNode):
     # Parameters ----------------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
-        changes = {parameter.name: parameter.value for parameter in parameters}
+        changes = {parameter.name: typed_value(parameter.name, parameter.value)
+                   for parameter in parameters}
         for name, value in changes.items():
             reason = check_parameter(name, value)
             if reason:
@@ -289,14 +337,44 @@ class SegmenterNode(LifecycleNode):
             reason = self._reload(proposed)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        cameras_changed = proposed.cameras != self.parameters.cameras
         self.parameters = proposed
-        if self.worker is not None and Effect.LIVE in effects:
-            self.worker.apply(live_settings(proposed))
-            self.sink.apply(output_settings(proposed))
-        if self.subscriptions_active and Effect.RESUBSCRIBE in effects:
+        if self.worker is not None and cameras_changed:
+            self._rebuild_outputs()
+        elif self.worker is not None and Effect.LIVE in effects:
+            if self.rig is not None:
+                self.worker.apply(live_settings(proposed), batch_settings(proposed))
+                self.rig.apply(output_settings(proposed))
+            else:
+                self.worker.apply(live_settings(proposed))
+                self.sink.apply(output_settings(proposed))
+        if self.subscriptions_active and Effect.RESUBSCRIBE in effects and not cameras_changed:
             self._unsubscribe()
             self._subscribe()
         return SetParametersResult(successful=True)
+
+    def _rebuild_outputs(self) -> None:
+        """
+        Serve the cameras now named with the engine serving now (no reload).
+
+        Taking frames stops, the outputs are made anew (one camera, or each of cameras), and
+        if the node was active, frames are taken again on the new topics.
+        """
+        with self._reload_lock:
+            active = bool(self.subscriptions_active)
+            self._unsubscribe()
+            worker = self.worker
+            worker.stop()
+            with self._state_lock:
+                self._close_outputs()
+            self._make_outputs(worker.engine)
+            self._announce_classes()
+            self.get_logger().info(
+                f'now serving cameras: {", ".join(self.parameters.cameras) or "(one camera)"}')
+            if active:
+                self.worker.to_device()
+                self._subscribe()
+                self.worker.start()
 
     def _reload(self, proposed: NodeParameters) -> Optional[str]:
         """
@@ -327,7 +405,7 @@ class SegmenterNode(LifecycleNode):
                     engine.release()
                     return 'the node was cleaned up or shut down during the reload'
                 worker.swap_engine(engine)
-            engine.start_background()
+            engine.start_background(graph_batch(proposed))
             self._announce_classes()
             return None
 
@@ -336,10 +414,18 @@ class SegmenterNode(LifecycleNode):
     def _announce_classes(self) -> None:
         # The stamp says from when the class table applies (now, on the node's clock: sim time
         # under a replay); a class table is in no frame, so frame_id stays empty (README).
-        self.sink.announce(self.worker.spec, Header(stamp=self.get_clock().now().to_msg()))
+        header = Header(stamp=self.get_clock().now().to_msg())
+        if self.rig is not None:
+            self.rig.announce(self.worker.spec, header)
+        else:
+            self.sink.announce(self.worker.spec, header)
 
     def _publish_diagnostics(self) -> None:
-        worker, sink = self.worker, self.sink
+        worker, rig = self.worker, self.rig
+        if isinstance(worker, MultiCameraWorker) and rig is not None:
+            self._publish_camera_diagnostics(worker, rig)
+            return
+        sink = self.sink
         stats = worker.snapshot() if worker is not None else None
         clouds = sink.cloud_stats() if sink is not None else None
         summary = summarize(self._last_stats, stats, previous_clouds=self._last_clouds,
@@ -348,6 +434,22 @@ class SegmenterNode(LifecycleNode):
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [diagnostic_status(summary, self.get_fully_qualified_name())]
+        self.diagnostics_pub.publish(array)
+
+    def _publish_camera_diagnostics(self, worker: MultiCameraWorker, rig: CameraRig) -> None:
+        """Publish the totals' status and each camera's (``node/camera: segmentation``)."""
+        stats = worker.snapshot()
+        clouds = rig.cloud_stats()
+        summaries = summarize_cameras(self._last_multi, stats,
+                                      previous_clouds=self._last_camera_clouds, clouds=clouds,
+                                      reloading=self.reloading)
+        self._last_multi, self._last_camera_clouds = stats, clouds
+        name = self.get_fully_qualified_name()
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [diagnostic_status(summary, name if camera == TOTAL
+                                          else f'{name}/{camera}')
+                        for camera, summary in summaries.items()]
         self.diagnostics_pub.publish(array)
 
 
@@ -360,6 +462,12 @@ def live_settings(parameters: NodeParameters) -> LiveSettings:
                               confidence=parameters.publish_confidence,
                               output_resolution=parameters.output_resolution,
                               alpha=parameters.overlay_alpha))
+
+
+def batch_settings(parameters: NodeParameters) -> BatchSettings:
+    """Return how several cameras' frames are batched, from the node's parameters."""
+    return BatchSettings(max_batch=parameters.max_batch, batch_wait_s=parameters.batch_wait,
+                         max_rate=parameters.max_rate)
 
 
 def output_settings(parameters: NodeParameters) -> OutputSettings:

@@ -125,9 +125,12 @@ class SegmentationEngine:
         self._graph: Optional[PackagedGraph] = None
         self._switch: Optional[GraphSwitch] = None
 
-    def start_background(self) -> Optional[GraphSwitch]:
+    def start_background(self, batch: int = 1) -> Optional[GraphSwitch]:
         """
         Start bringing in the compiled graph that compile_mode cached or background asks for.
+
+        ``batch``: the frames per network call the graph is for (a node serving several
+        cameras runs them together); a batch of another size runs eager.
 
         A thread looks for the graph in the cache (and, with background, builds a missing
         one in a child process) while the engine serves eager; frames move to the graph
@@ -145,9 +148,9 @@ class SegmentationEngine:
             return None
         key = graph_key(self.spec.name, self.network, input_size=self.input_size,
                         precision=settings.graph_precision, threads=torch.get_num_threads(),
-                        device=self.device)
+                        device=self.device, batch=batch)
         width, height = self.input_size
-        probe = self.preprocess([probe_frame(width, height)]).float()
+        probe = self.preprocess([probe_frame(width, height)] * batch).float()
         self._switch = GraphSwitch(
             Entry(self.config.cache or cache_folder(), key), mode=mode, network=self.network,
             reference=prepare_network(self.network, settings.graph_precision), probe=probe,

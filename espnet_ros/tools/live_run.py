@@ -46,11 +46,13 @@ from sensor_msgs.msg import Image
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.runtime.options import CompileMode, DEFAULT_THREADS, parse_size, threads_error
+from espnet_ros.streaming.camera_names import MAX_CAMERAS
 from espnet_ros.streaming.diagnostics import (COMPILED_GRAPH_KEY, DROPPED_KEY, PROCESSED_KEY,
                                               PROCESSING_MEDIAN_KEY, RECEIVED_KEY, RUNNER_KEY)
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
+from espnet_ros.tools.multi_camera_bench import run_cameras
 from espnet_ros.zoo.registry import DEFAULT_MODEL
 
 STARTUP_TIMEOUT_S = 120.0
@@ -209,11 +211,19 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--background-load', type=int, default=0, metavar='N',
                         help='after the quiet frames, keep N cores busy (processes this tool '
                              'starts and ends) and collect as many frames again')
+    parser.add_argument('--cameras', type=int, default=0, metavar='N',
+                        help='N cameras at --rate Hz each: compare one node serving them '
+                             'batched, the same with max_batch 1, and N separate nodes '
+                             '(compile_mode eager unless --compile-mode)')
+    parser.add_argument('--seconds', type=float, default=30.0,
+                        help='with --cameras: the measuring window of each set-up')
     parser.add_argument('--compare-engine', action='store_true',
                         help='afterwards, time the same per-frame work in-process and report '
                              'the node latency as a multiple of it')
     args = parser.parse_args(argv)
-    reason = load_error(args.background_load) or threads_error(args.threads)
+    reason = load_error(args.background_load) or threads_error(args.threads) or (
+        f'--cameras must be 0 (one camera) to {MAX_CAMERAS}; got {args.cameras}'
+        if not 0 <= args.cameras <= MAX_CAMERAS else None)
     if reason:
         parser.error(reason)
     return args
@@ -259,6 +269,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     """Run the player, the node and the probe; print and save the results."""
     args = parse_args(argv)
     with BackgroundLoad(args.background_load) as background:
+        if args.cameras:
+            return run_cameras(args, background, node_command, stop)
         return run(args, background)
 
 
