@@ -45,7 +45,8 @@ from espnet_ros.streaming.diagnostics import PROCESSED_KEY
 
 MODEL = 'espnet_c_p2q3_cityscapes'
 NETWORK_SIZE = (256, 128)   # (width, height)
-NODE = '/segmenter'
+# A name of its own: a node of another module may still be ending under /segmenter.
+NODE = '/multi_camera_segmenter'
 # Each camera: its (width, height) and frame_id; sizes and aspects all differ.
 CAMERAS = {'front': ((320, 240), 'front_link'), 'left': ((200, 150), 'left_link'),
            'rear': ((288, 128), 'rear_link')}
@@ -69,7 +70,8 @@ def segmenter(probe: Probe, weights_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """Start one node for the three cameras; check it exits cleanly on Ctrl-C."""
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
-                       log_dir=tmp_path_factory.mktemp('multi_camera'))
+                       log_dir=tmp_path_factory.mktemp('multi_camera'),
+                       remaps=(('__node', NODE.lstrip('/')),))
     with serving(probe, node, '/rear/image'):
         yield node
 
