@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     images = list_images(args.inputs)
     out = output_folder(args.out)
     engine = engine_from_args(args)
-    palette = engine.spec.dataset.palette
+    palette = engine.published_spec.dataset.palette
     failed: list[Path] = []
     for path, name in zip(tqdm(images, desc=f'segment ({engine.spec.name})', unit='img'),
                           output_names(images)):

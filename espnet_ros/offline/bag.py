@@ -581,7 +581,7 @@ class BagSegmentation:
             # As the node: stamped from when the class table applies (the first frame's
             # stamp, the bag's clock), in no frame.
             applies = self.store.types['std_msgs/msg/Header'](stamp=header.stamp, frame_id='')
-            self.output_writer.announce(self.engine.spec, applies)
+            self.output_writer.announce(self.engine.published_spec, applies)
             self.announced = True
         self.output_writer.use_camera_info(item.camera_info)
         self.output_writer.publish(header, outputs, item.camera_size)

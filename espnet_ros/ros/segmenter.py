@@ -336,7 +336,8 @@ class SegmenterNode(LifecycleNode):
     def _announce_classes(self) -> None:
         # The stamp says from when the class table applies (now, on the node's clock: sim time
         # under a replay); a class table is in no frame, so frame_id stays empty (README).
-        self.sink.announce(self.worker.spec, Header(stamp=self.get_clock().now().to_msg()))
+        self.sink.announce(self.worker.engine.published_spec,
+                           Header(stamp=self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
         worker, sink = self.worker, self.sink

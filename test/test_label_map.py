@@ -1,0 +1,192 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""Label maps without ROS: the file's checks, the published table, grouping in the engine."""
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from torch import nn
+
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
+from espnet_ros.zoo.label_map import (LabelMapError, load_for_dataset, MAX_PUBLISHED_CLASSES,
+                                      parse_label_map, read_label_map)
+from espnet_ros.zoo.registry import class_table, get_spec
+from espnet_ros.zoo.user_files import UserFileError
+
+MODEL = 'espnet_p2q8_cityscapes'
+GROUPS_FILE = Path(__file__).resolve().parents[1] / 'config' / 'cityscapes_groups.yaml'
+SPEC = get_spec(MODEL)
+CLASSES = SPEC.dataset.classes
+NETWORK_SIZE = (512, 256)
+# Float32 sums of up to 20 probabilities against the engine's own.
+PROBABILITY_TOLERANCE = 1e-5
+
+GOOD = """\
+groups:
+  - {name: ground, color: [128, 64, 128], members: [road, sidewalk, terrain]}
+  - {name: person, color: [220, 20, 60], members: [person, rider]}
+"""
+
+# Each bad file, and words its refusal must hold (besides the file's path).
+BAD_FILES = {
+    'unknown class': ('groups:\n  - {name: ground, color: [1, 2, 3], members: [road, lawn]}\n',
+                      ["group 0 ('ground')", "unknown class 'lawn'", 'road, sidewalk']),
+    'class in two groups': (
+        'groups:\n  - {name: ground, color: [1, 2, 3], members: [road]}\n'
+        '  - {name: street, color: [1, 2, 4], members: [sidewalk, road]}\n',
+        ["group 1 ('street')", "class 'road' is already in group 'ground'"]),
+    'empty group': ('groups:\n  - {name: ground, color: [1, 2, 3], members: []}\n',
+                    ["group 0 ('ground')", 'the group is empty']),
+    'duplicate names': ('groups:\n  - {name: ground, color: [1, 2, 3], members: [road]}\n'
+                        '  - {name: ground, color: [1, 2, 3], members: [sidewalk]}\n',
+                        ["group 1 ('ground')", "a second group named 'ground'"]),
+    'colour out of range': ('groups:\n  - {name: ground, color: [1, 256, 3], members: [road]}'
+                            '\n', ["group 0 ('ground')", 'out of range', '0-255']),
+    'colour not RGB': ('groups:\n  - {name: ground, color: [1, 2], members: [road]}\n',
+                       ["group 0 ('ground')", 'three integers']),
+    'ignore value of a group': ('groups:\n  - {name: ground, color: [1, 2, 3], members: [road]}'
+                                '\nignore_value: 0\n', ['ignore_value', "group 'ground'"]),
+    'unknown unlisted': ('groups:\n  - {name: g, color: [1, 2, 3], members: [road]}\n'
+                         'unlisted: drop\n', ['unlisted', 'ignore, keep']),
+    'no groups': ('unlisted: keep\n', ['groups', 'non-empty list']),
+    'unknown key': ('groups:\n  - {name: g, colour: [1, 2, 3], members: [road]}\n',
+                    ["group 0 ('g')", 'unknown keys colour']),
+    'not YAML': ('groups: [\n', ['not a YAML document']),
+}
+
+
+def write(tmp_path: Path, text: str, name: str = 'groups.yaml') -> Path:
+    """Write ``text`` to a file of ``tmp_path``; return its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_cityscapes_example_is_the_issue_s_groups() -> None:
+    label_map = load_for_dataset(GROUPS_FILE, SPEC.dataset)
+    assert label_map.names == ('ground', 'obstacle', 'person')
+    lookup = label_map.lookup()
+    by_name = dict(zip(CLASSES, lookup))
+    assert [by_name[c] for c in ('road', 'sidewalk', 'terrain')] == [0, 0, 0]
+    assert [by_name[c] for c in ('car', 'building', 'bicycle')] == [1, 1, 1]
+    assert [by_name[c] for c in ('person', 'rider')] == [2, 2]
+    assert [by_name[c] for c in ('sky', 'unlabeled')] == [255, 255]
+    assert label_map.table()[-1] == ('255', 'ignore', 'sky, unlabeled')
+
+
+def test_class_table_lists_the_groups_and_the_ignore_value() -> None:
+    label_map = load_for_dataset(GROUPS_FILE, SPEC.dataset)
+    table = class_table(SPEC.__class__(**{**SPEC.__dict__,
+                                          'dataset': label_map.dataset(SPEC.dataset)}))
+    assert [(c['id'], c['name']) for c in table['classes']] == [
+        (0, 'ground'), (1, 'obstacle'), (2, 'person'), (255, 'ignore')]
+    assert table['classes'][0]['color'] == [128, 64, 128]
+    assert table['void_class'] == 255
+
+
+def test_keep_publishes_unlisted_classes_after_the_groups(tmp_path: Path) -> None:
+    label_map = read_label_map(write(tmp_path, GOOD + 'unlisted: keep\n'), CLASSES,
+                               SPEC.dataset.palette)
+    kept = [c for c in CLASSES if c not in ('road', 'sidewalk', 'terrain', 'person', 'rider')]
+    assert label_map.names == ('ground', 'person', *kept)
+    assert label_map.ignored == ()
+    lookup = label_map.lookup()
+    assert lookup[CLASSES.index('sky')] == 2 + kept.index('sky')
+    assert label_map.groups[2 + kept.index('sky')].color == tuple(
+        int(c) for c in SPEC.dataset.palette[CLASSES.index('sky')])
+
+
+def test_keep_refuses_a_group_named_like_a_kept_class(tmp_path: Path) -> None:
+    text = 'groups:\n  - {name: car, color: [1, 2, 3], members: [truck]}\nunlisted: keep\n'
+    path = write(tmp_path, text)
+    with pytest.raises(LabelMapError, match="class 'car'.*names must be unique"):
+        read_label_map(path, CLASSES, SPEC.dataset.palette)
+
+
+@pytest.mark.parametrize('case', sorted(BAD_FILES))
+def test_bad_file_refused_naming_file_group_and_expectation(case: str, tmp_path: Path) -> None:
+    text, words = BAD_FILES[case]
+    path = write(tmp_path, text)
+    with pytest.raises(UserFileError) as raised:
+        read_label_map(path, CLASSES)
+    message = str(raised.value)
+    assert message.startswith(str(path)), message
+    for word in words:
+        assert word in message, (word, message)
+
+
+def test_more_groups_than_uint8_labels_hold_is_refused() -> None:
+    classes = tuple(f'c{index}' for index in range(MAX_PUBLISHED_CLASSES + 1))
+    document = {'groups': [{'name': name, 'color': [0, 0, 0], 'members': [name]}
+                           for name in classes]}
+    with pytest.raises(LabelMapError, match='256 published classes; at most 255'):
+        parse_label_map(document, 'many.yaml', classes)
+    document['groups'].pop()
+    assert len(parse_label_map(document, 'many.yaml', classes).groups) == 255
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(UserFileError, match=r'absent\.yaml: cannot read it'):
+        read_label_map(tmp_path / 'absent.yaml', CLASSES)
+
+
+@pytest.fixture(scope='module')
+def engine(pretrained: Callable[[str], nn.Module]) -> SegmentationEngine:
+    """Return an eager fp32 engine of the Cityscapes model at a small network size."""
+    return SegmentationEngine(SPEC, pretrained(MODEL), EngineConfig(input_size=NETWORK_SIZE))
+
+
+def test_engine_groups_labels_and_sums_member_probabilities(engine: SegmentationEngine,
+                                                            street_bgr: np.ndarray) -> None:
+    label_map = load_for_dataset(GROUPS_FILE, SPEC.dataset)
+    lookup = label_map.lookup()
+    image = np.ascontiguousarray(street_bgr[:, :, ::-1])
+    try:
+        engine.use_label_map(None)
+        batch = engine.preprocess([image])
+        plain = engine.segment(image)
+        probabilities = engine.infer(batch).float().softmax(1)[0].numpy()
+        engine.use_label_map(label_map)
+        grouped = engine.segment(image, with_confidence=True)
+        labels_only = engine.segment(image)
+        labels, confidence = engine.labels_and_confidence(batch, with_confidence=True)
+    finally:
+        engine.use_label_map(None)
+    # Camera resolution: the ungrouped labels mapped through the groups, with or without
+    # confidence asked for.
+    np.testing.assert_array_equal(grouped.labels, lookup[plain.labels])
+    np.testing.assert_array_equal(labels_only.labels, grouped.labels)
+    assert set(np.unique(grouped.labels)) <= {0, 1, 2, 255}
+    assert len(np.unique(grouped.labels)) >= 3, 'the street shows ground, obstacles, sky'
+    # Network resolution: each pixel's confidence is its group's summed probability.
+    expected = np.zeros(labels.shape[1:], np.float32)
+    for published in np.unique(labels[0]):
+        members = np.flatnonzero(lookup == published)
+        where = labels[0] == published
+        expected[where] = probabilities[members].sum(0)[where]
+    np.testing.assert_array_equal(labels[0], lookup[probabilities.argmax(0)])
+    assert np.abs(confidence[0] - expected).max() <= PROBABILITY_TOLERANCE
+    assert engine.published_spec.dataset.classes == CLASSES
+
+
+def test_engine_refuses_a_map_for_other_classes(engine: SegmentationEngine,
+                                                tmp_path: Path) -> None:
+    camvid = get_spec('espnet_p2q8_camvid').dataset
+    text = 'groups:\n  - {name: g, color: [1, 2, 3], members: [pavement]}\n'
+    label_map = read_label_map(write(tmp_path, text), camvid.classes)
+    with pytest.raises(ValueError, match='not those of espnet_p2q8_cityscapes'):
+        engine.use_label_map(label_map)
