@@ -12,16 +12,21 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Label maps without ROS: the file's checks, the published table, grouping in the engine."""
+"""Label maps without ROS: the file's checks, the published table, the engine, the commands."""
 
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 import pytest
 from torch import nn
 
+from espnet_ros.cli import main as cli_main
+from espnet_ros.imaging.cloud import build_cloud, select_label
+from espnet_ros.imaging.outputs import class_cloud_topic, points_groups_error
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
+from espnet_ros.streaming.clouds import label_colours
 from espnet_ros.zoo.label_map import (LabelMapError, load_for_dataset, MAX_PUBLISHED_CLASSES,
                                       parse_label_map, read_label_map)
 from espnet_ros.zoo.registry import class_table, get_spec
@@ -190,3 +195,64 @@ def test_engine_refuses_a_map_for_other_classes(engine: SegmentationEngine,
     label_map = read_label_map(write(tmp_path, text), camvid.classes)
     with pytest.raises(ValueError, match='not those of espnet_p2q8_cityscapes'):
         engine.use_label_map(label_map)
+
+
+def test_models_prints_the_published_table(capsys: pytest.CaptureFixture) -> None:
+    assert cli_main(['models', MODEL, '--label-map', str(GROUPS_FILE)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(out) if line.startswith('published with'))
+    rows = [line.split(None, 3) for line in out[start + 2:]]
+    assert [row[:2] for row in rows] == [['0', 'ground'], ['1', 'obstacle'], ['2', 'person'],
+                                         ['255', 'ignore']]
+    assert out[start + 2].split()[2:] == ['128', '64', '128', 'road,', 'sidewalk,', 'terrain']
+    assert out[-1].split()[-2:] == ['sky,', 'unlabeled']
+
+
+def test_models_refuses_a_bad_map_with_its_reason(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    path = write(tmp_path, BAD_FILES['class in two groups'][0])
+    assert cli_main(['models', MODEL, '--label-map', str(path)]) == 2
+    error = capsys.readouterr().err
+    assert str(path) in error and "class 'road' is already in group 'ground'" in error
+
+
+def test_segment_writes_grouped_labels_and_colours(tmp_path: Path, cityscapes_image: Path,
+                                                   weights_dir: Path) -> None:
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / cityscapes_image.name).symlink_to(cityscapes_image)
+    common = ['--model', MODEL, '--device', 'cpu', '--size', 'x'.join(map(str, NETWORK_SIZE)),
+              '--weights-dir', str(weights_dir), str(tmp_path / 'in')]
+    assert cli_main(['segment', *common, '--out', str(tmp_path / 'plain')]) == 0
+    assert cli_main(['segment', *common, '--out', str(tmp_path / 'grouped'),
+                     '--label-map', str(GROUPS_FILE)]) == 0
+    label_map = load_for_dataset(GROUPS_FILE, SPEC.dataset)
+    name = f'{cityscapes_image.stem}_labels.png'
+    plain = cv2.imread(str(tmp_path / 'plain' / name), cv2.IMREAD_UNCHANGED)
+    grouped = cv2.imread(str(tmp_path / 'grouped' / name), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(grouped, label_map.lookup()[plain])
+    color = cv2.imread(str(tmp_path / 'grouped' / f'{cityscapes_image.stem}_color.png'))
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:len(label_map.groups)] = label_map.palette
+    np.testing.assert_array_equal(color[..., ::-1], palette[grouped])
+
+
+def test_select_label_keeps_the_valid_points_of_one_label_in_order() -> None:
+    labels = np.array([[0, 1, 1], [1, 2, 1]], np.uint8)
+    depth = np.array([[1.0, 2.0, 0.0], [3.0, 4.0, np.nan]], np.float32)
+    k = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    cloud = build_cloud(labels, depth, k, label_rgb=label_colours([[1, 2, 3]] * 3))
+    ones = select_label(cloud, 1)
+    assert (ones.height, ones.width, ones.valid) == (1, 2, 2) and ones.is_dense
+    points = ones.points()[0]
+    np.testing.assert_array_equal(points['z'], [2.0, 3.0])  # row-major; NaN and 0 left out
+    assert (points['label'] == 1).all() and ones.dtype == cloud.dtype
+    empty = select_label(cloud, 7)
+    assert (empty.height, empty.width, len(empty.data)) == (1, 0, 0)
+
+
+def test_points_groups_names_need_topics_of_their_own() -> None:
+    assert class_cloud_topic('traffic light') == 'segmentation/points/traffic_light'
+    assert points_groups_error(('obstacle', 'person')) is None
+    assert 'share the topic' in points_groups_error(('traffic light', 'traffic_light'))
+    assert 'expected class or group names' in points_groups_error(('',))
+    assert 'not a published class' in points_groups_error(('lawn',), ('ground', 'obstacle'))

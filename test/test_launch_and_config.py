@@ -38,7 +38,7 @@ LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
 INPUT_TOPICS = {'image', 'image/compressed', 'camera_info', 'depth/image', 'depth/camera_info'}
 OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics'}
 TYPE_WORDS = {str: ('str', 'string'), int: ('int', 'integer'), float: ('float', 'double'),
-              bool: ('bool', 'boolean')}
+              bool: ('bool', 'boolean'), tuple: ('string array', 'str[]')}
 
 
 def tree(path: Path) -> ast.Module:
@@ -175,7 +175,9 @@ def test_readme_parameter_table_matches_the_node() -> None:
         spec = BY_NAME[name]
         default = column(row, 'default')
         if default is not None:
-            assert readme_value(default) == spec.default, f'{name}: README says {default}'
+            value = readme_value(default)
+            value = tuple(value) if isinstance(value, list) else value  # string arrays
+            assert value == spec.default, f'{name}: README says {default}'
         kind = column(row, 'type')
         if kind is not None:
             words = TYPE_WORDS[type(spec.default)]

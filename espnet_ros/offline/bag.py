@@ -230,6 +230,13 @@ class BagBackend:
         self._write(Output.POINTS,
                     messages.point_cloud_message(self._store, stamp, frame_id, cloud))
 
+    def wants_class_cloud(self, name: str) -> bool:
+        """Return False: the bag tool records no per-class clouds (it sets no points_groups)."""
+        return False
+
+    def class_cloud(self, name: str, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Record nothing: :meth:`wants_class_cloud` takes none."""
+
     def latch(self, spec: ModelSpec, header: Optional[Any]) -> None:
         """Write the class table and LabelInfo (their connections are transient-local)."""
         self._write(Output.CLASSES, messages.classes_message(self._store, spec))

@@ -43,7 +43,8 @@ from espnet_ros.zoo.checkpoints import env_folders, source_models_dir
 # Launch's own words for a true or false argument (launch.conditions reads these).
 TRUE_WORDS = ('true', '1')
 FALSE_WORDS = ('false', '0')
-KIND_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'text'}
+KIND_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'text',
+              tuple: 'names, e.g. [obstacle, person]'}
 RVIZ_PACKAGE = 'rviz2'
 # A node's log lines that say why it failed.
 ERROR_MARKERS = ('[ERROR]', '[FATAL]', 'Error:', 'Exception:')
@@ -92,11 +93,21 @@ def parse_bool(name: str, text: str) -> bool:
     raise LaunchArgumentError(f'launch argument {name}:={text!r} is not true or false')
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """Return the names of a string-array argument: '[a, b]' or 'a,b' ('[]': none)."""
+    inner = text.strip()
+    if inner.startswith('[') and inner.endswith(']'):
+        inner = inner[1:-1]
+    return tuple(part.strip().strip('\'"') for part in inner.split(',') if part.strip())
+
+
 def parse_parameter(spec: ParameterSpec, text: str) -> Any:
     """Return the parameter value a launch argument's text gives; refuse it with the reason."""
     kind = type(spec.default)
     if kind is bool:
         value = parse_bool(spec.name, text)
+    elif kind is tuple:
+        value = parse_names(text)
     else:
         try:
             value = kind(text)
@@ -115,7 +126,9 @@ def parameter_overrides(context: LaunchContext) -> dict[str, Any]:
     for spec in PARAMETERS:
         text = LaunchConfiguration(spec.name).perform(context)
         if text != '':
-            overrides[spec.name] = parse_parameter(spec, text)
+            value = parse_parameter(spec, text)
+            # launch_ros types a list of strings as a string array.
+            overrides[spec.name] = list(value) if isinstance(value, tuple) else value
     return overrides
 
 

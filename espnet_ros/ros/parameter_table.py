@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, Iterable, Mapping, Optional
 
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS
+from espnet_ros.imaging.outputs import points_groups_error
 from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BACKEND,
                                         DEFAULT_DEPTH_SYNC_SLOP_S, DEFAULT_DEVICE,
                                         DEFAULT_OUTPUT_RESOLUTION,
@@ -75,6 +76,10 @@ class ParameterSpec:
 
     def check(self, value: Any) -> Optional[str]:
         """Return why ``value`` is refused, or None if it is acceptable."""
+        if isinstance(self.default, tuple) and isinstance(value, (list, tuple)):
+            if not all(isinstance(item, str) for item in value):
+                return f'{self.name} must be a list of strings, got {value!r}'
+            value = tuple(value)  # rclpy gives string arrays as lists
         if type(value) is not type(self.default):
             return (f'{self.name} must be a {type(self.default).__name__}, got '
                     f'{type(value).__name__} {value!r}')
@@ -175,6 +180,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=Reliability.values()),
     ParameterSpec('autostart', True, 'Configure and activate the lifecycle node at start-up.',
                   STARTUP),
+    ParameterSpec('label_map', '', "YAML file of groups of the model's classes to publish "
+                  'instead of them (labels, colours, confidence, clouds, label_info; see '
+                  "config/cityscapes_groups.yaml); empty = the model's own classes. A bad file "
+                  'is refused with the reason and the last good map kept.', RELOAD),
+    ParameterSpec('points_groups', (), 'Class or group names: each gets one more dense cloud, '
+                  'segmentation/points/<name>, of its valid points (needs publish_points).',
+                  LIVE),
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
@@ -212,7 +224,21 @@ def _max_rate_error(value: float) -> Optional[str]:
     return None
 
 
-_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error}
+_EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error,
+                 'points_groups': points_groups_error}
+
+
+def from_ros(name: str, value: Any) -> Any:
+    """
+    Return a parameter's value as the table types it: rclpy gives string arrays as lists.
+
+    A string array declared without a value (``[]`` in a parameters file) reads as None.
+    """
+    spec = BY_NAME.get(name)
+    if spec is not None and isinstance(spec.default, tuple):
+        return spec.default if value is None else tuple(value) if isinstance(
+            value, list) else value
+    return value
 
 
 def check_parameter(name: str, value: Any) -> Optional[str]:

@@ -50,7 +50,7 @@ from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status
 from espnet_ros.ros.outputs import LatchedPublishers, PublisherBackend
 from espnet_ros.ros.parameter_table import (check_parameter, check_together, Effect, effects_of,
-                                            NodeParameters)
+                                            from_ros, NodeParameters)
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, offered_qos, resolve_reliability)
@@ -272,7 +272,8 @@ class SegmenterNode(LifecycleNode):
     # Parameters ----------------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters: list) -> SetParametersResult:
-        changes = {parameter.name: parameter.value for parameter in parameters}
+        changes = {parameter.name: from_ros(parameter.name, parameter.value)
+                   for parameter in parameters}
         for name, value in changes.items():
             reason = check_parameter(name, value)
             if reason:
@@ -371,7 +372,8 @@ def output_settings(parameters: NodeParameters) -> OutputSettings:
         depth_sync_wait_s=parameters.depth_sync_wait,
         max_depth_pixels=parameters.max_input_pixels,
         clouds=CloudSettings(min_depth=parameters.min_depth, max_depth=parameters.max_depth,
-                             stride=parameters.points_stride))
+                             stride=parameters.points_stride),
+        points_groups=parameters.points_groups)
 
 
 def serve(node: SegmenterNode, executor: MultiThreadedExecutor) -> None:

@@ -138,6 +138,12 @@ def _fail(source: str, where: str, text: str) -> LabelMapError:
     return LabelMapError(f'{source}: {where}: {text}')
 
 
+def _too_many(source: str, count: int) -> LabelMapError:
+    return _fail(source, 'groups', f'{count} published classes; at most '
+                                   f'{MAX_PUBLISHED_CLASSES} fit in uint8 labels beside the '
+                                   'ignore value')
+
+
 def _group_name(source: str, where: str, entry: Mapping[str, Any]) -> str:
     name = entry.get('name')
     if not isinstance(name, str) or not name.strip():
@@ -210,6 +216,8 @@ def parse_label_map(document: Any, source: str, classes: Sequence[str],
         raise _fail(source, 'groups', 'expected a non-empty list of groups, each '
                                       '{name: ..., color: [R, G, B], members: [...]}; got '
                                       f'{short_repr(entries)}')
+    if len(entries) > MAX_PUBLISHED_CLASSES:
+        raise _too_many(source, len(entries))
     groups: list[LabelGroup] = []
     owner: dict[int, str] = {}
     for index, entry in enumerate(entries):
@@ -241,9 +249,7 @@ def parse_label_map(document: Any, source: str, classes: Sequence[str],
                             'unique')
             groups.append(LabelGroup(name, tuple(int(c) for c in colours[index]), (index,)))
     if len(groups) > MAX_PUBLISHED_CLASSES:
-        raise _fail(source, 'groups', f'{len(groups)} published classes; at most '
-                                      f'{MAX_PUBLISHED_CLASSES} fit in uint8 labels beside the '
-                                      'ignore value')
+        raise _too_many(source, len(groups))
     if ignore_value < len(groups):
         raise _fail(source, 'ignore_value', f'{ignore_value} is the id of group '
                                             f'{groups[ignore_value].name!r}; expected a value '
