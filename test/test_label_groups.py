@@ -40,6 +40,8 @@ from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
 from torch import nn
 
+from espnet_ros.ros.launching import LaunchArgumentError, parse_parameter
+from espnet_ros.ros.parameter_table import BY_NAME
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.tools.depth_scenes import flat_world, pinhole_k
 from espnet_ros.zoo.label_map import load_for_dataset
@@ -268,3 +270,12 @@ def test_bad_maps_refused_and_the_last_good_one_kept(
     lookup = load_for_dataset(GROUPS_FILE, SPEC.dataset).lookup()
     assert ungrouped.max() > 2, "the model's own classes again"
     np.testing.assert_array_equal(lookup[ungrouped], kept)
+
+
+def test_launch_arguments_give_points_groups_as_names() -> None:
+    spec = BY_NAME['points_groups']
+    assert parse_parameter(spec, '[obstacle, person]') == ('obstacle', 'person')
+    assert parse_parameter(spec, 'obstacle') == ('obstacle',)
+    assert parse_parameter(spec, '[]') == ()
+    with pytest.raises(LaunchArgumentError, match='would share the topic'):
+        parse_parameter(spec, '[traffic light, traffic_light]')

@@ -14,6 +14,7 @@
 
 """Label maps without ROS: the file's checks, the published table, the engine, the commands."""
 
+import json
 from pathlib import Path
 from typing import Callable
 
@@ -21,11 +22,13 @@ import cv2
 import numpy as np
 import pytest
 from torch import nn
+import yaml
 
 from espnet_ros.cli import main as cli_main
 from espnet_ros.imaging.cloud import build_cloud, select_label
-from espnet_ros.imaging.outputs import class_cloud_topic, points_groups_error
+from espnet_ros.imaging.outputs import class_cloud_topic, OUTPUT_TOPICS, points_groups_error
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
+from espnet_ros.runtime.options import Output
 from espnet_ros.streaming.clouds import label_colours
 from espnet_ros.zoo.label_map import (LabelMapError, load_for_dataset, MAX_PUBLISHED_CLASSES,
                                       parse_label_map, read_label_map)
@@ -256,3 +259,39 @@ def test_points_groups_names_need_topics_of_their_own() -> None:
     assert 'share the topic' in points_groups_error(('traffic light', 'traffic_light'))
     assert 'expected class or group names' in points_groups_error(('',))
     assert 'not a published class' in points_groups_error(('lawn',), ('ground', 'obstacle'))
+
+
+def test_nav2_example_reads_the_groups_and_the_obstacle_cloud() -> None:
+    """config/nav2_label_groups.yaml: every published class once, the segmenter's topics."""
+    config = yaml.safe_load((GROUPS_FILE.parent / 'nav2_label_groups.yaml').read_text())
+    layers = config['local_costmap']['local_costmap']['ros__parameters']
+    semantic = layers['semantic_segmentation_layer']
+    camera = semantic[semantic['observation_sources']]
+    listed = [name for kind in camera['class_types'] for name in camera[kind]['classes']]
+    published = class_table(SPEC.__class__(**{
+        **SPEC.__dict__, 'dataset': load_for_dataset(GROUPS_FILE, SPEC.dataset).dataset(
+            SPEC.dataset)}))['classes']
+    assert sorted(listed) == sorted(entry['name'] for entry in published)
+    assert camera['segmentation_topic'].endswith(OUTPUT_TOPICS[Output.LABELS])
+    assert camera['pointcloud_topic'].endswith(OUTPUT_TOPICS[Output.POINTS])
+    voxel = layers['voxel_layer']
+    source = voxel[voxel['observation_sources']]
+    assert source['topic'].endswith(class_cloud_topic('obstacle'))
+    assert source['data_type'] == 'PointCloud2'
+    assert layers['plugins'][:2] == ['voxel_layer', 'semantic_segmentation_layer']
+
+
+def test_bench_groups_writes_a_row_per_size(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / 'groups.json'
+    assert cli_main(['bench-groups', '--size', '64x32', '--size', '128x64', '--repeats', '1',
+                     '--warmup', '0', '--json', str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [row['size'] for row in rows] == ['64x32', '128x64']
+    for row in rows:
+        assert row['groups'] == 3 and row['classes'] == len(CLASSES)
+        assert 0 < row['class_points'] <= row['points']
+        assert all(row[f'{name}_median_ms'] > 0 for name in (
+            'labels', 'grouped_labels', 'confidence', 'grouped_confidence', 'cloud',
+            'class_cloud'))
+    assert 'class cloud' in capsys.readouterr().out

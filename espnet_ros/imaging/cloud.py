@@ -206,6 +206,9 @@ def select_label(cloud: OrganizedCloud, label: int) -> OrganizedCloud:
     """
     points = np.frombuffer(cloud.data, dtype=cloud.dtype)
     # z is NaN exactly where the depth was invalid (see build_cloud).
-    kept = points[(points['label'] == label) & ~np.isnan(points['z'])]
-    data = array.array('B', kept.tobytes())
-    return OrganizedCloud(1, len(kept), cloud.dtype, data, len(kept))
+    chosen = (points['label'] == label) & ~np.isnan(points['z'])
+    count = int(np.count_nonzero(chosen))
+    data = array.array('B', b'\0') * (count * cloud.dtype.itemsize)
+    # Written once, straight into the buffer the message will hold.
+    np.compress(chosen, points, out=np.frombuffer(data, dtype=cloud.dtype))
+    return OrganizedCloud(1, count, cloud.dtype, data, count)
