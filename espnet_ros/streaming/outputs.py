@@ -18,7 +18,8 @@ One way to write a frame's outputs, for the live node and the bag tool alike; no
 :class:`OutputWriter` decides what goes out: the class table and LabelInfo latched once per
 model, labels only when someone takes them, colour, overlay and confidence as rendered
 (confidence computed for the cloud alone is not written), the camera's CameraInfo for the
-labels' grid, and the labelled cloud of a frame whose depth partner is found. A
+labels' grid, and the labelled cloud of a frame whose depth partner is found (with, for each
+name of ``points_groups``, the dense cloud of that class's valid points). A
 :class:`MessageBackend` turns each of these into a message of its library and sends it:
 rclpy publishers (``espnet_ros.ros.outputs``) or a rosbags bag (``espnet_ros.offline.bag``).
 
