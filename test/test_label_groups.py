@@ -240,6 +240,15 @@ def test_label_info_lists_the_groups_and_the_ignore_value(probe: Probe,
         (0, 'ground'), (1, 'obstacle'), (2, 'person'), (255, 'ignore')]
 
 
+def test_points_groups_must_name_published_classes(probe: Probe,
+                                                   segmenter: NodeProcess) -> None:
+    result, = probe.set_parameters(NODE, {'points_groups': [OBSTACLE, 'car']})
+    assert not result.successful
+    assert "'car' is not a published class" in result.reason, result.reason
+    assert 'ground, obstacle, person' in result.reason, result.reason
+    assert probe.get_parameters(NODE, ['points_groups'])['points_groups'] == [OBSTACLE]
+
+
 def test_bad_maps_refused_and_the_last_good_one_kept(
         probe: Probe, segmenter: NodeProcess, publishers: dict[str, Any],
         street_rgb: np.ndarray, grouped: dict[str, Any],

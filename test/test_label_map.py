@@ -52,11 +52,11 @@ groups:
 # Each bad file, and words its refusal must hold (besides the file's path).
 BAD_FILES = {
     'unknown class': ('groups:\n  - {name: ground, color: [1, 2, 3], members: [road, lawn]}\n',
-                      ["group 0 ('ground')", "unknown class 'lawn'", 'road, sidewalk']),
+                      ["line 2, group 0 ('ground')", "unknown class 'lawn'", 'road, sidewalk']),
     'class in two groups': (
         'groups:\n  - {name: ground, color: [1, 2, 3], members: [road]}\n'
         '  - {name: street, color: [1, 2, 4], members: [sidewalk, road]}\n',
-        ["group 1 ('street')", "class 'road' is already in group 'ground'"]),
+        ["line 3, group 1 ('street')", "class 'road' is already in group 'ground'"]),
     'empty group': ('groups:\n  - {name: ground, color: [1, 2, 3], members: []}\n',
                     ["group 0 ('ground')", 'the group is empty']),
     'duplicate names': ('groups:\n  - {name: ground, color: [1, 2, 3], members: [road]}\n'

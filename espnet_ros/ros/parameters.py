@@ -143,6 +143,9 @@ class EngineSettings:
                 warnings.showwarning(warning.message, warning.category, warning.filename,
                                      warning.lineno)
         engine.warm_up(WARM_UP_FRAMES)
+        if label_map is not None:
+            logger.info(f'label map {label_map.source}: publishing '
+                        f'{", ".join(label_map.names)} (ignore value {label_map.ignore_value})')
         logger.info(f'model {self.model} at {describe_input_size(engine.spec, self.input_size)}'
                     f' on {engine.device} ({engine.precision}, {engine.backend}; compile_mode '
                     f'{self.compile_mode})')

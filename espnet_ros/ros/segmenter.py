@@ -45,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
+from espnet_ros.imaging.outputs import points_groups_error
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.depth_input import DepthInput
 from espnet_ros.ros.messages import diagnostic_status
@@ -286,6 +287,14 @@ class SegmenterNode(LifecycleNode):
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         effects = effects_of(changes)
+        worker = self.worker
+        if worker is not None and 'points_groups' in changes and Effect.RELOAD not in effects:
+            # Names are checked against the classes published now (after a reload, the
+            # output writer warns about a name the new classes lack).
+            reason = points_groups_error(proposed.points_groups,
+                                         worker.engine.published_spec.dataset.classes)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         if self.worker is not None and Effect.RELOAD in effects:
             reason = self._reload(proposed)
             if reason:

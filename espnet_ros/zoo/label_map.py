@@ -40,7 +40,8 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from espnet_ros.runtime.options import Unlisted
-from espnet_ros.zoo.user_files import read_document, short_repr, UserFileError
+from espnet_ros.zoo.user_files import (parse_yaml, read_user_text, sequence_item_lines,
+                                       short_repr, UserFileError)
 
 # Published ids are uint8 and one value is the ignore value: at most 255 other classes.
 MAX_PUBLISHED_CLASSES = 255
@@ -186,12 +187,14 @@ def _members(source: str, where: str, value: Any, classes: Sequence[str],
 
 
 def parse_label_map(document: Any, source: str, classes: Sequence[str],
-                    palette: Optional[np.ndarray] = None) -> LabelMap:
+                    palette: Optional[np.ndarray] = None, *,
+                    lines: Sequence[int] = ()) -> LabelMap:
     """
     Return the label map of a parsed YAML ``document`` for a model of ``classes``.
 
-    ``palette`` (C x 3) colours the classes kept by ``unlisted: keep``. Raises
-    :class:`LabelMapError` naming ``source``, the group and what was expected.
+    ``palette`` (C x 3) colours the classes kept by ``unlisted: keep``; ``lines``: the line
+    of each group in ``source``, named by the errors. Raises :class:`LabelMapError` naming
+    ``source``, the line and group and what was expected.
     """
     classes = tuple(classes)
     if not isinstance(document, dict):
@@ -221,12 +224,13 @@ def parse_label_map(document: Any, source: str, classes: Sequence[str],
     groups: list[LabelGroup] = []
     owner: dict[int, str] = {}
     for index, entry in enumerate(entries):
-        where = f'group {index}'
+        line = f'line {lines[index]}, ' if index < len(lines) else ''
+        where = f'{line}group {index}'
         if not isinstance(entry, dict):
             raise _fail(source, where, 'expected a mapping {name: ..., color: [R, G, B], '
                                        f'members: [...]}}; got {short_repr(entry)}')
         name = _group_name(source, where, entry)
-        where = f'group {index} ({name!r})'
+        where = f'{line}group {index} ({name!r})'
         extra = sorted(str(key) for key in entry if key not in _GROUP_KEYS)
         if extra:
             raise _fail(source, where, f'unknown keys {", ".join(extra)}; expected '
@@ -261,7 +265,9 @@ def read_label_map(path: Path, classes: Sequence[str],
                    palette: Optional[np.ndarray] = None) -> LabelMap:
     """Return the label map in the YAML file ``path`` for a model of ``classes``."""
     path = Path(path)
-    return parse_label_map(read_document(path), str(path), classes, palette)
+    text = read_user_text(path)
+    return parse_label_map(parse_yaml(text, path), str(path), classes, palette,
+                           lines=sequence_item_lines(text, 'groups'))
 
 
 def load_for_dataset(path: Path, dataset: Any) -> LabelMap:
