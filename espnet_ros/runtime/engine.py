@@ -128,7 +128,8 @@ class SegmentationEngine:
         self.runner = build_runner(network, self.settings, int8_calibration=batches)
         self._graph: Optional[PackagedGraph] = None
         self._switch: Optional[GraphSwitch] = None
-        self._groups: Optional[DeviceLabelMap] = None
+        # The label map on the device and the spec naming its classes, swapped as one value.
+        self._grouping: Optional[tuple[DeviceLabelMap, ModelSpec]] = None
         self.use_label_map(label_map)
 
     def use_label_map(self, label_map: Optional[LabelMap]) -> None:
@@ -144,21 +145,21 @@ class SegmentationEngine:
             raise ValueError(f'label map {label_map.source} is for the classes '
                              f'{", ".join(label_map.model_classes)}, not those of '
                              f'{self.spec.name}')
-        self._groups = None if label_map is None else DeviceLabelMap(label_map, self.device)
+        self._grouping = None if label_map is None else (
+            DeviceLabelMap(label_map, self.device),
+            replace(self.spec, dataset=label_map.dataset(self.spec.dataset)))
 
     @property
     def label_map(self) -> Optional[LabelMap]:
         """Return the label map in use, or None (the model's own classes)."""
-        groups = self._groups
-        return groups.label_map if groups is not None else None
+        grouping = self._grouping
+        return grouping[0].label_map if grouping is not None else None
 
     @property
     def published_spec(self) -> ModelSpec:
         """Return the spec whose dataset names the published labels (the groups', if any)."""
-        groups = self._groups
-        if groups is None:
-            return self.spec
-        return replace(self.spec, dataset=groups.label_map.dataset(self.spec.dataset))
+        grouping = self._grouping
+        return grouping[1] if grouping is not None else self.spec
 
     def start_background(self) -> Optional[GraphSwitch]:
         """
@@ -317,7 +318,8 @@ class SegmentationEngine:
         probability: the compiled graph's labels go through the lookup table; grouped
         confidence needs every class's probability, so it is taken from the runner's logits.
         """
-        graph, groups = self._graph, self._groups
+        graph, grouping = self._graph, self._grouping
+        groups = grouping[0] if grouping is not None else None
         if groups is not None and with_confidence:
             labels, confidence = grouped_labels_and_confidence(
                 self.runner(batch), batch.shape[-2:], groups)
