@@ -61,7 +61,7 @@ MM = 1e-3
 # The node's float32 softmax sums against the test's, on another thread count.
 PROBABILITY_TOLERANCE = 1e-5
 # Waits, not figures: safety nets for a heavily loaded machine.
-OUTPUTS_TIMEOUT_S, LATCHED_TIMEOUT_S, RELOAD_TIMEOUT_S = 300.0, 60.0, 300.0
+OUTPUTS_TIMEOUT_S, LATCHED_TIMEOUT_S, START_WAIT_S = 300.0, 60.0, 300.0
 K = pinhole_k(SIZE, horizontal_fov_deg=90.0)
 TOPICS = {'image': '/grouped_cam/image_raw', 'camera_info': '/grouped_cam/camera_info',
           'depth/image': '/grouped_cam/depth/image_raw',
@@ -288,3 +288,19 @@ def test_launch_arguments_give_points_groups_as_names() -> None:
     assert parse_parameter(spec, '[]') == ()
     with pytest.raises(LaunchArgumentError, match='would share the topic'):
         parse_parameter(spec, '[traffic light, traffic_light]')
+
+
+def test_a_bad_map_at_start_up_ends_the_node_saying_why(weights_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """Refused at configure: the process exits with status 1, the log names file and group."""
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('groups:\n  - {name: a, color: [1, 2, 3], members: []}\n')
+    node = NodeProcess('segmenter', {**NODE_PARAMETERS, 'label_map': str(bad)},
+                       namespace='/bad_map', weights_dir=weights_dir, log_dir=tmp_path)
+    try:
+        status = node.process.wait(START_WAIT_S)
+    finally:
+        node.stop()
+    assert status == 1, node.describe()
+    assert 'cannot configure' in node.log(), node.log()
+    assert f"{bad}: line 2, group 0 ('a'): the group is empty" in node.log(), node.log()
