@@ -18,8 +18,9 @@
 import argparse
 from pathlib import Path
 
-from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
-                                   run_offline, seconds_argument)
+from espnet_ros.cli.common import (add_engine_arguments, add_label_map_argument,
+                                   add_offline_arguments, output_request, run_offline,
+                                   seconds_argument)
 from espnet_ros.compat import SubParsers
 from espnet_ros.offline.bag import BagJob, BagSegmentation, DEFAULT_OUTPUTS, OUTPUTS, STORAGES
 from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S
@@ -76,6 +77,7 @@ def register(subparsers: SubParsers) -> None:
                         help="namespace of the outputs (default: the image topic's camera "
                              'namespace, /cam for /cam/image_raw)')
     add_engine_arguments(parser)
+    add_label_map_argument(parser)
     add_offline_arguments(parser)
     # --batch not given: one frame per camera in each network call.
     parser.set_defaults(run=run, batch=None)

@@ -34,6 +34,7 @@ COMMANDS = {
     'train': ('train', 'fine-tune an official model on your own labelled frames'),
     'bench-cloud': ('cloud_bench', 'labelled point cloud build against '
                                    'sensor_msgs_py.create_cloud'),
+    'bench-groups': ('groups_bench', 'cost of label groups and of a per-class cloud'),
     'bench-startup': ('startup_bench', 'seconds to the first labels and to compiled speed, '
                                        'from the graph cache or not'),
     'bench-subnormals': ('subnormal_bench', 'outputs with subnormal weights set to zero '

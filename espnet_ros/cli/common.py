@@ -38,6 +38,8 @@ from espnet_ros.runtime.options import (Backend, CompileMode, DEFAULT_DEVICE,
                                         OutputResolution, Precision)
 from espnet_ros.runtime.process import use_threads
 from espnet_ros.zoo import DEFAULT_MODEL
+from espnet_ros.zoo.label_map import LabelMap, load_for_dataset
+from espnet_ros.zoo.registry import get_spec
 
 CALIBRATION_FRAMES = 32
 # Signals that end an offline run as Ctrl-C does: closed, valid, status 128 + the signal.
@@ -111,6 +113,22 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                              f'(up to {CALIBRATION_FRAMES}, evenly spaced)')
 
 
+def add_label_map_argument(parser: argparse.ArgumentParser) -> None:
+    """Add --label-map: publish groups of the model's classes, as the node's label_map."""
+    parser.add_argument('--label-map', type=Path, metavar='FILE',
+                        help="YAML file of groups of the model's classes, written instead of "
+                             'them (labels, colours, confidence, clouds, label_info), as the '
+                             "node's label_map parameter (e.g. config/cityscapes_groups.yaml)")
+
+
+def label_map_from_args(args: argparse.Namespace) -> Optional[LabelMap]:
+    """Return the label map --label-map names for --model, checked; None without one."""
+    path = getattr(args, 'label_map', None)
+    if path is None:
+        return None
+    return load_for_dataset(path, get_spec(args.model).dataset)
+
+
 def calibration_frames(folder: Optional[Path]) -> Optional[list]:
     """Return up to CALIBRATION_FRAMES RGB frames spread over ``folder``, or None."""
     if folder is None:
@@ -123,13 +141,14 @@ def calibration_frames(folder: Optional[Path]) -> Optional[list]:
 def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
     """Set the thread count and build the engine the common arguments describe."""
     use_threads(args.threads)
+    label_map = label_map_from_args(args)  # before the network: a bad file fails at once
     engine = SegmentationEngine.from_pretrained(
         args.model, EngineConfig(input_size=args.size, device=args.device,
                                  precision=args.precision, backend=args.backend,
                                  compile_mode=args.compile_mode),
         weights_dir=args.weights_dir, checkpoint=args.checkpoint,
         calibration=calibration_frames(args.calibration),
-        log=lambda text: print(text, file=sys.stderr))
+        log=lambda text: print(text, file=sys.stderr), label_map=label_map)
     engine.start_background()  # the compiled graph compile_mode asks for, if any
     return engine
 

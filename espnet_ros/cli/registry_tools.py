@@ -23,6 +23,7 @@ from typing import Optional
 from espnet_ros.cli.commands import help_of
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
+from espnet_ros.zoo.label_map import load_for_dataset
 from espnet_ros.zoo.registry import (checkpoint_subnormals, class_table, get_spec, ModelSpec,
                                      official, registry, sample_images, USER)
 
@@ -42,6 +43,9 @@ def register(subparsers: SubParsers) -> None:
     models.add_argument('--weights-dir', type=Path,
                         help='also search this folder first (laid out like the official '
                              'release: espnet/encoder, espnet/decoder, espnetv2)')
+    models.add_argument('--label-map', type=Path, metavar='FILE',
+                        help="with NAME: check a label map (the node's label_map) against the "
+                             "model's classes and print the classes it publishes")
     models.set_defaults(run=run_models)
 
     fetch = subparsers.add_parser(
@@ -92,9 +96,25 @@ def print_subnormals(spec: ModelSpec, weights_dir: Optional[Path]) -> None:
           'float rounding)')
 
 
+def print_label_map(spec: ModelSpec, path: Path) -> None:
+    """Print the classes a label map publishes for ``spec``: id, name, colour, members."""
+    label_map = load_for_dataset(path, spec.dataset)
+    colours = {str(index): ' '.join(str(c) for c in group.color)
+               for index, group in enumerate(label_map.groups)}
+    print()
+    print(f'published with {path} (unlisted: {label_map.unlisted}):')
+    print_table(('id', 'class', 'colour (RGB)', 'model classes'), [
+        (index, name, colours.get(index, '0 0 0'), members)
+        for index, name, members in label_map.table()])
+
+
 def run_models(args: argparse.Namespace) -> int:
-    """Print one line per registered model, or one model's class table."""
+    """Print one line per registered model, or one model's class table (and label map)."""
+    if args.label_map is not None and not args.name:
+        raise ValueError('--label-map needs the model NAME its classes are grouped from')
     specs = [get_spec(args.name)] if args.name else list(registry().values())
+    if args.label_map is not None:
+        load_for_dataset(args.label_map, specs[0].dataset)  # refused before anything prints
     print_table(('model', 'source', 'dataset', 'classes', 'input', 'checkpoint'), [
         (spec.name, spec.source, spec.dataset.name, str(spec.num_classes),
          '{}x{}'.format(*spec.input_size),
@@ -110,6 +130,8 @@ def run_models(args: argparse.Namespace) -> int:
                                                 else ''),
              ' '.join(str(channel) for channel in entry['color']))
             for entry in table['classes']])
+        if args.label_map is not None:
+            print_label_map(specs[0], args.label_map)
     return 0
 
 

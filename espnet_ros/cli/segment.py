@@ -30,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 
 from espnet_ros.cli.commands import help_of
-from espnet_ros.cli.common import add_engine_arguments, engine_from_args, OUTPUT_DIR
+from espnet_ros.cli.common import (add_engine_arguments, add_label_map_argument,
+                                   engine_from_args, OUTPUT_DIR)
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.render import colorize, overlay
@@ -47,6 +48,7 @@ def register(subparsers: SubParsers) -> None:
                     '<name>_overlay.png for every image. Inputs sharing a name stem are told '
                     'apart by their extension, then by a number.')
     add_engine_arguments(parser)
+    add_label_map_argument(parser)
     parser.add_argument('inputs', nargs='+', type=Path, metavar='IMAGE_OR_DIR')
     parser.add_argument('--out', type=Path, default=OUTPUT_DIR / 'segment',
                         help=f'output folder (default {OUTPUT_DIR / "segment"})')
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     images = list_images(args.inputs)
     out = output_folder(args.out)
     engine = engine_from_args(args)
-    palette = engine.spec.dataset.palette
+    palette = engine.published_spec.dataset.palette
     failed: list[Path] = []
     for path, name in zip(tqdm(images, desc=f'segment ({engine.spec.name})', unit='img'),
                           output_names(images)):

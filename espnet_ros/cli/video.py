@@ -18,8 +18,8 @@
 import argparse
 from pathlib import Path
 
-from espnet_ros.cli.common import (add_engine_arguments, add_offline_arguments, output_request,
-                                   run_offline)
+from espnet_ros.cli.common import (add_engine_arguments, add_label_map_argument,
+                                   add_offline_arguments, output_request, run_offline)
 from espnet_ros.compat import SubParsers
 from espnet_ros.offline.video import VideoJob, VideoSegmentation
 
@@ -36,6 +36,7 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--labels-dir', type=Path,
                         help="also write each frame's class ids as DIR/frame_NNNNNN.png")
     add_engine_arguments(parser)
+    add_label_map_argument(parser)
     add_offline_arguments(parser)
     parser.set_defaults(run=run)
 

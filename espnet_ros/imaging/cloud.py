@@ -51,7 +51,7 @@ import numpy as np
 from espnet_ros.imaging.depth import DepthError
 
 __all__ = ['OrganizedCloud', 'build_cloud', 'cloud_dtype', 'nearest_indices', 'pack_rgb',
-           'point_field_layout']
+           'point_field_layout', 'select_label']
 
 _FLOAT = '<f4'
 _XYZ_RGB_LABEL = [('x', _FLOAT), ('y', _FLOAT), ('z', _FLOAT), ('rgb', _FLOAT),
@@ -195,3 +195,20 @@ def build_cloud(labels: np.ndarray, depth_m: np.ndarray, k: np.ndarray, *,
         if confidence is not None:
             out['confidence'] = confidence[::stride, ::stride][band]
     return OrganizedCloud(height, width, dtype, data, valid_count)
+
+
+def select_label(cloud: OrganizedCloud, label: int) -> OrganizedCloud:
+    """
+    Return the valid points of ``cloud`` labelled ``label`` as a dense cloud (height 1).
+
+    Same fields, in the organized cloud's row-major order, without the NaN points: what
+    Nav2's voxel and STVL layers and point-cloud filters read as an observation source.
+    """
+    points = np.frombuffer(cloud.data, dtype=cloud.dtype)
+    # z is NaN exactly where the depth was invalid (see build_cloud).
+    chosen = (points['label'] == label) & ~np.isnan(points['z'])
+    count = int(np.count_nonzero(chosen))
+    data = array.array('B', b'\0') * (count * cloud.dtype.itemsize)
+    # Written once, straight into the buffer the message will hold.
+    np.compress(chosen, points, out=np.frombuffer(data, dtype=cloud.dtype))
+    return OrganizedCloud(1, count, cloud.dtype, data, count)

@@ -18,7 +18,8 @@ The outputs' names and their packing for sensor_msgs/Image, shared by the node a
 Light on purpose (no PyTorch): the image player and the message helpers import it.
 """
 
-from typing import TYPE_CHECKING
+import re
+from typing import Optional, Sequence, TYPE_CHECKING
 
 from espnet_ros.imaging.codec import (CONFIDENCE_ENCODINGS, encode_confidence, encode_mono8,
                                       encode_rgb8, EncodedImage)
@@ -35,6 +36,44 @@ OUTPUT_TOPICS = {output: f'segmentation/{output}' for output in (
 # Latched, once per model: the class table (JSON) and vision_msgs/LabelInfo.
 CLASSES_TOPIC = f'segmentation/{Output.CLASSES}'
 LABEL_INFO_TOPIC = f'segmentation/{Output.LABEL_INFO}'
+# A topic name's token holds letters, digits and underscores only.
+_NOT_IN_TOPIC_TOKEN = re.compile(r'[^A-Za-z0-9_]')
+
+
+def class_cloud_topic(name: str) -> str:
+    """
+    Return the topic of the dense cloud of class or group ``name`` (points_groups).
+
+    ``segmentation/points/<name>``, characters a topic name cannot hold (the space of
+    'traffic light') written as underscores.
+    """
+    token = _NOT_IN_TOPIC_TOKEN.sub('_', name)
+    if token[:1].isdigit():
+        token = '_' + token  # a token may not begin with a digit
+    return f'{OUTPUT_TOPICS[Output.POINTS]}/{token}'
+
+
+def points_groups_error(names: Sequence[str],
+                        classes: Optional[Sequence[str]] = None) -> Optional[str]:
+    """
+    Return why ``names`` cannot name per-class clouds, or None.
+
+    Each must be a non-empty name, once, with a topic of its own; with ``classes`` (the
+    published class names) each must be one of them.
+    """
+    topics: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            return f'points_groups: expected class or group names; got {name!r}'
+        topic = class_cloud_topic(name)
+        if topic in topics:
+            return (f'points_groups: {name!r} and {topics[topic]!r} would share the topic '
+                    f'{topic}')
+        topics[topic] = name
+        if classes is not None and name not in classes:
+            return (f'points_groups: {name!r} is not a published class; they are: '
+                    f'{", ".join(classes)}')
+    return None
 
 
 def encode_outputs(outputs: 'FrameOutputs', *, labels: bool = True,

@@ -105,7 +105,7 @@ def _render(engine: SegmentationEngine, image: DecodedImage, labels: np.ndarray,
     """Colour and blend one frame's labels as ``request`` asks."""
     color = blended = None
     if request.color or request.overlay:
-        color = colorize(labels, engine.spec.dataset.palette)
+        color = colorize(labels, engine.published_spec.dataset.palette)
     if request.overlay:
         height, width = labels.shape
         camera = image.pixels

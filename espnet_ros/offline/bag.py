@@ -255,6 +255,13 @@ class BagBackend:
         self._write(Output.POINTS,
                     messages.point_cloud_message(self._store, stamp, frame_id, cloud))
 
+    def wants_class_cloud(self, name: str) -> bool:
+        """Return False: the bag tool records no per-class clouds (it sets no points_groups)."""
+        return False
+
+    def class_cloud(self, name: str, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Record nothing: :meth:`wants_class_cloud` takes none."""
+
     def latch(self, spec: ModelSpec, header: Optional[Any]) -> None:
         """Write the class table and LabelInfo (their connections are transient-local)."""
         self._write(Output.CLASSES, messages.classes_message(self._store, spec))
@@ -659,7 +666,7 @@ class BagSegmentation:
             # As the node: stamped from when the class table applies (the camera's first
             # frame's stamp, the bag's clock), in no frame.
             applies = self.store.types['std_msgs/msg/Header'](stamp=header.stamp, frame_id='')
-            camera.output_writer.announce(self.engine.spec, applies)
+            camera.output_writer.announce(self.engine.published_spec, applies)
             camera.announced = True
         camera.output_writer.use_camera_info(item.camera_info)
         camera.output_writer.publish(header, outputs, item.camera_size)

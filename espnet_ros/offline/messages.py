@@ -33,7 +33,7 @@ from rosbags.typesys.store import Typestore
 from espnet_ros.imaging.cloud import OrganizedCloud, point_field_layout
 from espnet_ros.imaging.codec import EncodedImage
 from espnet_ros.streaming.outputs import LabelsCameraInfo
-from espnet_ros.zoo.registry import class_table, ModelSpec
+from espnet_ros.zoo.registry import class_table, labelled_classes, ModelSpec
 
 IMAGE = 'sensor_msgs/msg/Image'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
@@ -94,7 +94,7 @@ def label_info_message(store: Typestore, spec: ModelSpec, header: Any) -> Any:
     vision_class = store.types['vision_msgs/msg/VisionClass']
     return store.types[LABEL_INFO](header=header, threshold=0.0, class_map=[
         vision_class(class_id=index, class_name=name)
-        for index, name in enumerate(spec.dataset.classes)])
+        for index, name, _ in labelled_classes(spec.dataset)])
 
 
 def camera_info_message(store: Typestore, header: Any, info: LabelsCameraInfo) -> Any:

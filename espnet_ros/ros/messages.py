@@ -71,9 +71,10 @@ def label_info_message(spec: 'ModelSpec', header: Header) -> Optional[object]:
         from vision_msgs.msg import LabelInfo, VisionClass
     except ImportError:
         return None
+    from espnet_ros.zoo.registry import labelled_classes  # PyTorch: only with a model
     return LabelInfo(header=header, threshold=0.0, class_map=[
         VisionClass(class_id=index, class_name=name)
-        for index, name in enumerate(spec.dataset.classes)])
+        for index, name, _ in labelled_classes(spec.dataset)])
 
 
 def point_fields(dtype: np.dtype) -> list[PointField]:

@@ -29,7 +29,8 @@ from std_msgs.msg import Header, String
 
 from espnet_ros.imaging.cloud import OrganizedCloud
 from espnet_ros.imaging.codec import EncodedImage
-from espnet_ros.imaging.outputs import CLASSES_TOPIC, LABEL_INFO_TOPIC, OUTPUT_TOPICS
+from espnet_ros.imaging.outputs import (class_cloud_topic, CLASSES_TOPIC, LABEL_INFO_TOPIC,
+                                        OUTPUT_TOPICS)
 from espnet_ros.ros.messages import (camera_info_message, classes_message, image_message,
                                      label_info_message, point_cloud_message)
 from espnet_ros.ros.qos import LATCHED_QOS, OUTPUT_QOS
@@ -82,10 +83,13 @@ class PublisherBackend:
         self._node = node
         self._latched = latched
         self._closed = closed
+        self._prefix = prefix
         self.publishers = {
             output: node.create_publisher(_MESSAGE_TYPES.get(output, Image), prefix + topic,
                                           OUTPUT_QOS)
             for output, topic in OUTPUT_TOPICS.items()}
+        # The dense clouds of points_groups, by name: made when a name is first asked about.
+        self.class_publishers: dict[str, Any] = {}
 
     def wants(self, output: Output) -> bool:
         """Return True if ``output`` has a subscriber now."""
@@ -105,6 +109,23 @@ class PublisherBackend:
         self.publishers[Output.POINTS].publish(point_cloud_message(
             Header(stamp=stamp, frame_id=frame_id), cloud))
 
+    def _class_publisher(self, name: str) -> Any:
+        publisher = self.class_publishers.get(name)
+        if publisher is None:
+            publisher = self._node.create_publisher(
+                PointCloud2, self._prefix + class_cloud_topic(name), OUTPUT_QOS)
+            self.class_publishers[name] = publisher
+        return publisher
+
+    def wants_class_cloud(self, name: str) -> bool:
+        """Return True if the dense cloud of ``name`` has a subscriber (its publisher is made)."""
+        return self._class_publisher(name).get_subscription_count() > 0
+
+    def class_cloud(self, name: str, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Publish the dense cloud of class or group ``name``."""
+        self._class_publisher(name).publish(point_cloud_message(
+            Header(stamp=stamp, frame_id=frame_id), cloud))
+
     def latch(self, spec: 'ModelSpec', header: Optional[Header]) -> None:
         """Latch the class table and LabelInfo."""
         self._latched.publish(spec, header)
@@ -115,6 +136,7 @@ class PublisherBackend:
 
     def close(self) -> None:
         """Destroy the per-frame publishers."""
-        for publisher in self.publishers.values():
+        for publisher in [*self.publishers.values(), *self.class_publishers.values()]:
             self._node.destroy_publisher(publisher)
         self.publishers.clear()
+        self.class_publishers.clear()

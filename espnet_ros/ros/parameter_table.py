@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any, Iterable, Mapping, Optional
 
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS
+from espnet_ros.imaging.outputs import points_groups_error
 from espnet_ros.runtime.options import (Backend, Choice, CompileMode, DEFAULT_BACKEND,
                                         DEFAULT_DEPTH_SYNC_SLOP_S, DEFAULT_DEVICE,
                                         DEFAULT_OUTPUT_RESOLUTION,
@@ -192,6 +193,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('batch_wait', DEFAULT_BATCH_WAIT_S,
                   'With cameras: most seconds a batch waits for a camera whose next frame is '
                   'due; 0 = never wait.', LIVE, limits=(0.0, MAX_BATCH_WAIT_S)),
+    ParameterSpec('label_map', '', "YAML file of groups of the model's classes to publish "
+                  'instead of them (labels, colours, confidence, clouds, label_info; see '
+                  "config/cityscapes_groups.yaml); empty = the model's own classes. A bad file "
+                  'is refused with the reason and the last good map kept.', RELOAD),
+    ParameterSpec('points_groups', (), 'Class or group names: each gets one more dense cloud, '
+                  'segmentation/points/<name>, of its valid points (needs publish_points).',
+                  LIVE),
 )
 
 BY_NAME = {spec.name: spec for spec in PARAMETERS}
@@ -230,14 +238,18 @@ def _max_rate_error(value: float) -> Optional[str]:
 
 
 _EXTRA_CHECKS = {'device': device_error, 'model': _model_error, 'max_rate': _max_rate_error,
-                 'cameras': cameras_error}
+                 'cameras': cameras_error, 'points_groups': points_groups_error}
 
 
 def typed_value(name: str, value: Any) -> Any:
     """Return ``value`` as the table's row ``name`` holds it (a string array as a tuple)."""
     spec = BY_NAME.get(name)
-    if spec is not None and isinstance(spec.default, tuple) and isinstance(value, list):
-        return tuple(value)
+    if spec is not None and isinstance(spec.default, tuple):
+        # A string array declared without a value ([] in a parameters file) reads as None.
+        if value is None:
+            return spec.default
+        if isinstance(value, list):
+            return tuple(value)
     return value
 
 

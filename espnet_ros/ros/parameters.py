@@ -31,6 +31,8 @@ from espnet_ros.ros.parameter_table import (check_parameter, check_together, Eff
 from espnet_ros.runtime.engine import (describe_input_size, free_cached_gpu_memory, resolve_device,
                                        SegmentationEngine)
 from espnet_ros.runtime.process import run_on_passing_thread
+from espnet_ros.zoo.label_map import load_for_dataset
+from espnet_ros.zoo.registry import get_spec
 
 WARM_UP_FRAMES = 2
 PACKAGE_DIR = Path(__file__).resolve().parents[2]
@@ -107,6 +109,7 @@ class EngineSettings:
     precision: str
     backend: str
     compile_mode: str
+    label_map: Optional[str] = None
 
     @classmethod
     def from_parameters(cls, parameters: NodeParameters) -> 'EngineSettings':
@@ -116,7 +119,8 @@ class EngineSettings:
                    allow_unverified=parameters.allow_unverified_weights,
                    input_size=(width, height) if width or height else None,
                    device=parameters.device, precision=parameters.precision,
-                   backend=parameters.backend, compile_mode=parameters.compile_mode)
+                   backend=parameters.backend, compile_mode=parameters.compile_mode,
+                   label_map=parameters.label_map or None)
 
     def build(self, logger: Any, abandon: Callable[[], bool] = lambda: False
               ) -> SegmentationEngine:
@@ -138,13 +142,16 @@ class EngineSettings:
         if self.device == 'auto' and resolve_device('auto').type == 'cpu':
             # Once per process: a reload on the same machine has nothing new to say.
             logger.warning('device auto: CUDA is not available, running on the CPU', once=True)
+        # Read before the network: a bad file is refused at once, naming file and group.
+        label_map = (load_for_dataset(Path(self.label_map), get_spec(self.model).dataset)
+                     if self.label_map else None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter('default')
             engine = SegmentationEngine.from_pretrained(
                 self.model, checkpoint=self.weights, allow_unverified=self.allow_unverified,
                 input_size=self.input_size, device=self.device, precision=self.precision,
                 backend=self.backend, compile_mode=self.compile_mode, log=logger.info,
-                warn=logger.warning)
+                warn=logger.warning, label_map=label_map)
         for warning in caught:
             # Ours (an unverified checkpoint loaded anyway) belong in the ROS log and /rosout.
             if Path(warning.filename).is_relative_to(PACKAGE_DIR):
@@ -153,6 +160,9 @@ class EngineSettings:
                 warnings.showwarning(warning.message, warning.category, warning.filename,
                                      warning.lineno)
         engine.warm_up(WARM_UP_FRAMES)
+        if label_map is not None:
+            logger.info(f'label map {label_map.source}: publishing '
+                        f'{", ".join(label_map.names)} (ignore value {label_map.ignore_value})')
         logger.info(f'model {self.model} at {describe_input_size(engine.spec, self.input_size)}'
                     f' on {engine.device} ({engine.precision}, {engine.backend}; compile_mode '
                     f'{self.compile_mode})')

@@ -45,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
+from espnet_ros.imaging.outputs import points_groups_error
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.camera_rig import CameraRig
 from espnet_ros.ros.depth_input import DepthInput
@@ -333,6 +334,14 @@ class SegmenterNode(LifecycleNode):
         if reason:
             return SetParametersResult(successful=False, reason=reason)
         effects = effects_of(changes)
+        worker = self.worker
+        if worker is not None and 'points_groups' in changes and Effect.RELOAD not in effects:
+            # Names are checked against the classes published now (after a reload, the
+            # output writer warns about a name the new classes lack).
+            reason = points_groups_error(proposed.points_groups,
+                                         worker.engine.published_spec.dataset.classes)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
         if self.worker is not None and Effect.RELOAD in effects:
             reason = self._reload(proposed)
             if reason:
@@ -416,9 +425,9 @@ class SegmenterNode(LifecycleNode):
         # under a replay); a class table is in no frame, so frame_id stays empty (README).
         header = Header(stamp=self.get_clock().now().to_msg())
         if self.rig is not None:
-            self.rig.announce(self.worker.spec, header)
+            self.rig.announce(self.worker.engine.published_spec, header)
         else:
-            self.sink.announce(self.worker.spec, header)
+            self.sink.announce(self.worker.engine.published_spec, header)
 
     def _publish_diagnostics(self) -> None:
         worker, rig = self.worker, self.rig
@@ -478,7 +487,8 @@ def output_settings(parameters: NodeParameters) -> OutputSettings:
         depth_sync_wait_s=parameters.depth_sync_wait,
         max_depth_pixels=parameters.max_input_pixels,
         clouds=CloudSettings(min_depth=parameters.min_depth, max_depth=parameters.max_depth,
-                             stride=parameters.points_stride))
+                             stride=parameters.points_stride),
+        points_groups=parameters.points_groups)
 
 
 def serve(node: SegmenterNode, executor: MultiThreadedExecutor) -> None:

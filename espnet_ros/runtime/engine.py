@@ -41,10 +41,12 @@ from espnet_ros.runtime.graph_cache import PackagedGraph
 from espnet_ros.runtime.graph_key import graph_key
 from espnet_ros.runtime.graph_store import cache_folder, Entry
 from espnet_ros.runtime.graph_switch import GraphSwitch
+from espnet_ros.runtime.label_groups import DeviceLabelMap, grouped_labels_and_confidence
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
 from espnet_ros.runtime.options import ChannelOrder, choice_error, OutputResolution, Precision
 from espnet_ros.runtime.postprocess import upsample_logits
 from espnet_ros.runtime.runners import build_runner
+from espnet_ros.zoo.label_map import LabelMap
 from espnet_ros.zoo.registry import get_spec, load, ModelSpec
 
 
@@ -90,13 +92,15 @@ class SegmentationEngine:
                  config: EngineConfig = EngineConfig(), *,
                  calibration: Optional[Sequence[np.ndarray]] = None,
                  log: Callable[[str], None] = lambda message: None,
-                 warn: Optional[Callable[[str], None]] = None) -> None:
+                 warn: Optional[Callable[[str], None]] = None,
+                 label_map: Optional[LabelMap] = None) -> None:
         """
         Prepare ``network`` to run as ``config`` says (checked once, see ``runtime.config``).
 
         ``calibration``: H x W x 3 uint8 RGB frames of the model's own dataset, which
         precision int8 needs. ``log`` hears each step and ``warn`` a failure of the graph
-        switch (see :mod:`espnet_ros.runtime.graph_switch`). Building an engine changes
+        switch (see :mod:`espnet_ros.runtime.graph_switch`). ``label_map``: publish groups
+        of the model's classes (see :meth:`use_label_map`). Building an engine changes
         nothing process-wide: see :mod:`espnet_ros.runtime.process` for what a long-running
         program may opt in to.
         """
@@ -124,6 +128,38 @@ class SegmentationEngine:
         self.runner = build_runner(network, self.settings, int8_calibration=batches)
         self._graph: Optional[PackagedGraph] = None
         self._switch: Optional[GraphSwitch] = None
+        # The label map on the device and the spec naming its classes, swapped as one value.
+        self._grouping: Optional[tuple[DeviceLabelMap, ModelSpec]] = None
+        self.use_label_map(label_map)
+
+    def use_label_map(self, label_map: Optional[LabelMap]) -> None:
+        """
+        Publish the groups of ``label_map`` from the next frame on (None: the model's classes).
+
+        The map must be for this model's classes (:func:`espnet_ros.zoo.label_map.
+        load_for_dataset` of ``spec.dataset``); labels and confidence are then the groups'
+        (:mod:`espnet_ros.runtime.label_groups`). One assignment: a frame in flight keeps the
+        map it started with.
+        """
+        if label_map is not None and label_map.model_classes != self.spec.dataset.classes:
+            raise ValueError(f'label map {label_map.source} is for the classes '
+                             f'{", ".join(label_map.model_classes)}, not those of '
+                             f'{self.spec.name}')
+        self._grouping = None if label_map is None else (
+            DeviceLabelMap(label_map, self.device),
+            replace(self.spec, dataset=label_map.dataset(self.spec.dataset)))
+
+    @property
+    def label_map(self) -> Optional[LabelMap]:
+        """Return the label map in use, or None (the model's own classes)."""
+        grouping = self._grouping
+        return grouping[0].label_map if grouping is not None else None
+
+    @property
+    def published_spec(self) -> ModelSpec:
+        """Return the spec whose dataset names the published labels (the groups', if any)."""
+        grouping = self._grouping
+        return grouping[1] if grouping is not None else self.spec
 
     def start_background(self, batch: int = 1) -> Optional[GraphSwitch]:
         """
@@ -199,6 +235,7 @@ class SegmentationEngine:
                         calibration: Optional[Sequence[np.ndarray]] = None,
                         log: Callable[[str], None] = lambda message: None,
                         warn: Optional[Callable[[str], None]] = None,
+                        label_map: Optional[LabelMap] = None,
                         **options: Any) -> 'SegmentationEngine':
         """
         Load registry model ``name`` (see :func:`~espnet_ros.zoo.registry.load`).
@@ -212,7 +249,8 @@ class SegmentationEngine:
         config.resolve(spec, calibrated=bool(calibration))
         network = load(name, weights_dir, checkpoint=checkpoint,
                        allow_unverified=allow_unverified, log=log)
-        return cls(spec, network, config, calibration=calibration, log=log, warn=warn)
+        return cls(spec, network, config, calibration=calibration, log=log, warn=warn,
+                   label_map=label_map)
 
     def warm_up(self, frames: int) -> None:
         """
@@ -283,13 +321,29 @@ class SegmentationEngine:
     @torch.inference_mode()
     def labels_and_confidence(self, batch: torch.Tensor, *, with_confidence: bool = False
                               ) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """Return N x h x w uint8 labels (and float32 confidence) for a preprocessed batch."""
-        graph = self._graph
+        """
+        Return N x h x w uint8 labels (and float32 confidence) for a preprocessed batch.
+
+        With a label map, the labels are the published groups' ids and the confidence their
+        probability: the compiled graph's labels go through the lookup table; grouped
+        confidence needs every class's probability, so it is taken from the runner's logits.
+        """
+        graph, grouping = self._graph, self._grouping
+        groups = grouping[0] if grouping is not None else None
+        if groups is not None and with_confidence:
+            labels, confidence = grouped_labels_and_confidence(
+                self.runner(batch), batch.shape[-2:], groups)
+            return labels.cpu().numpy(), confidence.cpu().numpy()
         if graph is not None and graph.fits(batch):
             labels, confidence = graph(batch)
+            if groups is not None:
+                labels = groups.labels(labels)
             return labels.numpy(), confidence.numpy() if with_confidence else None
         if not with_confidence:
-            return self.runner.labels(batch).cpu().numpy(), None
+            labels = self.runner.labels(batch)
+            if groups is not None:
+                labels = groups.labels(labels)
+            return labels.cpu().numpy(), None
         labels, confidence = self.runner.labels_and_confidence(batch)
         return labels.cpu().numpy(), confidence.cpu().numpy()
 

@@ -109,6 +109,13 @@ class OutputResolution(Choice):
     NETWORK = 'network'
 
 
+class Unlisted(Choice):
+    """What a label map does with the model classes that are in none of its groups."""
+
+    IGNORE = 'ignore'  # published as the map's ignore value
+    KEEP = 'keep'      # published as classes of their own, after the groups
+
+
 DEFAULT_DEVICE = 'auto'
 DEFAULT_PRECISION = Precision.AUTO
 DEFAULT_BACKEND = Backend.AUTO

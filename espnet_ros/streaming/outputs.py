@@ -18,7 +18,8 @@ One way to write a frame's outputs, for the live node and the bag tool alike; no
 :class:`OutputWriter` decides what goes out: the class table and LabelInfo latched once per
 model, labels only when someone takes them, colour, overlay and confidence as rendered
 (confidence computed for the cloud alone is not written), the camera's CameraInfo for the
-labels' grid, and the labelled cloud of a frame whose depth partner is found. A
+labels' grid, and the labelled cloud of a frame whose depth partner is found (with, for each
+name of ``points_groups``, the dense cloud of that class's valid points). A
 :class:`MessageBackend` turns each of these into a message of its library and sends it:
 rclpy publishers (``espnet_ros.ros.outputs``) or a rosbags bag (``espnet_ros.offline.bag``).
 
@@ -33,13 +34,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, TYPE_CHECKING
 
 from espnet_ros.imaging.camera_model import intrinsics_for_labels
-from espnet_ros.imaging.cloud import OrganizedCloud
+from espnet_ros.imaging.cloud import OrganizedCloud, select_label
 from espnet_ros.imaging.codec import CONFIDENCE_ENCODINGS, EncodedImage
-from espnet_ros.imaging.outputs import encode_outputs
+from espnet_ros.imaging.outputs import class_cloud_topic, encode_outputs, points_groups_error
 from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
 from espnet_ros.runtime.options import DEFAULT_DEPTH_SYNC_SLOP_S, Output
 from espnet_ros.streaming.clouds import CloudMaker, CloudSettings, CloudStats, label_colours
 from espnet_ros.streaming.pairing import message_stamp_ns, Paired, PairingSettings
+from espnet_ros.streaming.problems import ProblemLog
 
 if TYPE_CHECKING:
     from espnet_ros.zoo.registry import ModelSpec
@@ -54,6 +56,8 @@ class OutputSettings:
     depth_sync_wait_s: float = PairingSettings.wait_s
     max_depth_pixels: Optional[int] = None  # depth images larger than this are refused
     clouds: CloudSettings = CloudSettings()
+    # Class or group names: each also gets the dense cloud of its valid points.
+    points_groups: tuple[str, ...] = ()
 
     def pairing(self) -> PairingSettings:
         """Return how colour frames pair with depth under these settings."""
@@ -75,7 +79,7 @@ class OutputSettings:
                     f'and {clouds.max_depth}')
         if clouds.stride < 1:
             return f'the points stride must be 1 or more; got {clouds.stride}'
-        return None
+        return points_groups_error(self.points_groups)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,12 @@ class MessageBackend(Protocol):
     def cloud(self, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
         """Send a labelled cloud stamped ``stamp`` in the depth image's ``frame_id``."""
 
+    def wants_class_cloud(self, name: str) -> bool:
+        """Return True if the dense cloud of class or group ``name`` is taken now."""
+
+    def class_cloud(self, name: str, stamp: Any, frame_id: str, cloud: OrganizedCloud) -> None:
+        """Send the dense cloud of class or group ``name`` (see ``select_label``)."""
+
     def latch(self, spec: 'ModelSpec', header: Optional[Any]) -> None:
         """Send the class table and LabelInfo of ``spec`` (latched; header None: empty)."""
 
@@ -145,6 +155,7 @@ class CloudFrame:
     camera_size: tuple[int, int]  # (height, width)
     label_rgb: Any  # K x 3 class colours of the model that labelled it
     settings: OutputSettings  # as they were when the frame's outputs went out
+    class_names: tuple[str, ...] = ()  # the published classes of its labels, by id
 
 
 class DepthSource(Protocol):
@@ -188,6 +199,8 @@ class OutputWriter:
         self._clouds = CloudMaker(warn, info_topic=depth_info_topic)
         self._settings = OutputSettings()
         self._label_rgb = label_colours([])
+        self._class_names: tuple[str, ...] = ()
+        self._class_problems = ProblemLog(warn)
         self._camera_info: Optional[Any] = None
         self._depth: Optional[DepthSource] = None
 
@@ -207,6 +220,7 @@ class OutputWriter:
     def announce(self, spec: 'ModelSpec', header: Optional[Any] = None) -> None:
         """Latch the class table and LabelInfo of the serving model; colour clouds by it."""
         self._label_rgb = label_colours(spec.dataset.palette)
+        self._class_names = tuple(spec.dataset.classes)
         self._backend.latch(spec, header)
 
     def use_camera_info(self, message: Optional[Any]) -> None:
@@ -221,7 +235,10 @@ class OutputWriter:
     # The worker's sink -----------------------------------------------------------------
 
     def _clouds_taken(self) -> bool:
-        return self._depth is not None and self._backend.wants(Output.POINTS)
+        backend = self._backend
+        # Every name is asked (no short cut): a live backend makes its publisher when asked.
+        classes = [backend.wants_class_cloud(name) for name in self._settings.points_groups]
+        return self._depth is not None and (backend.wants(Output.POINTS) or any(classes))
 
     def wants(self, output: Output) -> bool:
         """Return True if ``output`` is taken now (confidence: or the cloud takes it)."""
@@ -245,14 +262,14 @@ class OutputWriter:
             backend.camera_info(header, labels_camera_info(camera_info, camera_size,
                                                            (width, height)))
         depth = self._depth
-        if depth is not None and backend.wants(Output.POINTS):
+        if depth is not None and self._clouds_taken():
             try:
                 stamp_ns = message_stamp_ns(header)
             except ValueError as error:
                 self._clouds.refuse(f'colour frame: {error}: no cloud')
                 return
             self.write_settled(depth.add_colour(stamp_ns, CloudFrame(
-                header, outputs, camera_size, self._label_rgb, settings)))
+                header, outputs, camera_size, self._label_rgb, settings, self._class_names)))
 
     def write_settled(self, pairs: list[Paired]) -> None:
         """
@@ -269,8 +286,26 @@ class OutputWriter:
                                       pair.depth, info, slop_s=settings.depth_sync_slop_s,
                                       wait_s=settings.depth_sync_wait_s,
                                       label_rgb=frame.label_rgb, settings=settings.clouds)
-            if cloud is not None and not self._backend.closed():
-                self._backend.cloud(frame.header.stamp, pair.depth.header.frame_id, cloud)
+            if cloud is None or self._backend.closed():
+                continue
+            frame_id = pair.depth.header.frame_id
+            if self._backend.wants(Output.POINTS):
+                self._backend.cloud(frame.header.stamp, frame_id, cloud)
+            for name in settings.points_groups:
+                self._write_class_cloud(frame, name, frame_id, cloud)
+
+    def _write_class_cloud(self, frame: CloudFrame, name: str, frame_id: str,
+                           cloud: OrganizedCloud) -> None:
+        """Send the dense cloud of ``name``'s valid points, if it is taken."""
+        if not self._backend.wants_class_cloud(name):
+            return
+        if name not in frame.class_names:
+            self._class_problems.warning(
+                f'points_groups names {name!r}, which is not a published class '
+                f'({", ".join(frame.class_names)}): no cloud on {class_cloud_topic(name)}')
+            return
+        self._backend.class_cloud(name, frame.header.stamp, frame_id,
+                                  select_label(cloud, frame.class_names.index(name)))
 
     def refuse_depth(self, reason: str) -> None:
         """Count a depth image refused before pairing (its stamp, its size), with why."""

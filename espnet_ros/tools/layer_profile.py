@@ -38,11 +38,11 @@ import cv2
 import numpy as np
 
 from espnet_ros.compat import inductor_config_patch
+from espnet_ros.runtime.engine import probe_frame
 from espnet_ros.runtime.options import parse_size
 from espnet_ros.runtime.process import flush_denormals_in_inference_threads, use_threads
 from espnet_ros.tools.procfs import cpu_model, describe_cpu
 from espnet_ros.tools.variants import build_engine, Variant
-from espnet_ros.runtime.engine import probe_frame
 from espnet_ros.zoo import DATA_ENV, DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load
 
@@ -55,8 +55,7 @@ KERNEL_PROFILE = {'cpp.enable_kernel_profile': True}
 
 
 def camera_frame(path: Optional[Path]) -> np.ndarray:
-    """Return the RGB frame at the camera size: ``path``, a $ESPNET_ROS_DATA Cityscapes frame,
-    else the engine's synthetic probe frame."""
+    """Return the RGB frame at the camera size: ``path``, else $ESPNET_ROS_DATA's, else a probe."""
     if path is None and os.environ.get(DATA_ENV):
         path = next(iter(sorted((Path(os.environ[DATA_ENV]) / 'cityscapes').glob('*.png'))),
                     None)
@@ -65,7 +64,8 @@ def camera_frame(path: Optional[Path]) -> np.ndarray:
     bgr = cv2.imread(str(path))
     if bgr is None:
         raise SystemExit(f'{path}: not an image OpenCV can read')
-    return np.ascontiguousarray(cv2.resize(bgr, CAMERA_SIZE, interpolation=cv2.INTER_AREA)[..., ::-1])
+    rgb = cv2.resize(bgr, CAMERA_SIZE, interpolation=cv2.INTER_AREA)[..., ::-1]
+    return np.ascontiguousarray(rgb)
 
 
 def profile_rows(engine, image: np.ndarray, frames: int) -> tuple[list[dict], float]:

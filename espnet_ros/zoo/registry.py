@@ -45,6 +45,7 @@ from espnet_ros.networks import (ESPNet, espnet_architecture_for_classes,
 from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo import DEFAULT_MODEL  # noqa: F401 - the registry's default, re-exported
+from espnet_ros.zoo.label_map import IGNORE_NAME
 from espnet_ros.zoo.user_files import read_json, short_repr, UserFileError
 
 MANIFEST = 'manifest.json'
@@ -520,15 +521,29 @@ def get_spec(name: str) -> ModelSpec:
                                 f'{hint}{skipped}') from None
 
 
+def labelled_classes(dataset: Dataset) -> list[tuple[int, str, tuple[int, int, int]]]:
+    """
+    Return (id, name, RGB colour) of every value the labels of ``dataset`` take.
+
+    Its classes, then its void class when that lies beyond them: a label map's ignore value
+    (named ``ignore``, drawn black), which the class table and LabelInfo list too.
+    """
+    entries = [(index, name, tuple(int(c) for c in color))
+               for index, (name, color) in enumerate(zip(dataset.classes, dataset.palette))]
+    void = dataset.void_class
+    if void is not None and void >= len(dataset.classes):
+        entries.append((void, IGNORE_NAME, (0, 0, 0)))
+    return entries
+
+
 def class_table(spec: ModelSpec) -> dict[str, Any]:
     """Return the class table (ids, names, RGB colours) that the node latches as JSON."""
     return {
         'model': spec.name,
         'dataset': spec.dataset.name,
         'void_class': spec.dataset.void_class,
-        'classes': [{'id': index, 'name': name, 'color': [int(c) for c in color]}
-                    for index, (name, color) in enumerate(zip(spec.dataset.classes,
-                                                              spec.dataset.palette))],
+        'classes': [{'id': index, 'name': name, 'color': list(color)}
+                    for index, name, color in labelled_classes(spec.dataset)],
     }
 
 

@@ -159,12 +159,40 @@ def parse_yaml(text: str, source: Union[str, Path]) -> Any:
         loader.dispose()
 
 
-def read_document(path: Path) -> Any:
-    """Return the document of a ``.json`` file, or of a YAML file (any other suffix)."""
+def sequence_item_lines(text: str, key: str) -> list[int]:
+    """
+    Return the 1-based line of each item of sequence ``key`` in a YAML mapping ``text``.
+
+    For messages that name a line; call it on a text :func:`parse_yaml` has read, so the same
+    bounds hold. Empty when the document holds no such sequence.
+    """
+    loader = _BoundedLoader(text)
     try:
-        text = read_text(path)
+        node = loader.get_single_node()
+    except (yaml.YAMLError, RecursionError):
+        return []
+    finally:
+        loader.dispose()
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for name, value in node.value:
+        if (isinstance(name, yaml.ScalarNode) and name.value == key
+                and isinstance(value, yaml.SequenceNode)):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def read_user_text(path: Path) -> str:
+    """Return a user's text file read with the bounds above, or raise naming it."""
+    try:
+        return read_text(path)
     except OSError as error:
         raise UserFileError(f'{path}: cannot read it: {error.strerror or error}') from None
+
+
+def read_document(path: Path) -> Any:
+    """Return the document of a ``.json`` file, or of a YAML file (any other suffix)."""
+    text = read_user_text(path)
     if path.suffix.lower() == '.json':
         return parse_json(text, path)
     return parse_yaml(text, path)
