@@ -29,6 +29,7 @@ import yaml
 
 from espnet_ros.ros.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.parameter_table import BY_NAME, check_parameter, PARAMETERS, typed_value
+from espnet_ros.runtime.options import Output
 from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +37,9 @@ LAUNCH_DIR = REPO_ROOT / 'launch'
 LAUNCH_FILES = sorted(LAUNCH_DIR.glob('*.launch.py'))
 # The node's camera inputs (relative names, what users remap) and its other outputs.
 INPUT_TOPICS = {'image', 'image/compressed', 'camera_info', 'depth/image', 'depth/camera_info'}
-OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics'}
+OTHER_OUTPUTS = {'segmentation/classes', 'segmentation/label_info', '/diagnostics',
+                 # one per name of points_groups, as the README writes the family
+                 OUTPUT_TOPICS[Output.POINTS] + '/<name>'}
 TYPE_WORDS = {str: ('str', 'string'), int: ('int', 'integer'), float: ('float', 'double'),
               bool: ('bool', 'boolean'), tuple: ('string array', 'str[]')}
 

@@ -124,7 +124,7 @@ class LabelMap:
         """
         return replace(model_dataset, name=f'{model_dataset.name} grouped by '
                        f'{Path(self.source).name}', classes=self.names, palette=self.palette,
-                       void_class=self.ignore_value)
+                       void_class=self.ignore_value, void_in_labels=True)
 
     def table(self) -> list[tuple[str, str, str]]:
         """Return (id, name, model classes) rows of the published classes, ignore last."""

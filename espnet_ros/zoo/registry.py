@@ -149,6 +149,9 @@ class Dataset:
     classes: tuple[str, ...]
     palette: np.ndarray = field(repr=False)  # K x 3 uint8, RGB
     void_class: Optional[int]
+    # True where the published labels take the void class too (a label map's ignore value);
+    # a network's own arg-max never gives it.
+    void_in_labels: bool = False
 
 
 @dataclass(frozen=True)
@@ -525,13 +528,13 @@ def labelled_classes(dataset: Dataset) -> list[tuple[int, str, tuple[int, int, i
     """
     Return (id, name, RGB colour) of every value the labels of ``dataset`` take.
 
-    Its classes, then its void class when that lies beyond them: a label map's ignore value
+    Its classes, then the void class where the labels take it: a label map's ignore value
     (named ``ignore``, drawn black), which the class table and LabelInfo list too.
     """
     entries = [(index, name, tuple(int(c) for c in color))
                for index, (name, color) in enumerate(zip(dataset.classes, dataset.palette))]
     void = dataset.void_class
-    if void is not None and void >= len(dataset.classes):
+    if dataset.void_in_labels and void is not None and void >= len(dataset.classes):
         entries.append((void, IGNORE_NAME, (0, 0, 0)))
     return entries
 
