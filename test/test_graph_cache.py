@@ -305,6 +305,41 @@ def test_switch_mid_stream_drops_and_mislabels_nothing(
     assert min(agreements) >= 0.99, min(agreements)
 
 
+def test_a_batch_that_is_not_full_runs_frame_by_frame_on_the_one_frame_graph(
+        cache: Path, pretrained, street_bgr: np.ndarray) -> None:
+    """
+    Several cameras' batches: the full one on its own graph, one not full on the one-frame graph.
+
+    Three cameras (a graph for three frames, built here) whose batch of two (a camera without
+    a new frame) runs each frame through the session's one-frame graph, not eager.
+    """
+    from espnet_ros.zoo.registry import get_spec
+
+    log: list = []
+    served = SegmentationEngine(get_spec(DEFAULT_MODEL), pretrained(DEFAULT_MODEL),
+                                engine_config('background', cache), log=log.append)
+    frames = [np.ascontiguousarray(np.roll(street_bgr, shift, axis=1)) for shift in (0, 90, 180)]
+    try:
+        assert served.start_background(3).wait(BUILD_TIMEOUT_S) == SwitchState.COMPILED, log
+        deadline = time.monotonic() + LOAD_TIMEOUT_S
+        while 'batches of 1 and 3' not in served.describe_runner():
+            assert time.monotonic() < deadline, (served.describe_graph(), log)
+            time.sleep(0.1)
+        alone = [served.labels_and_confidence(served.preprocess([frame], 'bgr'),
+                                              with_confidence=True) for frame in frames]
+        two, two_confidence = served.labels_and_confidence(
+            served.preprocess(frames[:2], 'bgr'), with_confidence=True)
+        three, _ = served.labels_and_confidence(served.preprocess(frames, 'bgr'))
+    finally:
+        served.close()
+    # The same graph frame by frame: the same labels and confidence, to the bit.
+    for index in range(2):
+        assert np.array_equal(two[index], alone[index][0][0])
+        assert np.array_equal(two_confidence[index], alone[index][1][0])
+    for index in range(3):
+        assert (three[index] == alone[index][0][0]).mean() >= MIN_PROBE_AGREEMENT['fp32']
+
+
 def test_cached_mode_never_builds(tmp_path: Path, weights_dir: Path) -> None:
     log: list = []
     served = built_engine(weights_dir, tmp_path, 'cached', log)

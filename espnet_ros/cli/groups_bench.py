@@ -63,6 +63,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f'{row["class_cloud_median_ms"]:.2f}',
               f'{row["class_points"]:,} {row["class"]}') for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
+    if rows:
+        cpu = rows[0]['cpu']
+        print(f"{cpu['name']} ({' '.join(cpu['isa'])}), {rows[0]['threads']} threads")
     print('medians in ms; +lookup: labels through the label map; grouped: grouped labels and '
           'confidence')
     for line in (header, *lines):

@@ -78,6 +78,25 @@ def free_cached_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def _run_graphs(graphs: dict[int, 'PackagedGraph'], batch: torch.Tensor
+                ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """
+    Return labels and confidence of ``batch`` from the compiled graphs, or None if none fits.
+
+    The graph of the batch's size takes it whole; else the one-frame graph takes it frame by
+    frame (a batch of several cameras that is not full).
+    """
+    graph = graphs.get(batch.shape[0])
+    if graph is not None and graph.fits(batch):
+        return graph(batch)
+    single = graphs.get(1)
+    if single is None or not single.fits(batch[:1]):
+        return None
+    parts = [single(batch[index:index + 1]) for index in range(batch.shape[0])]
+    return (torch.cat([labels for labels, _ in parts]),
+            torch.cat([confidence for _, confidence in parts]))
+
+
 class SegmentationEngine:
     """
     A network with its pre- and post-processing, on one device and precision.
@@ -126,8 +145,11 @@ class SegmentationEngine:
         if calibration and self.precision == Precision.INT8:  # preprocessed as frames will be
             batches = [self.preprocess([frame]).cpu().numpy() for frame in calibration]
         self.runner = build_runner(network, self.settings, int8_calibration=batches)
-        self._graph: Optional[PackagedGraph] = None
+        # Compiled graphs by batch size, replaced as one value (see _use_graph).
+        self._graphs: dict[int, PackagedGraph] = {}
         self._switch: Optional[GraphSwitch] = None
+        # With batches of several frames: the one-frame graph for the batches that are not full.
+        self._single_switch: Optional[GraphSwitch] = None
         # The label map on the device and the spec naming its classes, swapped as one value.
         self._grouping: Optional[tuple[DeviceLabelMap, ModelSpec]] = None
         self.use_label_map(label_map)
@@ -166,7 +188,9 @@ class SegmentationEngine:
         Start bringing in the compiled graph that compile_mode cached or background asks for.
 
         ``batch``: the frames per network call the graph is for (a node serving several
-        cameras runs them together); a batch of another size runs eager.
+        cameras runs them together). Above one, the one-frame graph is brought in too, and
+        a batch that is not full runs through it frame by frame; a batch neither fits waits
+        on eager.
 
         A thread looks for the graph in the cache (and, with background, builds a missing
         one in a child process) while the engine serves eager; frames move to the graph
@@ -182,17 +206,25 @@ class SegmentationEngine:
                 self._log(f'compile_mode {mode}: {settings.no_graph_reason}; '
                           'running eager only')
             return None
+        self._switch = self._start_switch(batch)
+        if batch > 1:
+            self._single_switch = self._start_switch(1)
+        return self._switch
+
+    def _start_switch(self, batch: int) -> GraphSwitch:
+        """Start bringing in the compiled graph for batches of ``batch`` frames."""
+        settings = self.settings
         key = graph_key(self.spec.name, self.network, input_size=self.input_size,
                         precision=settings.graph_precision, threads=torch.get_num_threads(),
                         device=self.device, batch=batch)
         width, height = self.input_size
         probe = self.preprocess([probe_frame(width, height)] * batch).float()
-        self._switch = GraphSwitch(
-            Entry(self.config.cache or cache_folder(), key), mode=mode, network=self.network,
+        return GraphSwitch(
+            Entry(self.config.cache or cache_folder(), key), mode=settings.compile_mode,
+            network=self.network,
             reference=prepare_network(self.network, settings.graph_precision), probe=probe,
             spec=self.spec.network, autotune=self.config.autotune, on_ready=self._use_graph,
             log=self._log, warn=self._warn).start()
-        return self._switch
 
     @property
     def graph_switch(self) -> Optional[GraphSwitch]:
@@ -201,21 +233,31 @@ class SegmentationEngine:
 
     def describe_graph(self) -> str:
         """Return where the compiled-graph switch stands, or 'none' when none was started."""
-        return self._switch.describe() if self._switch is not None else 'none'
+        if self._switch is None:
+            return 'none'
+        if self._single_switch is None:
+            return self._switch.describe()
+        return (f'{self._switch.describe()}; for batches not full: '
+                f'{self._single_switch.describe()}')
 
     def _use_graph(self, graph: PackagedGraph) -> None:
-        """Take the compiled graph from the next frame on (one assignment, see graph_switch)."""
-        self._graph = graph
+        """Take a compiled graph from the next frame on (one assignment, see graph_switch)."""
+        self._graphs = {**self._graphs, graph.shape[0]: graph}
 
     @property
     def compiled(self) -> bool:
         """Return True once frames run on a compiled graph from the cache."""
-        return self._graph is not None
+        return bool(self._graphs)
 
     def describe_runner(self) -> str:
         """Return what runs the frames now, e.g. 'compiled graph (mixed)' or 'torch (fp32)'."""
-        if self._graph is not None:
-            return f'compiled graph ({self._graph.key.precision})'
+        graphs = self._graphs
+        if graphs:
+            batches = ' and '.join(str(size) for size in sorted(graphs))
+            precision = next(iter(graphs.values())).key.precision
+            if list(graphs) == [1]:
+                return f'compiled graph ({precision})'
+            return f'compiled graphs ({precision}; batches of {batches})'
         return f'{self.backend} ({self.precision})'
 
     def close(self) -> None:
@@ -224,8 +266,9 @@ class SegmentationEngine:
 
         A graph already switched to stays in use; the engine goes on serving either way.
         """
-        if self._switch is not None:
-            self._switch.close()
+        for switch in (self._switch, self._single_switch):
+            if switch is not None:
+                switch.close()
 
     @classmethod
     def from_pretrained(cls, name: str, config: Optional[EngineConfig] = None, *,
@@ -328,14 +371,15 @@ class SegmentationEngine:
         probability: the compiled graph's labels go through the lookup table; grouped
         confidence needs every class's probability, so it is taken from the runner's logits.
         """
-        graph, grouping = self._graph, self._grouping
+        graphs, grouping = self._graphs, self._grouping
         groups = grouping[0] if grouping is not None else None
         if groups is not None and with_confidence:
             labels, confidence = grouped_labels_and_confidence(
                 self.runner(batch), batch.shape[-2:], groups)
             return labels.cpu().numpy(), confidence.cpu().numpy()
-        if graph is not None and graph.fits(batch):
-            labels, confidence = graph(batch)
+        compiled = _run_graphs(graphs, batch)
+        if compiled is not None:
+            labels, confidence = compiled
             if groups is not None:
                 labels = groups.labels(labels)
             return labels.numpy(), confidence.numpy() if with_confidence else None

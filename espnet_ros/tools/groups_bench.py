@@ -39,6 +39,7 @@ from espnet_ros.imaging.cloud import build_cloud, select_label
 from espnet_ros.runtime import head
 from espnet_ros.runtime.label_groups import DeviceLabelMap, grouped_labels_and_confidence
 from espnet_ros.streaming.clouds import label_colours
+from espnet_ros.tools.procfs import cpu_model
 from espnet_ros.zoo.label_map import load_for_dataset
 from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
@@ -127,5 +128,6 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, warmup: int, *,
             'class': published.groups[chosen].name,
             'class_points': select_label(cloud, chosen).width,
             'points': cloud.height * cloud.width,
+            'threads': torch.get_num_threads(), 'cpu': cpu_model(),
         })
     return rows
