@@ -41,10 +41,9 @@ from espnet_ros.streaming.outputs import request_for
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.scheduler import BatchScheduler, BatchSettings
 from espnet_ros.streaming.stats import LatencyWindow, RateMeter
-from espnet_ros.streaming.worker import (Frame, LiveSettings, MAX_STAMP_AGE_S, MAX_STAMP_LEAD_S,
-                                         NS_PER_S, OutputSink, stamp_ns, TAKE_TIMEOUT_S,
-                                         WorkerStats)
-from espnet_ros.zoo.registry import ModelSpec
+from espnet_ros.streaming.worker import (EngineControl, Frame, LiveSettings, MAX_STAMP_AGE_S,
+                                         MAX_STAMP_LEAD_S, NS_PER_S, OutputSink, stamp_ns,
+                                         TAKE_TIMEOUT_S, WorkerStats)
 
 # A camera is stale once silent for this many of its frame periods, and at least STALE_MIN_S.
 STALE_PERIODS = 3.0
@@ -130,7 +129,7 @@ class MultiStats:
     max_batch: int
 
 
-class MultiCameraWorker:
+class MultiCameraWorker(EngineControl):
     """Runs several cameras' newest frames through one engine, batched (see the module)."""
 
     def __init__(self, engine: SegmentationEngine, sinks: Mapping[str, OutputSink], *,
@@ -166,35 +165,9 @@ class MultiCameraWorker:
         """Return the cameras' names, in the order given."""
         return list(self._channels)
 
-    @property
-    def engine(self) -> SegmentationEngine:
-        """Return the engine serving now."""
-        return self._engine
-
-    @property
-    def spec(self) -> ModelSpec:
-        """Return the model serving now."""
-        return self._engine.spec
-
     def sink(self, name: str) -> OutputSink:
         """Return camera ``name``'s output writer."""
         return self._channels[name].sink
-
-    def describe_engine(self) -> str:
-        """Return the model serving now and its device."""
-        return f'{self._engine.spec.name} on {self._engine.device}'
-
-    def to_device(self) -> None:
-        """Move the engine back to its device, before the thread starts again."""
-        self._engine.to_device()
-
-    def release_device(self) -> None:
-        """Give the engine's GPU memory back while stopped."""
-        self._engine.release()
-
-    def close_engine(self) -> None:
-        """Stop the engine's compiled-graph switch and a build in progress."""
-        self._engine.close()
 
     def last_header(self, name: str) -> Any:
         """Return the header of camera ``name``'s last frame out (None before one)."""

@@ -117,7 +117,44 @@ class WorkerStats:
         return self.malformed + self.stamp_backwards + self.failed
 
 
-class FrameWorker:
+class EngineControl:
+    """
+    What a worker's owner asks of the engine it serves with: which, and its device's state.
+
+    The worker swaps ``_engine`` under its lock on a reload; these read the one serving now.
+    """
+
+    _engine: SegmentationEngine
+
+    @property
+    def engine(self) -> SegmentationEngine:
+        """Return the engine serving now."""
+        return self._engine
+
+    @property
+    def spec(self) -> ModelSpec:
+        """Return the model serving now."""
+        return self._engine.spec
+
+    def describe_engine(self) -> str:
+        """Return the model serving now and its device, e.g. 'espnet_p2q8_camvid on cpu'."""
+        engine = self._engine
+        return f'{engine.spec.name} on {engine.device}'
+
+    def to_device(self) -> None:
+        """Move the engine back to its device, before the thread starts again."""
+        self._engine.to_device()
+
+    def release_device(self) -> None:
+        """Give the engine's GPU memory back while stopped (nothing on the CPU)."""
+        self._engine.release()
+
+    def close_engine(self) -> None:
+        """Stop the engine's compiled-graph switch and a build in progress."""
+        self._engine.close()
+
+
+class FrameWorker(EngineControl):
     """Owns the engine, the frame mailbox, the counters and the thread that runs them."""
 
     def __init__(self, engine: SegmentationEngine, sink: OutputSink, *,
@@ -152,33 +189,6 @@ class FrameWorker:
         self._thread: Optional[threading.Thread] = None
 
     # Control, from the executor's threads ------------------------------------------------
-
-    @property
-    def engine(self) -> SegmentationEngine:
-        """Return the engine serving now."""
-        return self._engine
-
-    @property
-    def spec(self) -> ModelSpec:
-        """Return the model serving now."""
-        return self._engine.spec
-
-    def describe_engine(self) -> str:
-        """Return the model serving now and its device, e.g. 'espnet_p2q8_camvid on cpu'."""
-        engine = self._engine
-        return f'{engine.spec.name} on {engine.device}'
-
-    def to_device(self) -> None:
-        """Move the engine back to its device, before the thread starts again."""
-        self._engine.to_device()
-
-    def release_device(self) -> None:
-        """Give the engine's GPU memory back while stopped (nothing on the CPU)."""
-        self._engine.release()
-
-    def close_engine(self) -> None:
-        """Stop the engine's compiled-graph switch and a build in progress."""
-        self._engine.close()
 
     @property
     def last_header(self) -> Any:
