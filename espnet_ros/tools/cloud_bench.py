@@ -28,8 +28,7 @@ matrix, and end with a sensor_msgs/PointCloud2 whose bytes are checked to be ide
 Repetitions alternate between the two so that load from other processes hits both alike.
 """
 
-import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -39,28 +38,26 @@ from std_msgs.msg import Header
 from espnet_ros.imaging.cloud import build_cloud, cloud_dtype, pack_rgb
 from espnet_ros.imaging.depth import decode_depth_message, depth_intrinsics
 from espnet_ros.ros.messages import point_cloud_message, point_fields
+from espnet_ros.tools.depth_scenes import floor_and_wall
+from espnet_ros.tools.timing import alternating_times
 from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 MIN_DEPTH_M, MAX_DEPTH_M = 0.1, 10.0
-# A VGA-class depth camera's focal length in pixels per 640 pixels of width.
-FOCAL_PER_640_PX = 525.0
+MM_PER_M = 1000  # a 16UC1 depth image holds millimetres
 
 
 def scene(size: tuple[int, int], classes: int) -> dict[str, Any]:
     """Return a depth message (a floor, a wall, holes), labels, confidence and CameraInfo."""
     width, height = size
-    rng = np.random.default_rng(0)
-    v, u = np.mgrid[0:height, 0:width]
-    millimetres = (1500 + 3 * v + (u % 97)).astype('<u2')
-    millimetres[rng.random((height, width)) < 0.05] = 0  # dropouts, as real sensors have
+    metres, k = floor_and_wall(size)
+    millimetres = np.round(metres * MM_PER_M).astype('<u2')
     depth = Image(header=Header(frame_id='camera'), height=height, width=width,
                   encoding='16UC1', is_bigendian=False, step=2 * width)
     depth.data = millimetres.tobytes()
-    focal = FOCAL_PER_640_PX * width / 640
-    info = CameraInfo(width=width, height=height,
-                      k=[focal, 0.0, (width - 1) / 2, 0.0, focal, (height - 1) / 2, 0, 0, 1])
+    info = CameraInfo(width=width, height=height, k=k.reshape(-1).tolist())
+    v, u = np.mgrid[0:height, 0:width]
     labels = ((u // 40 + v // 40) % classes).astype(np.uint8)
-    confidence = rng.random((height, width), dtype=np.float32)
+    confidence = np.random.default_rng(0).random((height, width), dtype=np.float32)
     return {'depth': depth, 'info': info, 'labels': labels, 'confidence': confidence}
 
 
@@ -107,12 +104,6 @@ def _same(first: PointCloud2, second: PointCloud2) -> None:
         raise AssertionError('the two clouds differ in their bytes')
 
 
-def _time_ms(function: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    function()
-    return 1e3 * (time.perf_counter() - start)
-
-
 def run(sizes: Sequence[tuple[int, int]], repeats: int, warmup: int) -> list[dict[str, Any]]:
     """Time both paths at every size; return one row per size."""
     label_rgb = pack_rgb(get_spec(DEFAULT_MODEL).dataset.palette)
@@ -123,14 +114,7 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, warmup: int) -> list[dic
         paths = {'ours': lambda: ours(data, label_rgb),
                  'library': lambda: library(data, label_rgb)}
         _same(paths['ours'](), paths['library']())
-        for _ in range(warmup):
-            for path in paths.values():
-                path()
-        times: dict[str, list[float]] = {name: [] for name in paths}
-        for index in range(repeats):
-            order = list(paths) if index % 2 == 0 else list(reversed(paths))
-            for name in order:
-                times[name].append(_time_ms(paths[name]))
+        times = alternating_times(paths, repeats, warmup)
         medians = {name: float(np.median(values)) for name, values in times.items()}
         rows.append({
             'size': f'{size[0]}x{size[1]}', 'points': size[0] * size[1],

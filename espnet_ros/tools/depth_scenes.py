@@ -26,6 +26,31 @@ from typing import Sequence
 import numpy as np
 
 
+# A VGA-class depth camera's focal length per 640 pixels of width.
+FOCAL_PER_640_PX = 525.0
+# Share of depth pixels without a measurement, as real sensors have.
+DROPOUT = 0.05
+
+
+def floor_and_wall(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Return H x W float32 metres the benchmarks' clouds are built from, and its camera matrix.
+
+    A floor rising to a wall (1.5 m at the top row, 3 mm more a row, a millimetre step per
+    column) with DROPOUT of the pixels unmeasured (0), seeded; the focal length scales with
+    the width.
+    """
+    width, height = size
+    rng = np.random.default_rng(0)
+    v, u = np.mgrid[0:height, 0:width]
+    metres = (1.5 + 0.003 * v + 0.001 * (u % 97)).astype(np.float32)
+    metres[rng.random((height, width)) < DROPOUT] = 0.0
+    focal = FOCAL_PER_640_PX * width / 640
+    k = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2],
+                  [0.0, 0.0, 1.0]])
+    return metres, k
+
+
 def pinhole_k(size: tuple[int, int], horizontal_fov_deg: float) -> np.ndarray:
     """Return a 3x3 camera matrix with square pixels and the principal point in the middle."""
     width, height = size

@@ -29,7 +29,6 @@ No ROS: the clouds are the message buffers the node publishes as they are.
 """
 
 from pathlib import Path
-import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -39,48 +38,22 @@ from espnet_ros.imaging.cloud import build_cloud, select_label
 from espnet_ros.runtime import head
 from espnet_ros.runtime.label_groups import DeviceLabelMap, grouped_labels_and_confidence
 from espnet_ros.streaming.clouds import label_colours
+from espnet_ros.tools.depth_scenes import floor_and_wall
 from espnet_ros.tools.procfs import cpu_model
+from espnet_ros.tools.timing import alternating_times
 from espnet_ros.zoo.label_map import load_for_dataset
 from espnet_ros.zoo.registry import DEFAULT_MODEL, get_spec
 
 MIN_DEPTH_M, MAX_DEPTH_M = 0.1, 10.0
-FOCAL_PER_640_PX = 525.0  # a VGA-class depth camera's focal length per 640 pixels of width
-DROPOUT = 0.05  # share of depth pixels without a measurement, as real sensors have
 CONFIG_DIR = Path(__file__).resolve().parents[2] / 'config'
 DEFAULT_LABEL_MAP = CONFIG_DIR / 'cityscapes_groups.yaml'
-
-
-def _time_ms(function: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    function()
-    return 1e3 * (time.perf_counter() - start)
 
 
 def _medians(paths: dict[str, Callable[[], Any]], repeats: int, warmup: int
              ) -> dict[str, float]:
     """Return each path's median time (ms), runs alternating between the paths."""
-    for _ in range(warmup):
-        for path in paths.values():
-            path()
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    for index in range(repeats):
-        order = list(paths) if index % 2 == 0 else list(reversed(paths))
-        for name in order:
-            times[name].append(_time_ms(paths[name]))
-    return {name: float(np.median(values)) for name, values in times.items()}
-
-
-def _depth(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Return H x W metres (a floor rising to a wall, dropouts) and its camera matrix."""
-    width, height = size
-    rng = np.random.default_rng(0)
-    v, u = np.mgrid[0:height, 0:width]
-    metres = (1.5 + 0.003 * v + 0.001 * (u % 97)).astype(np.float32)
-    metres[rng.random((height, width)) < DROPOUT] = 0.0
-    focal = FOCAL_PER_640_PX * width / 640
-    k = np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2],
-                  [0.0, 0.0, 1.0]])
-    return metres, k
+    return {name: float(np.median(values))
+            for name, values in alternating_times(paths, repeats, warmup).items()}
 
 
 def run(sizes: Sequence[tuple[int, int]], repeats: int, warmup: int, *,
@@ -107,7 +80,7 @@ def run(sizes: Sequence[tuple[int, int]], repeats: int, warmup: int, *,
                                                                             groups),
             }, repeats, warmup)
             labels = groups.labels(head.labels(logits, grid))[0].numpy()
-        metres, k = _depth(size)
+        metres, k = floor_and_wall(size)
         colours = label_colours(published.palette)
         cloud = build_cloud(labels, metres, k, label_rgb=colours, min_depth=MIN_DEPTH_M,
                             max_depth=MAX_DEPTH_M)
