@@ -44,7 +44,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter, parameter_value_to_python
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from espnet_ros.streaming.worker import stamp_ns
@@ -378,6 +378,28 @@ def serving(probe: Probe, node: NodeProcess, image_topic: str) -> Iterator[NodeP
         probe.watched.remove(node)
         status = node.stop()
     assert status == 0, node.describe()
+
+
+@contextmanager
+def serving_with_depth(probe: Probe, node: NodeProcess, topics: dict[str, str]
+                       ) -> Iterator[NodeProcess]:
+    """
+    Yield ``node`` once it subscribes to its camera and depth topics (``publish_points``).
+
+    ``topics`` maps the node's relative input names (``image``, ``depth/image``, ...) to the
+    topics they are remapped to; stopped as :func:`serving` stops it.
+    """
+    with serving(probe, node, topics['image']):
+        probe.spin_until(lambda: probe.node.count_subscribers(topics['depth/image']),
+                         START_TIMEOUT_S, 'the depth subscription')
+        yield node
+
+
+def input_publishers(probe: Probe, topics: dict[str, str]) -> dict[str, Any]:
+    """Return a publisher on each of ``topics`` (CameraInfo for the *info names, else Image)."""
+    return {name: probe.node.create_publisher(CameraInfo if 'info' in name else Image, topic,
+                                              RECORD_QOS)
+            for name, topic in topics.items()}
 
 
 # The small node ----------------------------------------------------------------------------

@@ -33,8 +33,8 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_helpers import (camera_image, header_at, image_array, NodeProcess, Probe, RECORD_QOS,
-                         send_until_answered, serving, stamp_ns)
+from ros_helpers import (camera_image, header_at, image_array, input_publishers, NodeProcess,
+                         Probe, send_until_answered, serving_with_depth, stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
@@ -109,18 +109,14 @@ def segmenter(probe: Probe, weights_dir: Path,
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
                        namespace=NAMESPACE, remaps=tuple(TOPICS.items()),
                        log_dir=tmp_path_factory.mktemp('label_groups'))
-    with serving(probe, node, TOPICS['image']):
-        probe.spin_until(lambda: probe.node.count_subscribers(TOPICS['depth/image']),
-                         OUTPUTS_TIMEOUT_S, 'the depth subscription')
+    with serving_with_depth(probe, node, TOPICS):
         yield node
 
 
 @pytest.fixture(scope='module')
 def publishers(probe: Probe) -> dict[str, Any]:
     """Return the camera's and the depth camera's publishers."""
-    return {name: probe.node.create_publisher(CameraInfo if 'info' in name else Image, topic,
-                                              RECORD_QOS)
-            for name, topic in TOPICS.items()}
+    return input_publishers(probe, TOPICS)
 
 
 def scene_metres() -> np.ndarray:

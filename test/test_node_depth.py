@@ -37,8 +37,8 @@ from diagnostic_msgs.msg import DiagnosticArray
 from message_filters import Subscriber, TimeSynchronizer
 import numpy as np
 import pytest
-from ros_helpers import (camera_image, diagnostic_values, header_at, NodeProcess, Probe,
-                         RECORD_QOS, send_until_answered, serving, stamp_ns)
+from ros_helpers import (camera_image, diagnostic_values, header_at, input_publishers, NodeProcess,
+                         Probe, RECORD_QOS, send_until_answered, serving_with_depth, stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
@@ -114,17 +114,13 @@ def segmenter(probe: Probe, weights_dir: Path,
     node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
                        namespace=NAMESPACE, remaps=tuple(TOPICS.items()),
                        log_dir=tmp_path_factory.mktemp('points'))
-    with serving(probe, node, TOPICS['image']):
-        probe.spin_until(lambda: probe.node.count_subscribers(TOPICS['depth/image']),
-                         DIAGNOSTICS_TIMEOUT_S, 'the depth subscription')
+    with serving_with_depth(probe, node, TOPICS):
         yield node
 
 
 @pytest.fixture(scope='module')
 def publishers(probe: Probe) -> dict[str, Any]:
-    return {name: probe.node.create_publisher(CameraInfo if 'info' in name else Image, topic,
-                                              RECORD_QOS)
-            for name, topic in TOPICS.items()}
+    return input_publishers(probe, TOPICS)
 
 
 def sender(publishers: dict[str, Any], rgb: np.ndarray, *, depth: Callable[[Any], Any],
@@ -323,11 +319,18 @@ def test_labels_at_the_network_size_take_the_nearest_depth_pixel(
 
 
 def diagnostics_once(probe: Probe) -> dict[str, str]:
+    """
+    Return the node's diagnostics as they stand now, frames sent so far counted.
+
+    The second report heard: the first may have been computed, or in flight, before the
+    last frame was processed; the next is a report period later.
+    """
     recorder = probe.record(DiagnosticArray, '/diagnostics')
     try:
         def ours() -> Optional[dict[str, str]]:
-            return next((values for _, message in recorder.messages
-                         for values in [diagnostic_values(message, NODE)] if values), None)
+            reports = [values for _, message in recorder.messages
+                       for values in [diagnostic_values(message, NODE)] if values]
+            return reports[1] if len(reports) > 1 else None
         return probe.spin_until(ours, DIAGNOSTICS_TIMEOUT_S, 'diagnostics')
     finally:
         probe.forget([recorder])
