@@ -20,7 +20,6 @@ a frame that is due joins the batch), with waits long enough that a scheduler th
 where it should not would stand out on a busy machine too.
 """
 
-from dataclasses import dataclass, field
 from pathlib import Path
 import threading
 import time
@@ -30,8 +29,9 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 import pytest
+from worker_helpers import RecordingSink, SIZE, small_engine
 
-from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
+from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.parameter_table import (check_parameter, graph_batch, NodeParameters,
                                             typed_value)
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
@@ -46,7 +46,6 @@ from espnet_ros.streaming.worker import Frame, LiveSettings, NS_PER_S
 from espnet_ros.tools import batch_bench
 from espnet_ros.zoo.registry import get_spec
 
-SIZE = (64, 32)  # network input, width x height: small, the weights need not be trained
 # Three cameras of different sizes (height, width) and frame ids.
 CAMERAS = {'front': ((48, 40), 'front_link'), 'left': ((30, 90), 'left_link'),
            'rear': ((64, 64), 'rear_link')}
@@ -183,25 +182,7 @@ def test_good_camera_names_pass_and_are_held_as_a_tuple() -> None:
 
 @pytest.fixture(scope='module')
 def engine() -> SegmentationEngine:
-    spec = get_spec('espnet_p2q3_cityscapes')
-    return SegmentationEngine(spec, spec.build(), EngineConfig(input_size=SIZE))
-
-
-@dataclass
-class RecordingSink:
-    """An OutputSink that keeps what it is given."""
-
-    wanted: set = field(default_factory=lambda: {Output.LABELS})
-    published: list = field(default_factory=list)
-
-    def wants(self, output: str) -> bool:
-        return output in self.wanted
-
-    def publish(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int]) -> None:
-        self.published.append((header, outputs, camera_size))
-
-    def closed(self) -> bool:
-        return False
+    return small_engine()
 
 
 def message(pixels: np.ndarray, frame_id: str, stamp_s: float, *,

@@ -14,7 +14,7 @@
 
 """The inference worker and its parts without ROS: mailbox, rates, problems, diagnostics."""
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 import math
 import threading
 import time
@@ -22,43 +22,23 @@ from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
+from worker_helpers import RecordingSink, SIZE, small_engine
 
-from espnet_ros.imaging.pipeline import FrameOutputs, OutputRequest
-from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
+from espnet_ros.imaging.pipeline import OutputRequest
+from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.streaming.diagnostics import HEALTHY, Level, NOT_CONFIGURED, summarize, THREADS_KEY
 from espnet_ros.streaming.handoff import NewestWins
 from espnet_ros.streaming.problems import ProblemLog
 from espnet_ros.streaming.stats import LatencyWindow, percentile, RateMeter
 from espnet_ros.streaming.worker import (Frame, FrameWorker, LiveSettings, NS_PER_S, stamp_ns,
                                          WorkerStats)
-from espnet_ros.zoo.registry import get_spec
 
-SIZE = (64, 32)  # network input, width x height: small, the weights need not be trained
 CAMERA = (48, 40)  # camera frames, height x width
 
 
 @pytest.fixture(scope='module')
 def engine() -> SegmentationEngine:
-    spec = get_spec('espnet_p2q3_cityscapes')
-    return SegmentationEngine(spec, spec.build(), EngineConfig(input_size=SIZE))
-
-
-@dataclass
-class RecordingSink:
-    """An OutputSink that keeps what it is given."""
-
-    wanted: set = field(default_factory=lambda: {'labels'})
-    published: list = field(default_factory=list)
-    shut: bool = False
-
-    def wants(self, output: str) -> bool:
-        return output in self.wanted
-
-    def publish(self, header: Any, outputs: FrameOutputs, camera_size: tuple[int, int]) -> None:
-        self.published.append((header, outputs, camera_size))
-
-    def closed(self) -> bool:
-        return self.shut
+    return small_engine()
 
 
 def message(stamp_s: float, *, encoding: str = 'rgb8', height: int = CAMERA[0],
