@@ -57,7 +57,8 @@ def scene(size: tuple[int, int], classes: int) -> dict[str, Any]:
     info = CameraInfo(width=width, height=height, k=k.reshape(-1).tolist())
     v, u = np.mgrid[0:height, 0:width]
     labels = ((u // 40 + v // 40) % classes).astype(np.uint8)
-    confidence = np.random.default_rng(0).random((height, width), dtype=np.float32)
+    # Seeded apart from the scene's dropouts, so that the two are not the same draws.
+    confidence = np.random.default_rng(1).random((height, width), dtype=np.float32)
     return {'depth': depth, 'info': info, 'labels': labels, 'confidence': confidence}
 
 
