@@ -131,6 +131,24 @@ def test_labels_only_when_taken_and_confidence_not_for_the_cloud_alone() -> None
     assert backend.names() == [Output.LABELS, Output.COLOR, Output.OVERLAY]
 
 
+def test_labels_are_sent_before_the_pictures_are_rendered() -> None:
+    """Planners wait for the labels: the colour and overlay are drawn only after they went."""
+    backend = RecordingBackend(Output.LABELS, Output.CONFIDENCE, Output.COLOR, Output.OVERLAY)
+    given = outputs()
+    sent_when_drawn: list = []
+
+    def views() -> tuple[np.ndarray, np.ndarray]:
+        sent_when_drawn.append(backend.names())
+        return given.color, given.overlay
+    lazy = FrameOutputs(given.labels, confidence=given.confidence, views=views)
+    writer_on(backend).publish(header(), lazy, SIZE[::-1])
+    assert sent_when_drawn == [[Output.LABELS, Output.CONFIDENCE]]
+    assert backend.names() == [Output.LABELS, Output.CONFIDENCE, Output.COLOR, Output.OVERLAY]
+    writer_on(RecordingBackend(Output.LABELS)).publish(
+        header(), FrameOutputs(given.labels, views=views), SIZE[::-1])
+    assert len(sent_when_drawn) == 2  # the frame asked for pictures: drawn once, then sent
+
+
 def test_confidence_is_wanted_for_the_cloud_and_sent_only_when_taken() -> None:
     backend = RecordingBackend(Output.LABELS, Output.POINTS)
     writer = writer_on(backend)
@@ -138,8 +156,9 @@ def test_confidence_is_wanted_for_the_cloud_and_sent_only_when_taken() -> None:
     assert writer.use_depth(OneDepth(*depth_pair())) is None
     assert writer.wants(Output.CONFIDENCE)
     writer.publish(header(), outputs(), SIZE[::-1])
-    assert backend.names() == [Output.LABELS, Output.COLOR, Output.OVERLAY, Output.POINTS]
-    stamp, frame_id, cloud = backend.sent[-1][1]
+    # What planners read first: the labels and the cloud, then the pictures.
+    assert backend.names() == [Output.LABELS, Output.POINTS, Output.COLOR, Output.OVERLAY]
+    stamp, frame_id, cloud = dict(backend.sent)[Output.POINTS]
     assert (stamp.sec, frame_id, cloud.height, cloud.width) == (5, FRAME_ID, SIZE[1], SIZE[0])
     assert 'confidence' in cloud.dtype.names
     assert writer.cloud_stats().published == 1

@@ -19,7 +19,7 @@ Light on purpose (no PyTorch): the image player and the message helpers import i
 """
 
 import re
-from typing import Optional, Sequence, TYPE_CHECKING
+from typing import Iterable, Optional, Sequence, TYPE_CHECKING
 
 from espnet_ros.imaging.codec import (CONFIDENCE_ENCODINGS, encode_confidence, encode_mono8,
                                       encode_rgb8, EncodedImage)
@@ -76,13 +76,20 @@ def points_groups_error(names: Sequence[str],
     return None
 
 
-def encode_outputs(outputs: 'FrameOutputs', *, labels: bool = True,
+def encode_outputs(outputs: 'FrameOutputs', kinds: Iterable[Output], *,
                    confidence_encoding: str = CONFIDENCE_ENCODINGS[0]
                    ) -> dict[Output, EncodedImage]:
-    """Return a frame's outputs packed for sensor_msgs/Image, by output (labels if asked)."""
-    encoded = {Output.LABELS: encode_mono8(outputs.labels) if labels else None,
-               Output.COLOR: outputs.color is not None and encode_rgb8(outputs.color),
-               Output.OVERLAY: outputs.overlay is not None and encode_rgb8(outputs.overlay),
-               Output.CONFIDENCE: outputs.confidence is not None and encode_confidence(
-                   outputs.confidence, confidence_encoding)}
+    """
+    Return the outputs of ``kinds`` that a frame has, packed for sensor_msgs/Image.
+
+    Only the fields of ``kinds`` are read, so pictures rendered when first read (see
+    :class:`~espnet_ros.imaging.pipeline.FrameOutputs`) are not rendered for the others.
+    """
+    encoders = {
+        Output.LABELS: lambda: encode_mono8(outputs.labels),
+        Output.COLOR: lambda: outputs.color is not None and encode_rgb8(outputs.color),
+        Output.OVERLAY: lambda: outputs.overlay is not None and encode_rgb8(outputs.overlay),
+        Output.CONFIDENCE: lambda: outputs.confidence is not None and encode_confidence(
+            outputs.confidence, confidence_encoding)}
+    encoded = {kind: encoders[kind]() for kind in kinds}
     return {output: packed for output, packed in encoded.items() if packed}

@@ -17,11 +17,13 @@
 One camera frame through the engine to every requested output image; no ROS import.
 
 The node, the demo and the benchmark all run frames through :func:`run_frame`, so what is
-measured is what is published. Outputs that are not requested are not rendered.
+measured is what is published. Outputs that are not requested are not rendered, and the
+colour and overlay pictures only when first read: a node publishes the labels, which
+planners wait for, before it spends time on the pictures a person looks at.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -42,14 +44,44 @@ class OutputRequest:
     alpha: float = 0.5
 
 
-@dataclass(frozen=True)
-class FrameOutputs:
-    """A frame's outputs: H x W uint8 labels, H x W x 3 RGB colour and overlay, H x W float32."""
+Views = tuple[Optional[np.ndarray], Optional[np.ndarray]]
 
-    labels: np.ndarray
-    color: Optional[np.ndarray] = None
-    overlay: Optional[np.ndarray] = None
-    confidence: Optional[np.ndarray] = None
+
+class FrameOutputs:
+    """
+    A frame's outputs: H x W uint8 labels, H x W x 3 RGB colour and overlay, H x W float32.
+
+    Colour and overlay are either given or rendered by ``views`` when one of them is first
+    read (once; one thread reads a frame's outputs).
+    """
+
+    __slots__ = ('labels', 'confidence', '_color', '_overlay', '_views')
+
+    def __init__(self, labels: np.ndarray, color: Optional[np.ndarray] = None,
+                 overlay: Optional[np.ndarray] = None,
+                 confidence: Optional[np.ndarray] = None, *,
+                 views: Optional[Callable[[], Views]] = None) -> None:
+        """Hold the outputs; ``views`` returns (colour, overlay) in place of the two given."""
+        self.labels = labels
+        self.confidence = confidence
+        self._color, self._overlay, self._views = color, overlay, views
+
+    @property
+    def color(self) -> Optional[np.ndarray]:
+        """Return the H x W x 3 RGB colour image, or None if it was not requested."""
+        self._render()
+        return self._color
+
+    @property
+    def overlay(self) -> Optional[np.ndarray]:
+        """Return the H x W x 3 overlay in the camera's channel order, or None."""
+        self._render()
+        return self._overlay
+
+    def _render(self) -> None:
+        if self._views is not None:
+            views, self._views = self._views, None
+            self._color, self._overlay = views()
 
 
 def run_frame(engine: SegmentationEngine, image: DecodedImage,
@@ -102,14 +134,19 @@ def run_frames(engine: SegmentationEngine, images: Sequence[DecodedImage],
 
 def _render(engine: SegmentationEngine, image: DecodedImage, labels: np.ndarray,
             confidence: Optional[np.ndarray], request: OutputRequest) -> FrameOutputs:
-    """Colour and blend one frame's labels as ``request`` asks."""
-    color = blended = None
-    if request.color or request.overlay:
-        color = colorize(labels, engine.published_spec.dataset.palette)
-    if request.overlay:
-        height, width = labels.shape
-        camera = image.pixels
-        if camera.shape[:2] != (height, width):
-            camera = cv2.resize(camera, (width, height), interpolation=cv2.INTER_AREA)
-        blended = overlay(camera, color, request.alpha, image_order=image.order)
-    return FrameOutputs(labels, color if request.color else None, blended, confidence)
+    """Return one frame's outputs; colour and overlay, as ``request`` asks, when first read."""
+    if not (request.color or request.overlay):
+        return FrameOutputs(labels, confidence=confidence)
+    palette = engine.published_spec.dataset.palette
+
+    def views() -> Views:
+        color = colorize(labels, palette)
+        blended = None
+        if request.overlay:
+            height, width = labels.shape
+            camera = image.pixels
+            if camera.shape[:2] != (height, width):
+                camera = cv2.resize(camera, (width, height), interpolation=cv2.INTER_AREA)
+            blended = overlay(camera, color, request.alpha, image_order=image.order)
+        return (color if request.color else None), blended
+    return FrameOutputs(labels, confidence=confidence, views=views)

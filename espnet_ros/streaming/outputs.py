@@ -31,7 +31,7 @@ hands the pair to :meth:`OutputWriter.write_settled`.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, TYPE_CHECKING
+from typing import Any, Callable, Optional, Protocol, Sequence, TYPE_CHECKING
 
 from espnet_ros.imaging.camera_model import intrinsics_for_labels
 from espnet_ros.imaging.cloud import OrganizedCloud, select_label
@@ -45,6 +45,10 @@ from espnet_ros.streaming.problems import ProblemLog
 
 if TYPE_CHECKING:
     from espnet_ros.zoo.registry import ModelSpec
+
+# The outputs planners read, written before the pictures (see OutputWriter.publish).
+DATA_OUTPUTS = (Output.LABELS, Output.CONFIDENCE)
+PICTURE_OUTPUTS = (Output.COLOR, Output.OVERLAY)
 
 
 @dataclass(frozen=True)
@@ -249,27 +253,44 @@ class OutputWriter:
     def publish(self, header: Any, outputs: FrameOutputs,
                 camera_size: tuple[int, int]) -> None:
         """Write one frame's outputs stamped with its ``header``; ``camera_size`` is H x W."""
-        backend, settings = self._backend, self._settings
-        height, width = outputs.labels.shape
-        images = encode_outputs(outputs, labels=backend.wants(Output.LABELS),
-                                confidence_encoding=settings.confidence_encoding)
-        if not backend.wants(Output.CONFIDENCE):
-            images.pop(Output.CONFIDENCE, None)  # computed for the cloud alone
-        for output, encoded in images.items():
-            backend.image(output, header, encoded, height, width)
+        # What planners read goes first (labels, confidence, the labels' CameraInfo, clouds),
+        # then the pictures, which the frame's outputs render only now.
+        self._write_images(header, outputs, DATA_OUTPUTS)
         camera_info = self._camera_info
         if camera_info is not None:
-            backend.camera_info(header, labels_camera_info(camera_info, camera_size,
-                                                           (width, height)))
+            height, width = outputs.labels.shape
+            self._backend.camera_info(header, labels_camera_info(camera_info, camera_size,
+                                                                 (width, height)))
+        self._write_cloud(header, outputs, camera_size)
+        self._write_images(header, outputs, PICTURE_OUTPUTS)
+
+    def _write_images(self, header: Any, outputs: FrameOutputs,
+                      kinds: Sequence[Output]) -> None:
+        """Write the image outputs of ``kinds`` that the frame has and the backend takes."""
+        backend = self._backend
+        # Labels are always computed and confidence also for the cloud; the pictures are
+        # there only when the request (already shaped by the backend) asked for them.
+        wanted = [kind for kind in kinds if kind in PICTURE_OUTPUTS or backend.wants(kind)]
+        height, width = outputs.labels.shape
+        images = encode_outputs(outputs, wanted,
+                                confidence_encoding=self._settings.confidence_encoding)
+        for output, encoded in images.items():
+            backend.image(output, header, encoded, height, width)
+
+    def _write_cloud(self, header: Any, outputs: FrameOutputs,
+                     camera_size: tuple[int, int]) -> None:
+        """Hand the frame to the depth pairing and write the clouds it settles."""
         depth = self._depth
-        if depth is not None and self._clouds_taken():
-            try:
-                stamp_ns = message_stamp_ns(header)
-            except ValueError as error:
-                self._clouds.refuse(f'colour frame: {error}: no cloud')
-                return
-            self.write_settled(depth.add_colour(stamp_ns, CloudFrame(
-                header, outputs, camera_size, self._label_rgb, settings, self._class_names)))
+        if depth is None or not self._clouds_taken():
+            return
+        try:
+            stamp_ns = message_stamp_ns(header)
+        except ValueError as error:
+            self._clouds.refuse(f'colour frame: {error}: no cloud')
+            return
+        self.write_settled(depth.add_colour(stamp_ns, CloudFrame(
+            header, outputs, camera_size, self._label_rgb, self._settings,
+            self._class_names)))
 
     def write_settled(self, pairs: list[Paired]) -> None:
         """
