@@ -24,7 +24,7 @@ the core, which imports this module, stays free of ROS (only the node calls the 
 
 import argparse
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Union
+from typing import Any, Callable, ContextManager, Mapping, Union
 
 # argparse has no public name for the object add_subparsers() returns.
 SubParsers = getattr(argparse, '_SubParsersAction', Any)
@@ -46,24 +46,37 @@ def with_frozen_weights(compiled: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return call
 
 
-def aoti_load_package(path: Union[Path, str]) -> Callable[..., Any]:
+def aoti_load_package(path: Union[Path, str], model_name: str = 'model') -> Callable[..., Any]:
     """
-    Return the AOTInductor package at ``path`` loaded, callable like its exported graph.
+    Return the model ``model_name`` of the AOTInductor package at ``path``, loaded.
 
     Read through an open file: the cache hands over ``/proc/self/fd/N`` (the very file whose
     sha256 was checked), a name torch warns about (and means to refuse) unless it ends in .pt2.
     """
-    from torch._inductor import aoti_load_package as load
+    from torch._inductor.package import load_package
 
     with open(path, 'rb') as stream:
-        return load(stream)
+        return load_package(stream, model_name)
 
 
-def aoti_compile_and_package(exported: Any, target: Path, options: dict[str, Any]) -> None:
-    """Compile an exported program with AOTInductor into a package at ``target``."""
-    from torch._inductor import aoti_compile_and_package as compile_and_package
+def aoti_compile_and_package(exported: Mapping[str, Any], target: Path,
+                             options: dict[str, Any]) -> None:
+    """
+    Compile exported programs with AOTInductor into one package at ``target``, by name.
 
-    compile_and_package(exported, package_path=str(target), inductor_configs=options)
+    What ``torch._inductor.aoti_compile_and_package`` does for one program, for several: each
+    is compiled on its own, then all are packaged together (the documented way to keep
+    several models in one ``.pt2``).
+    """
+    from torch._inductor import aot_compile
+    from torch._inductor.package import package_aoti
+
+    files = {}
+    for name, program in exported.items():
+        args, kwargs = program.example_inputs
+        files[name] = aot_compile(program.module(check_guards=False), args, kwargs,
+                                  options={**options, 'aot_inductor.package': True})
+    package_aoti(str(target), files)
 
 
 def inductor_config_patch(**settings: Any) -> ContextManager[Any]:

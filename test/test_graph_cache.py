@@ -131,6 +131,10 @@ def test_built_graph_agrees_with_eager_on_a_real_frame(
         assert served.graph_switch.key.precision == precision
         assert served.compiled and served.describe_runner() == f'compiled graph ({precision})'
         compiled = served.segment(street_bgr, order='bgr', with_confidence=True)
+        # Without confidence the package's labels graph runs: the same labels, no softmax.
+        labels_alone = served.segment(street_bgr, order='bgr')
+        assert labels_alone.confidence is None
+        np.testing.assert_array_equal(labels_alone.labels, compiled.labels)
         for arithmetic, rule in ((precision, MIN_PROBE_AGREEMENT[precision]),
                                  ('fp32', BENCHMARK_AGREEMENT)):
             eager = SegmentationEngine.from_pretrained(DEFAULT_MODEL, weights_dir=weights_dir,

@@ -78,23 +78,26 @@ def free_cached_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _run_graphs(graphs: dict[int, 'PackagedGraph'], batch: torch.Tensor
-                ) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+def _run_graphs(graphs: dict[int, 'PackagedGraph'], batch: torch.Tensor, *,
+                with_confidence: bool) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """
-    Return labels and confidence of ``batch`` from the compiled graphs, or None if none fits.
+    Return labels (and confidence) of ``batch`` from the compiled graphs; None if none fits.
 
     The graph of the batch's size takes it whole; else the one-frame graph takes it frame by
     frame (a batch of several cameras that is not full).
     """
     graph = graphs.get(batch.shape[0])
     if graph is not None and graph.fits(batch):
-        return graph(batch)
+        return graph(batch, with_confidence=with_confidence)
     single = graphs.get(1)
     if single is None or not single.fits(batch[:1]):
         return None
-    parts = [single(batch[index:index + 1]) for index in range(batch.shape[0])]
-    return (torch.cat([labels for labels, _ in parts]),
-            torch.cat([confidence for _, confidence in parts]))
+    parts = [single(batch[index:index + 1], with_confidence=with_confidence)
+             for index in range(batch.shape[0])]
+    labels = torch.cat([labels for labels, _ in parts])
+    if not with_confidence:
+        return labels, None
+    return labels, torch.cat([confidence for _, confidence in parts])
 
 
 class SegmentationEngine:
@@ -377,7 +380,7 @@ class SegmentationEngine:
             labels, confidence = grouped_labels_and_confidence(
                 self.runner(batch), batch.shape[-2:], groups)
             return labels.cpu().numpy(), confidence.cpu().numpy()
-        compiled = _run_graphs(graphs, batch)
+        compiled = _run_graphs(graphs, batch, with_confidence=with_confidence)
         if compiled is not None:
             labels, confidence = compiled
             if groups is not None:

@@ -46,7 +46,7 @@ from espnet_ros.runtime.graph_store import (Build, Entry, GraphCacheError,
                                             NO_FOLLOW, open_store,
                                             PACKAGE_SUFFIX, remove_name, Store,
                                             untrusted_reason)
-from espnet_ros.runtime.head import LabelsAndConfidence
+from espnet_ros.runtime.head import GRAPH_HEADS
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Precision
 from espnet_ros.zoo.registry import NetworkSpec
@@ -74,15 +74,17 @@ def build_package(network: nn.Module, key: GraphKey, target: str, *,
     """
     Compile ``network`` (prepared, see :func:`prepare_network`) for ``key`` into ``target``.
 
-    The weights are frozen into the graph, so oneDNN gets them packed once and inductor folds
-    the constants; ``autotune`` also times inductor's own GEMM templates against oneDNN.
+    The package holds two graphs of the same network (:data:`GRAPH_HEADS`): labels alone,
+    and labels with confidence; a frame runs the one it needs. The weights are frozen into
+    them, so oneDNN gets them packed once and inductor folds the constants; ``autotune``
+    also times inductor's own GEMM templates against oneDNN.
     """
     width, height = key.input_size
     example = torch.zeros(key.batch, 3, height, width)
-    graph = LabelsAndConfidence(network).eval()
     options = {'freezing': True, 'max_autotune': autotune}
     with torch.no_grad():
-        exported = torch.export.export(graph, (example,))
+        exported = {name: torch.export.export(head(network).eval(), (example,))
+                    for name, head in GRAPH_HEADS.items()}
         aoti_compile_and_package(exported, Path(target), options)
 
 

@@ -44,7 +44,7 @@ from torch import nn
 from espnet_ros.compat import aoti_load_package
 from espnet_ros.runtime.graph_key import GraphKey
 from espnet_ros.runtime.graph_store import Entry, GraphCacheError, MAX_SIDECAR_BYTES, Store
-from espnet_ros.runtime.head import LabelsAndConfidence
+from espnet_ros.runtime.head import CONFIDENCE_GRAPH, LABELS_GRAPH, LabelsAndConfidence
 from espnet_ros.runtime.options import Precision
 
 # How closely a loaded graph's labels must agree with the eager network's in the graph's own
@@ -67,12 +67,18 @@ REJECTED_SUFFIX = '.rejected.json'
 
 
 class PackagedGraph:
-    """A loaded package: N x 3 x H x W float CPU batch -> (uint8 labels, float32 confidence)."""
+    """
+    A loaded package: N x 3 x H x W float CPU batch -> uint8 labels (and float32 confidence).
+
+    Its two graphs (:data:`~espnet_ros.runtime.head.GRAPH_HEADS`) share nothing at
+    run time; a frame that needs no confidence runs the labels graph, which skips the softmax.
+    """
 
     def __init__(self, entry: Entry, path: str) -> None:
         """Load ``entry``'s package from ``path`` (as :meth:`Entry.checked` yields it)."""
         try:
-            self._model = aoti_load_package(path)
+            self._labels = aoti_load_package(path, LABELS_GRAPH)
+            self._with_confidence = aoti_load_package(path, CONFIDENCE_GRAPH)
         except Exception as error:  # noqa: B902 - a bad package fails in many ways
             raise GraphCacheError(f'{entry.package}: cannot be loaded ({error})') from None
         self.key = entry.key
@@ -83,27 +89,36 @@ class PackagedGraph:
         """Return True if ``batch`` has the shape and device the graph was compiled for."""
         return tuple(batch.shape) == self.shape and batch.device.type == 'cpu'
 
-    def __call__(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the labels and confidence of ``batch``."""
+    def __call__(self, batch: torch.Tensor, *, with_confidence: bool = True
+                 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Return the labels of ``batch`` and, ``with_confidence``, their confidence."""
         with torch.inference_mode():
-            labels, confidence = self._model(batch.float().contiguous())
-        return labels, confidence
+            batch = batch.float().contiguous()
+            if with_confidence:
+                labels, confidence = self._with_confidence(batch)
+                return labels, confidence
+            labels = self._labels(batch)
+        # A package's single output may come back as a one-element sequence.
+        return (labels[0] if isinstance(labels, (list, tuple)) else labels), None
 
 
 def probe_agreement(graph: PackagedGraph, reference: nn.Module, probe: torch.Tensor
                     ) -> tuple[float, float]:
     """
-    Compare ``graph`` with the eager ``reference`` on ``probe``.
+    Compare both of ``graph``'s graphs with the eager ``reference`` on ``probe``.
 
-    Return the share of pixels whose labels agree, and the largest absolute difference of
-    a pixel's confidence.
+    Return the smaller share of pixels whose labels agree, and the largest absolute
+    difference of a pixel's confidence.
     """
     with torch.inference_mode():
         expected, expected_confidence = LabelsAndConfidence(reference)(probe.contiguous(
             memory_format=torch.channels_last))
         labels, confidence = graph(probe)
+        labels_alone, _ = graph(probe, with_confidence=False)
     difference = (confidence.float() - expected_confidence.float()).abs().max()
-    return float((labels == expected).float().mean()), float(difference)
+    agreement = min(float((found == expected).float().mean())
+                    for found in (labels, labels_alone))
+    return agreement, float(difference)
 
 
 class ProbeDisagreement(GraphCacheError):

@@ -34,7 +34,8 @@ import torch
 from torch import nn
 
 # Bumped whenever what a package computes, or how it is built, changes.
-FORMAT_VERSION = 2  # 2: built from weights with subnormals flushed
+# 2: built from weights with subnormals flushed; 3: a labels graph beside labels+confidence
+FORMAT_VERSION = 3
 # Characters a model name keeps in an entry's file name; anything else becomes '_'.
 _UNSAFE_IN_NAME = re.compile(r'[^A-Za-z0-9_-]')
 MAX_NAME_IN_STEM = 64

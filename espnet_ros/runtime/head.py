@@ -18,7 +18,7 @@ The labels-and-confidence head: what follows the network, written once.
 The network's N x C x h x w logits are upsampled bilinearly to the input's H x W (as the
 authors did), the label of a pixel is its first largest class (uint8) and its confidence the
 winning class's softmax probability (float32). Every runner (eager, compiled in the
-process, ONNX Runtime) and the compiled graph of the cache end in these functions, so that
+process, ONNX Runtime) and the compiled graphs of the cache end in these functions, so that
 they all compute the same thing.
 """
 
@@ -47,9 +47,28 @@ def labels_and_confidence(logits: torch.Tensor, size: Sequence[int]
     return class_labels(upsampled), confidence(upsampled)
 
 
+class Labels(nn.Module):
+    """
+    A network with the labels head: N x 3 x H x W float input -> N x H x W uint8 labels.
+
+    The compiled graph of the frames that need no confidence (the node's default): the
+    softmax that confidence takes costs about a sixth of the frame on a CPU
+    (docs/performance.md).
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        """Wrap a prepared (folded, cast) network."""
+        super().__init__()
+        self.network = network
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the labels of ``batch`` at its resolution."""
+        return labels(self.network(batch), batch.shape[-2:])
+
+
 class LabelsAndConfidence(nn.Module):
     """
-    A network with the head: the graph that is compiled into the cache.
+    A network with the labels-and-confidence head.
 
     N x 3 x H x W float input -> (N x H x W uint8 labels, N x H x W float32 confidence), so
     the full-size logits are never written out.
@@ -63,3 +82,10 @@ class LabelsAndConfidence(nn.Module):
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the labels and confidence of ``batch`` at its resolution."""
         return labels_and_confidence(self.network(batch), batch.shape[-2:])
+
+
+# The graphs of a compiled package, by name; a frame runs the one it needs
+# (graph_cache.PackagedGraph).
+LABELS_GRAPH = 'labels'
+CONFIDENCE_GRAPH = 'labels_and_confidence'
+GRAPH_HEADS = {LABELS_GRAPH: Labels, CONFIDENCE_GRAPH: LabelsAndConfidence}

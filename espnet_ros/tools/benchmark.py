@@ -17,11 +17,12 @@
 Speed of each fast path against the eager fp32 baseline, measured in one run; no ROS.
 
 For one model, network size and device, every :class:`Variant` is built as an engine and
-timed twice per repetition: the network alone (a preprocessed batch to logits) and the
-whole frame path of the node (rgb8 message bytes -> :func:`decode_image` -> :func:`run_frame`
-with colour and overlay -> mono8/rgb8 messages). Repetitions go round-robin over the
-variants, starting one further each round, so that load from other processes hits every
-variant alike; only figures from the same run are compared.
+timed twice per repetition: the network alone (a preprocessed batch to labels at the
+network resolution: the same output from every variant, the baseline's arg-max being the
+authors' own last step) and the whole frame path of the node (rgb8 message bytes ->
+:func:`decode_image` -> :func:`run_frame` with colour and overlay -> mono8/rgb8 messages).
+Repetitions go round-robin over the variants, starting one further each round, so that load
+from other processes hits every variant alike; only figures from the same run are compared.
 
 With a :class:`~espnet_ros.tools.background_load.BackgroundLoad`, every round is timed twice,
 quiet and with the load's cores busy (the order alternating between rounds), so that the
