@@ -15,7 +15,8 @@
 
 """``espnet-ros-live`` says what the node did with the camera's frames."""
 
-from espnet_ros.tools.live_run import drop_line
+from espnet_ros.streaming.diagnostics import DROPPED_KEY, PROCESSED_KEY, RECEIVED_KEY
+from espnet_ros.tools.live_run import drop_line, window_counts
 
 
 def test_drop_line_reports_the_node_counts() -> None:
@@ -40,3 +41,13 @@ def test_drop_line_without_diagnostics() -> None:
     results = {'node_frames_received': None, 'node_frames_processed': None,
                'node_frames_dropped': None}
     assert 'unknown' in drop_line(results)
+
+
+def test_the_window_counts_leave_out_the_frames_before_it() -> None:
+    """Frames dropped while the node served eager, before its graph, are not the window's."""
+    before = {RECEIVED_KEY: 500, PROCESSED_KEY: 490, DROPPED_KEY: 10}
+    after = {RECEIVED_KEY: 610, PROCESSED_KEY: 600, DROPPED_KEY: 10}
+    assert window_counts(before, after) == {RECEIVED_KEY: 110, PROCESSED_KEY: 110,
+                                            DROPPED_KEY: 0}
+    assert window_counts({}, after) == after
+    assert window_counts(before, {}) == dict.fromkeys(after)

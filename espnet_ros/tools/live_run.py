@@ -146,11 +146,30 @@ def stop(process: subprocess.Popen, timeout_s: float = STOP_TIMEOUT_S) -> Option
     return process.returncode
 
 
-def summary(probe: Probe, start: int, end: Optional[int] = None) -> dict:
-    """Return frames, rate and latency figures of the frames ``start`` to ``end``."""
+def window_counts(before: dict[str, int], after: dict[str, int]) -> dict[str, Optional[int]]:
+    """
+    Return the node's frames received, processed and dropped between two of its reports.
+
+    Its diagnostics count from the node's start, eager frames before a compiled graph
+    included; a window's own counts are what matters for keeping up on the runner measured.
+    None where a count is unknown.
+    """
+    return {key: (after[key] - before.get(key, 0)) if key in after else None
+            for key in COUNT_KEYS}
+
+
+def summary(probe: Probe, start: int, end: Optional[int] = None,
+            counts_before: Optional[dict[str, int]] = None) -> dict:
+    """
+    Return frames, rate and latency figures of the frames ``start`` to ``end``.
+
+    The node's frame counts are those since ``counts_before`` (its counts when the window
+    began), or since its start without it.
+    """
     latencies = probe.latencies_ms[start:end]
     arrivals = probe.arrivals[start:end]
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float('nan')
+    counts = window_counts(counts_before or {}, probe.node_counts)
     return {
         'frames': len(latencies),
         'rate_hz': (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
@@ -158,14 +177,14 @@ def summary(probe: Probe, start: int, end: Optional[int] = None) -> dict:
         'latency_p99_ms': percentile(latencies, 99),
         'latency_max_ms': max(latencies),
         'node_processing_median_ms': probe.node_processing_ms,
-        'node_frames_received': probe.node_counts.get(RECEIVED_KEY),
-        'node_frames_processed': probe.node_counts.get(PROCESSED_KEY),
-        'node_frames_dropped': probe.node_counts.get(DROPPED_KEY),
+        'node_frames_received': counts[RECEIVED_KEY],
+        'node_frames_processed': counts[PROCESSED_KEY],
+        'node_frames_dropped': counts[DROPPED_KEY],
     }
 
 
 def drop_line(results: dict) -> str:
-    """Return what the node did with the camera's frames, as its last diagnostics said."""
+    """Return what the node did with the camera's frames while measured (its diagnostics)."""
     if results['node_frames_received'] is None:
         return 'no diagnostics from the segmenter arrived: its frame counts are unknown'
     dropped, received = results['node_frames_dropped'], results['node_frames_received']
@@ -324,18 +343,23 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
     rclpy.init()
     probe = Probe(args.namespace, args.save if args.out else 0)
     quiet_end = args.frames + args.warmup
+    counts_at_start: dict[str, int] = {}
     try:
         if args.wait_compiled:
             if not settle(probe, (segmenter, player)):
                 return 1
             probe.latencies_ms.clear()
             probe.arrivals.clear()
+            # Frames dropped while the node served eager before its graph are not counted.
+            counts_at_start = dict(probe.node_counts)
         if not collect(probe, quiet_end, (segmenter, player)):
             return 1
         quiet_processing_ms = probe.node_processing_ms  # the diagnostics' figure so far
         quiet_runner = probe.runner
+        quiet = summary(probe, args.warmup, quiet_end, counts_at_start)
         if background.cores:
             # The first frames under load (the warm-up count again) are left out.
+            counts_at_load = dict(probe.node_counts)
             background.busy()
             if not collect(probe, 2 * quiet_end, (segmenter, player)):
                 return 1
@@ -346,12 +370,13 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
     results = {'model': args.model, 'camera_rate_hz': args.rate, 'transport': args.transport,
                'network_size': '{}x{}'.format(*args.size) if all(args.size) else 'training',
                'source': str(args.source), 'threads': args.threads,
-               **summary(probe, args.warmup, quiet_end),
+               **quiet,
                'node_processing_median_ms': quiet_processing_ms, 'runner': quiet_runner,
                'compiled_graph': probe.compiled_graph}
     if background.cores:
         results['loaded'] = {'background_load': background.cores, 'runner': probe.runner,
-                             **summary(probe, quiet_end + args.warmup)}
+                             **summary(probe, quiet_end + args.warmup,
+                                       counts_before=counts_at_load)}
         results.update(load_ratios(results, results['loaded']))
     probe.destroy_node()
     rclpy.try_shutdown()
