@@ -32,6 +32,7 @@ import tempfile
 from typing import Callable, Iterator
 
 import cv2
+from fastdds_shm import remove_stale_segments
 from hypothesis import settings
 import numpy as np
 import pytest
@@ -102,6 +103,8 @@ if (SHARED_DIR / 'data').is_dir():  # as scripts/activate.sh sets it
 # user's cache (the node's default compile_mode builds one aside).
 os.environ['ESPNET_ROS_CACHE'] = tempfile.mkdtemp(prefix='espnet_ros_cache_')
 
+STALE_SEGMENTS = pytest.StashKey[int]()
+FINISH_MIN_AGE_S = 5.0  # this run's own leftovers; a participant being made is younger
 COMPILED_CACHE_BUILD_TIMEOUT_S = 900.0  # one compile on a busy two-core machine
 
 # A loaded 2-core CI machine makes per-example deadlines flaky; failures print their seed.
@@ -156,6 +159,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.dds)
         if name.rsplit('.', 1)[-1] in SLOW_MODULES or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Free the shared memory that killed DDS processes of earlier runs left in /dev/shm."""
+    session.config.stash[STALE_SEGMENTS] = remove_stale_segments()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Free what this run's killed node processes left (the tests kill some on purpose)."""
+    session.config.stash[STALE_SEGMENTS] += remove_stale_segments(min_age_s=FINISH_MIN_AGE_S)
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Say how many Fast DDS segments of dead processes were removed."""
+    removed = config.stash.get(STALE_SEGMENTS, 0)
+    if removed:
+        terminalreporter.write_line(f'removed {removed} Fast DDS shared-memory segments of '
+                                    'processes that had gone (test/fastdds_shm.py)')
 
 
 def pytest_report_header(config: pytest.Config) -> str:
