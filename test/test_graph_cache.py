@@ -219,6 +219,30 @@ def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Pa
                           store)
 
 
+def test_frames_without_confidence_run_the_labels_graph(cache: Path,
+                                                        weights_dir: Path) -> None:
+    """The package holds a labels graph, and a frame that asks no confidence runs only it."""
+    from espnet_ros.zoo.registry import get_spec, load
+
+    _, sidecar = entry_files(cache)
+    key = GraphKey.from_json(json.loads(sidecar.read_text())['key'])
+    network = load(DEFAULT_MODEL, weights_dir)
+    engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
+                                EngineConfig(input_size=SIZE))
+    probe = engine.preprocess([probe_frame(*SIZE)]).float()
+    with open_store(cache) as store:
+        graph = load_verified(Entry(cache, key), prepare_network(network, key.precision),
+                              probe, store)
+    expected, confidence = graph(probe)
+    assert confidence is not None
+
+    def refuse(batch: torch.Tensor) -> None:
+        raise AssertionError('the labels-and-confidence graph ran for labels alone')
+    graph._with_confidence = refuse
+    labels, none = graph(probe, with_confidence=False)
+    assert none is None and torch.equal(labels, expected)
+
+
 def test_corrupt_package_is_removed_not_trusted(cache: Path, weights_dir: Path) -> None:
     package, sidecar = entry_files(cache)
     data = bytearray(package.read_bytes())

@@ -97,9 +97,7 @@ class PackagedGraph:
             if with_confidence:
                 labels, confidence = self._with_confidence(batch)
                 return labels, confidence
-            labels = self._labels(batch)
-        # A package's single output may come back as a one-element sequence.
-        return (labels[0] if isinstance(labels, (list, tuple)) else labels), None
+            return self._labels(batch), None
 
 
 def probe_agreement(graph: PackagedGraph, reference: nn.Module, probe: torch.Tensor
