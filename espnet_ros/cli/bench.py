@@ -47,9 +47,9 @@ EPILOG = """\
 Each variant is timed on the network alone (preprocessed batch to labels: the arg-max is in
 every variant's time, the baseline's too) and on the whole frame path of the node (rgb8
 bytes, decoding, preprocessing, network, arg-max, resizing the labels back, colour and
-overlay rendering, packing the output messages). Repetitions are
-interleaved over the variants so that load from other processes hits all of them alike;
-compare only figures from one run. Anchor rows: the baseline is the authors' network (eager
+overlay rendering, packing the output messages). Repetitions are interleaved over the
+variants so that load from other processes hits all of them alike; compare only figures
+from one run. Anchor rows: the baseline is the authors' network (eager
 fp32, unfolded, NCHW) with the checkpoint's subnormal weights set to zero, as every variant
 runs; 'subnormal weights as loaded' is the same network on the weights exactly as the
 checkpoint holds them (what the authors' code runs: slow on Intel CPUs). Both run in
