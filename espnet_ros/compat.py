@@ -101,6 +101,24 @@ def rcl_error() -> type:
     return rclpy_implementation.RCLError
 
 
+def try_shutdown_ros() -> None:
+    """
+    Shut rclpy's default context down unless something else already has.
+
+    ``rclpy.try_shutdown`` checks the context, then shuts it down; rclpy's own signal handler
+    can shut it down in between (a Ctrl-C as the program ends), and the call then raises
+    RCLError 'rcl_shutdown already called'. That case is the wanted end; any other failure,
+    with the context still up, is raised.
+    """
+    import rclpy
+
+    try:
+        rclpy.try_shutdown()
+    except rcl_error():
+        if rclpy.ok():
+            raise
+
+
 def regroup_lifecycle_services(node: Any, group: Any,
                                wrap_change_state: Callable[[Callable], Callable]) -> None:
     """

@@ -37,6 +37,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
 from espnet_ros.ros.messages import image_message
@@ -171,7 +172,7 @@ def main(args: Optional[list[str]] = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        rclpy.try_shutdown()
+        try_shutdown_ros()
     return 0
 
 

@@ -44,7 +44,8 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
-from espnet_ros.compat import finish_rcl_logging, rcl_error, regroup_lifecycle_services
+from espnet_ros.compat import (finish_rcl_logging, rcl_error, regroup_lifecycle_services,
+                               try_shutdown_ros)
 from espnet_ros.imaging.outputs import points_groups_error
 from espnet_ros.imaging.pipeline import OutputRequest
 from espnet_ros.ros.camera_rig import CameraRig
@@ -541,7 +542,7 @@ def run(args: Optional[list[str]] = None) -> int:
         node = SegmenterNode()
     except ParameterStartupError as error:
         rclpy.logging.get_logger('segmenter').fatal(str(error))
-        rclpy.try_shutdown()
+        try_shutdown_ros()
         return 1
     except Exception:  # noqa: B902 - narrowed below
         if rclpy.ok():
@@ -573,7 +574,7 @@ def run(args: Optional[list[str]] = None) -> int:
         ignore_further_signals()
         executor.shutdown()
         node.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown_ros()
         finish_rcl_logging(node.context)
         # Remove the DDS participant now, so that peers see it go at once.
         if hasattr(node.context, 'destroy'):

@@ -43,6 +43,7 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.runtime.options import CompileMode, DEFAULT_THREADS, parse_size, threads_error
@@ -379,7 +380,7 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
                                        counts_before=counts_at_load)}
         results.update(load_ratios(results, results['loaded']))
     probe.destroy_node()
-    rclpy.try_shutdown()
+    try_shutdown_ros()
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         for index, rgb in enumerate(probe.overlays):

@@ -38,6 +38,7 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.streaming.diagnostics import DROPPED_KEY, RECEIVED_KEY
 from espnet_ros.streaming.stats import percentile
@@ -222,7 +223,7 @@ def run_cameras(args: argparse.Namespace, background: BackgroundLoad,
         for player in players:
             stop(player)
         probe.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown_ros()
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + '\n')

@@ -43,6 +43,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.outputs import OUTPUT_TOPICS
 from espnet_ros.ros.messages import image_message
@@ -325,7 +326,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         stop(segmenter)
         executor.shutdown()
         feeder.destroy_node()
-        rclpy.try_shutdown()
+        try_shutdown_ros()
     result = verdict(samples, latencies, args)
     # A node that leaks nothing but cannot stop cleanly fails the soak too.
     result['node_exit_status'] = segmenter.returncode
