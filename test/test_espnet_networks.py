@@ -25,6 +25,7 @@ from torch import nn
 from espnet_ros.networks.espnet import (ESP, esp_dilations, ESPNet, espnet_a, espnet_b,
                                         espnet_checkpoint_filter, ESPNetC, hierarchical_fusion,
                                         InputReinforcement, StridedESP)
+from espnet_ros.networks.layers import BNPReLU
 
 SHARED = Path(__file__).resolve().parents[1].parent / 'shared'
 WEIGHTS = SHARED / 'weights' / 'espnet'
@@ -188,6 +189,39 @@ def test_esp_residual_adds_input_before_normalisation() -> None:
     with torch.no_grad():
         fused = hierarchical_fusion([b(module.reduce(x)) for b in module.branches])
         assert torch.equal(module(x), module.norm(fused + x))
+
+
+def _random_norm(channels: int) -> BNPReLU:
+    norm = BNPReLU(channels)
+    with torch.no_grad():
+        for tensor in (norm.bn.running_mean, norm.bn.weight, norm.bn.bias, norm.act.weight):
+            tensor.copy_(torch.randn(channels))
+        norm.bn.running_var.copy_(torch.rand(channels) + 0.5)
+    return norm
+
+
+def test_normalising_the_parts_equals_normalising_their_concatenation() -> None:
+    """Eval mode normalises each part with its own channels' statistics, to the bit."""
+    torch.manual_seed(0)
+    norm = _random_norm(7).eval()
+    parts = [torch.randn(2, 3, 5, 4), torch.randn(2, 1, 5, 4), torch.randn(2, 3, 5, 4)]
+    with torch.no_grad():
+        assert torch.equal(norm.of_concatenation(parts), norm(torch.cat(parts, 1)))
+        assert torch.equal(norm.of_concatenation([torch.cat(parts, 1)]),
+                           norm(torch.cat(parts, 1)))
+
+
+def test_training_normalises_the_concatenation_and_updates_its_statistics() -> None:
+    """Training keeps batch statistics and running averages exactly as the module does."""
+    torch.manual_seed(0)
+    norm = _random_norm(7).train()
+    reference = _random_norm(7).train()
+    reference.load_state_dict(norm.state_dict())
+    parts = [torch.randn(2, 3, 5, 4), torch.randn(2, 4, 5, 4)]
+    assert torch.equal(norm.of_concatenation(parts), reference(torch.cat(parts, 1)))
+    for name, value in reference.state_dict().items():
+        assert torch.equal(norm.state_dict()[name], value), name
+    assert int(norm.bn.num_batches_tracked) == 1
 
 
 def test_hierarchical_fusion_sums_progressively() -> None:

@@ -156,8 +156,11 @@ class EncoderFeatures(NamedTuple):
     logits: Tensor  # N x C x H/8 x W/8
 
 
-def _concat(parts: list[Tensor]) -> Tensor:
-    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+def _normalised_concat(norm: nn.Module, parts: list[Tensor]) -> Tensor:
+    """Return ``norm`` (BNPReLU or Identity) of the channel concatenation of ``parts``."""
+    if isinstance(norm, BNPReLU):
+        return norm.of_concatenation(parts)
+    return parts[0] if len(parts) == 1 else norm(torch.cat(parts, 1))
 
 
 def _norm_after_concat(own: int, total: int) -> nn.Module:
@@ -205,15 +208,15 @@ class ESPEncoder(nn.Module):
             half, quarter = self.reinforcement(image)
             level1_parts.append(half)
             level2_tail.append(quarter)
-        level1 = self.level1_norm(_concat(level1_parts))
+        level1 = _normalised_concat(self.level1_norm, level1_parts)
         down2 = self.down2(level1)
         level2_parts = [self.stage2(down2)] + ([down2] if self.shortcuts else []) + level2_tail
-        level2 = self.level2_norm(_concat(level2_parts))
+        level2 = _normalised_concat(self.level2_norm, level2_parts)
         down3 = self.down3(level2)
         # The authors' concatenation orders (shortcut last at level 2, first at level 3), so
         # that the channels meet their checkpoints' batch norms.
         level3_parts = ([down3] if self.shortcuts else []) + [self.stage3(down3)]
-        logits = self.classifier(self.level3_norm(_concat(level3_parts)))
+        logits = self.classifier(_normalised_concat(self.level3_norm, level3_parts))
         return EncoderFeatures(stem, level1, level2, logits)
 
     def forward(self, image: Tensor) -> Tensor:
@@ -304,8 +307,9 @@ class ESPNet(nn.Module):
         """Return N x C x H x W logits for an N x 3 x H x W image."""
         features = self.encoder.features(image)
         level3 = self.level3_up(self.level3_bn(features.logits))
-        level2 = torch.cat([self.level2_proj(features.level2), level3], 1)
-        level2 = self.level2_merge(self.level2_merge_norm(level2))
+        level2 = self.level2_merge_norm.of_concatenation(
+            [self.level2_proj(features.level2), level3])
+        level2 = self.level2_merge(level2)
         level2 = self.level2_up(level2)
         skip = features.stem if self.skip_stem else features.level1
         return self.classifier(self.level1_merge(torch.cat([level2, skip], 1)))

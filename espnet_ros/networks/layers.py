@@ -20,9 +20,11 @@ that :func:`espnet_ros.runtime.runners.fold_batch_norms` can find every convolut
 ones too) that is followed by a batch norm and fold the two together for inference.
 """
 
-from typing import Optional
+from typing import Optional, Sequence
 
+import torch
 from torch import nn, Tensor
+import torch.nn.functional as F
 
 # ESPNet (2018) trained its batch norms with eps=1e-3; ESPNetv2 kept PyTorch's 1e-5.
 ESPNET_BN_EPS = 1e-3
@@ -47,6 +49,29 @@ class BNPReLU(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.bn(x))
+
+    def of_concatenation(self, parts: Sequence[Tensor]) -> Tensor:
+        """
+        Return ``self(torch.cat(parts, 1))``: in eval mode each part normalised on its own.
+
+        Batch norm and PReLU act per channel, so the result is the same to the bit, and a
+        compiler can write each part's result straight into its slice of the output instead
+        of building the concatenation first (inductor built ESPNet's level-1 concatenation in
+        NCHW and transposed it twice; docs/performance.md). Training concatenates first, so
+        that batch statistics and their running averages are kept as the module keeps them.
+        """
+        if self.training or len(parts) == 1:
+            return self(torch.cat(list(parts), 1))
+        bn, slope, shared = self.bn, self.act.weight, self.act.num_parameters == 1
+        normalised, start = [], 0
+        for part in parts:
+            end = start + part.shape[1]
+            channels = slice(start, end)
+            scaled = F.batch_norm(part, bn.running_mean[channels], bn.running_var[channels],
+                                  bn.weight[channels], bn.bias[channels], False, 0.0, bn.eps)
+            normalised.append(F.prelu(scaled, slope if shared else slope[channels]))
+            start = end
+        return torch.cat(normalised, 1)
 
 
 class ConvBN(nn.Module):
