@@ -307,9 +307,11 @@ class ESPNet(nn.Module):
         """Return N x C x H x W logits for an N x 3 x H x W image."""
         features = self.encoder.features(image)
         level3 = self.level3_up(self.level3_bn(features.logits))
-        level2 = self.level2_merge_norm.of_concatenation(
-            [self.level2_proj(features.level2), level3])
-        level2 = self.level2_merge(level2)
+        # Concatenated first: normalised part by part, the transposed convolution's output
+        # would meet a batch norm of its own, which inductor folds into it wrongly (the
+        # labels of a compiled graph came out wrong; docs/performance.md).
+        level2 = torch.cat([self.level2_proj(features.level2), level3], 1)
+        level2 = self.level2_merge(self.level2_merge_norm(level2))
         level2 = self.level2_up(level2)
         skip = features.stem if self.skip_stem else features.level1
         return self.classifier(self.level1_merge(torch.cat([level2, skip], 1)))
