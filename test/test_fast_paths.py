@@ -15,6 +15,7 @@
 
 """Mixed precision, labels computed in the compiled graph, kept host memory, bench workers."""
 
+import copy
 from pathlib import Path
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import pytest
 import torch
 from torch import nn
 
+from espnet_ros.runtime import head
 from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, SegmentationEngine
 from espnet_ros.runtime.mixed_precision import (apply_mixed_precision, BFloat16Conv,
                                                 cpu_bf16_supported, supports_mixed_precision)
@@ -57,6 +59,46 @@ def test_compiled_class_labels_equal_argmax_including_ties(memory_format) -> Non
     assert labels.dtype == torch.uint8 and labels.shape == (2, 16, 24)
     assert torch.equal(labels, logits.argmax(1).to(torch.uint8))
     assert torch.equal(class_labels(logits), labels)
+
+
+@pytest.mark.parametrize('bias', (False, True))
+def test_phase_planes_are_the_transposed_convolution_class_by_class(bias: bool) -> None:
+    torch.manual_seed(0)
+    last = nn.ConvTranspose2d(6, 5, 2, stride=2, bias=bias)
+    features = torch.randn(2, 6, 3, 4).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = last(features)  # 2 x 5 x 6 x 8
+        planes = head.phase_planes(features, last)  # (2 * 4) x 5 x 3 x 4
+        per_class = torch.stack([head.interleave_phases(planes[:, index], 2)
+                                 for index in range(5)], 1)
+    assert planes.shape == (8, 5, 3, 4)
+    torch.testing.assert_close(per_class, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_only_a_plain_2x2_stride_2_last_layer_is_split(pretrained: Pretrained) -> None:
+    network = pretrained('espnet_p2q8_cityscapes')
+    split = head.upsampling_classifier(network)
+    assert split is not None and split[1] is network.classifier
+    assert head.upsampling_classifier(pretrained('espnet_c_p2q8_cityscapes')) is None
+    other = copy.deepcopy(network)  # the fixture's networks are shared
+    other.classifier = nn.ConvTranspose2d(20, 20, 2, stride=2, output_padding=1)
+    assert head.upsampling_classifier(other) is None
+
+
+@pytest.mark.parametrize('name', ('espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'))
+def test_the_labels_head_gives_the_labels_of_the_logits(name: str, pretrained: Pretrained,
+                                                        street_bgr: np.ndarray) -> None:
+    network = pretrained(name).eval()
+    batch = torch.cat([street_batch(network, name, street_bgr)] * 2)
+    batch[1] = batch[1].flip(-1)  # two different images in one batch
+    with torch.no_grad():
+        logits = network(batch)
+        labels = head.Labels(network)(batch)
+        both = head.LabelsAndConfidence(network)(batch)
+    # The same products summed in another order: only near-ties may land elsewhere.
+    assert (labels == head.labels(logits, batch.shape[-2:])).float().mean() > 0.9999
+    assert torch.equal(both[0], labels)
+    torch.testing.assert_close(both[1], head.confidence(logits), rtol=1e-4, atol=1e-5)
 
 
 def test_mixed_precision_wraps_exactly_the_named_convolutions(pretrained: Pretrained) -> None:

@@ -305,6 +305,10 @@ class ESPNet(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         """Return N x C x H x W logits for an N x 3 x H x W image."""
+        return self.classifier(self.classifier_input(image))
+
+    def classifier_input(self, image: Tensor) -> Tensor:
+        """Return the N x width x H/2 x W/2 map the last transposed convolution upsamples."""
         features = self.encoder.features(image)
         level3 = self.level3_up(self.level3_bn(features.logits))
         # Concatenated first: normalised part by part, the transposed convolution's output
@@ -314,7 +318,7 @@ class ESPNet(nn.Module):
         level2 = self.level2_merge(self.level2_merge_norm(level2))
         level2 = self.level2_up(level2)
         skip = features.stem if self.skip_stem else features.level1
-        return self.classifier(self.level1_merge(torch.cat([level2, skip], 1)))
+        return self.level1_merge(torch.cat([level2, skip], 1))
 
     def bf16_tolerant_convolutions(self) -> list[str]:
         """

@@ -35,7 +35,8 @@ from torch import nn
 
 # Bumped whenever what a package computes, or how it is built, changes.
 # 2: built from weights with subnormals flushed; 3: a labels graph beside labels+confidence;
-# 4: ESPNet's concatenations normalised part by part (the same labels, a faster graph)
+# 4: ESPNet's concatenations normalised part by part, its last layer in the head
+# (phase planes)
 FORMAT_VERSION = 4
 # Characters a model name keeps in an entry's file name; anything else becomes '_'.
 _UNSAFE_IN_NAME = re.compile(r'[^A-Za-z0-9_-]')

@@ -19,15 +19,21 @@ The network's N x C x h x w logits are upsampled bilinearly to the input's H x W
 authors did), the label of a pixel is its first largest class (uint8) and its confidence the
 winning class's softmax probability (float32). Every runner (eager, compiled in the
 process, ONNX Runtime) and the compiled graphs of the cache end in these functions, so that
-they all compute the same thing.
+they all compute the same thing. The compiled graphs (:class:`Labels`,
+:class:`LabelsAndConfidence`) take ESPNet's last layer, a 2x2 stride-2 transposed
+convolution, into the head: as class planes per output phase, which a CPU reads as vectors.
 """
 
-from typing import Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from espnet_ros.runtime.postprocess import class_labels, upsample_logits
+
+# A 2x2 stride-2 transposed convolution writes each input pixel to a 2x2 block of outputs:
+# one output phase per kernel position.
+PHASES = 2
 
 
 def labels(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -47,6 +53,78 @@ def labels_and_confidence(logits: torch.Tensor, size: Sequence[int]
     return class_labels(upsampled), confidence(upsampled)
 
 
+def upsampling_classifier(network: nn.Module
+                          ) -> Optional[tuple[Callable[[torch.Tensor], torch.Tensor],
+                                              nn.ConvTranspose2d]]:
+    """
+    Return the network's features and last layer if that is a 2x2 stride-2 transposed conv.
+
+    ESPNet ends so (``classifier_input`` and ``classifier``); a network that does not, or
+    whose last layer is anything else, gives None and its head takes the logits.
+    """
+    features = getattr(network, 'classifier_input', None)
+    last = getattr(network, 'classifier', None)
+    if features is None or type(last) is not nn.ConvTranspose2d:
+        return None
+    plain = (last.kernel_size == (PHASES, PHASES) and last.stride == (PHASES, PHASES)
+             and last.padding == (0, 0) and last.output_padding == (0, 0)
+             and last.dilation == (1, 1) and last.groups == 1)
+    return (features, last) if plain else None
+
+
+def phase_planes(features: torch.Tensor, last: nn.ConvTranspose2d) -> torch.Tensor:
+    """
+    Return ``last(features)`` as (N * 4) x C x h x w class planes, one per output phase.
+
+    Output pixel (2i + a, 2j + b) is phase (a, b) of input pixel (i, j): a C x C_in product.
+    One matrix product writes every phase's classes as planes along the pixels, which the
+    arg-max and softmax then read as vectors; the transposed convolution's own output puts
+    the classes of a pixel together (channels-last), and an arg-max over those runs scalar
+    (docs/performance.md).
+    """
+    batch, channels, height, width = features.shape
+    weight = last.weight  # C_in x C x 2 x 2
+    rows = weight.permute(2, 3, 1, 0).reshape(-1, channels)  # (a, b, class) x C_in
+    pixels = features.to(weight.dtype).permute(0, 2, 3, 1).reshape(batch, -1, channels)
+    # One product per image: torch.matmul would fold the batch into the pixels and compute
+    # the transposed product, which puts the classes of a pixel together again.
+    planes = torch.stack([torch.mm(rows, image.t()) for image in pixels])  # N x 4C x h*w
+    if last.bias is not None:
+        planes = planes + last.bias.repeat(PHASES * PHASES)[:, None]
+    return planes.reshape(batch * PHASES * PHASES, -1, height, width)
+
+
+def interleave_phases(per_phase: torch.Tensor, batch: int) -> torch.Tensor:
+    """Return (N * 4) x h x w phase maps as N x 2h x 2w: phase (a, b) at (2i + a, 2j + b)."""
+    _, height, width = per_phase.shape
+    grid = per_phase.reshape(batch, PHASES, PHASES, height, width).permute(0, 3, 1, 4, 2)
+    return grid.reshape(batch, PHASES * height, PHASES * width)
+
+
+def _phase_size(features: torch.Tensor) -> tuple[int, int]:
+    return PHASES * features.shape[-2], PHASES * features.shape[-1]
+
+
+def _through_head(network: nn.Module, batch: torch.Tensor, *, with_confidence: bool
+                  ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Return the labels (and confidence) of ``batch``, by phase planes where they apply."""
+    size = tuple(batch.shape[-2:])
+    split = upsampling_classifier(network)
+    if split is None:
+        logits = network(batch)
+    else:
+        features = split[0](batch)
+        if _phase_size(features) != size:
+            logits = split[1](features)
+        else:
+            planes = phase_planes(features, split[1])
+            found = interleave_phases(class_labels(planes), batch.shape[0])
+            if not with_confidence:
+                return found
+            return found, interleave_phases(confidence(planes), batch.shape[0])
+    return labels_and_confidence(logits, size) if with_confidence else labels(logits, size)
+
+
 class Labels(nn.Module):
     """
     A network with the labels head: N x 3 x H x W float input -> N x H x W uint8 labels.
@@ -63,7 +141,7 @@ class Labels(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Return the labels of ``batch`` at its resolution."""
-        return labels(self.network(batch), batch.shape[-2:])
+        return _through_head(self.network, batch, with_confidence=False)
 
 
 class LabelsAndConfidence(nn.Module):
@@ -81,7 +159,7 @@ class LabelsAndConfidence(nn.Module):
 
     def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the labels and confidence of ``batch`` at its resolution."""
-        return labels_and_confidence(self.network(batch), batch.shape[-2:])
+        return _through_head(self.network, batch, with_confidence=True)
 
 
 # The graphs of a compiled package, by name; a frame runs the one it needs

@@ -166,8 +166,7 @@ class TorchRunner(Runner):
                 # Labels in the same graph: the arg-max fuses into the last kernels and the
                 # full-size logits are never written out.
                 self._compiled_labels = with_frozen_weights(torch.compile(
-                    lambda batch: head.labels(self.network(batch), batch.shape[-2:]),
-                    dynamic=False, options=options))
+                    head.Labels(self.network), dynamic=False, options=options))
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
