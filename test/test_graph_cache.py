@@ -33,6 +33,7 @@ from cache_helpers import engine_over, entry_files, private_copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from espnet_ros.runtime.engine import (EngineConfig, EngineConfigError, probe_frame,
                                        SegmentationEngine)
@@ -200,8 +201,9 @@ def test_building_an_engine_starts_nothing(tmp_path: Path, weights_dir: Path) ->
         served.close()
 
 
-def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Path) -> None:
-    """Labels alone would pass: logits doubled keep every arg-max, not the probabilities."""
+def _entry_network_and_probe(cache: Path, weights_dir: Path
+                             ) -> tuple[GraphKey, nn.Module, torch.Tensor]:
+    """Return the cached entry's key, the default model freshly loaded, and a probe batch."""
     from espnet_ros.zoo.registry import get_spec, load
 
     _, sidecar = entry_files(cache)
@@ -209,7 +211,12 @@ def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Pa
     network = load(DEFAULT_MODEL, weights_dir)
     engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
                                 EngineConfig(input_size=SIZE))
-    probe = engine.preprocess([probe_frame(*SIZE)]).float()
+    return key, network, engine.preprocess([probe_frame(*SIZE)]).float()
+
+
+def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Path) -> None:
+    """Labels alone would pass: logits doubled keep every arg-max, not the probabilities."""
+    key, network, probe = _entry_network_and_probe(cache, weights_dir)
     with open_store(cache) as store:
         load_verified(Entry(cache, key), prepare_network(network, key.precision), probe, store)
         with torch.no_grad():
@@ -222,14 +229,7 @@ def test_a_graph_whose_confidence_drifts_is_refused(cache: Path, weights_dir: Pa
 def test_frames_without_confidence_run_the_labels_graph(cache: Path,
                                                         weights_dir: Path) -> None:
     """The package holds a labels graph, and a frame that asks no confidence runs only it."""
-    from espnet_ros.zoo.registry import get_spec, load
-
-    _, sidecar = entry_files(cache)
-    key = GraphKey.from_json(json.loads(sidecar.read_text())['key'])
-    network = load(DEFAULT_MODEL, weights_dir)
-    engine = SegmentationEngine(get_spec(DEFAULT_MODEL), network,
-                                EngineConfig(input_size=SIZE))
-    probe = engine.preprocess([probe_frame(*SIZE)]).float()
+    key, network, probe = _entry_network_and_probe(cache, weights_dir)
     with open_store(cache) as store:
         graph = load_verified(Entry(cache, key), prepare_network(network, key.precision),
                               probe, store)
