@@ -157,10 +157,8 @@ class EncoderFeatures(NamedTuple):
 
 
 def _normalised_concat(norm: nn.Module, parts: list[Tensor]) -> Tensor:
-    """Return ``norm`` (BNPReLU or Identity) of the channel concatenation of ``parts``."""
-    if isinstance(norm, BNPReLU):
-        return norm.of_concatenation(parts)
-    return parts[0] if len(parts) == 1 else norm(torch.cat(parts, 1))
+    """Return ``norm`` of the channel concatenation of ``parts`` (Identity: a single part)."""
+    return norm.of_concatenation(parts) if isinstance(norm, BNPReLU) else norm(parts[0])
 
 
 def _norm_after_concat(own: int, total: int) -> nn.Module:

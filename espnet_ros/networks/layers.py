@@ -60,7 +60,9 @@ class BNPReLU(nn.Module):
         NCHW and transposed it twice; docs/performance.md). Training concatenates first, so
         that batch statistics and their running averages are kept as the module keeps them.
         """
-        if self.training or len(parts) == 1:
+        if len(parts) == 1:
+            return self(parts[0])
+        if self.training:
             return self(torch.cat(list(parts), 1))
         bn, slope, shared = self.bn, self.act.weight, self.act.num_parameters == 1
         normalised, start = [], 0

@@ -101,28 +101,19 @@ def interleave_phases(per_phase: torch.Tensor, batch: int) -> torch.Tensor:
     return grid.reshape(batch, PHASES * height, PHASES * width)
 
 
-def _phase_size(features: torch.Tensor) -> tuple[int, int]:
-    return PHASES * features.shape[-2], PHASES * features.shape[-1]
-
-
 def _through_head(network: nn.Module, batch: torch.Tensor, *, with_confidence: bool
                   ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """Return the labels (and confidence) of ``batch``, by phase planes where they apply."""
-    size = tuple(batch.shape[-2:])
     split = upsampling_classifier(network)
     if split is None:
-        logits = network(batch)
-    else:
-        features = split[0](batch)
-        if _phase_size(features) != size:
-            logits = split[1](features)
-        else:
-            planes = phase_planes(features, split[1])
-            found = interleave_phases(class_labels(planes), batch.shape[0])
-            if not with_confidence:
-                return found
-            return found, interleave_phases(confidence(planes), batch.shape[0])
-    return labels_and_confidence(logits, size) if with_confidence else labels(logits, size)
+        logits, size = network(batch), batch.shape[-2:]
+        return labels_and_confidence(logits, size) if with_confidence else labels(logits, size)
+    # ESPNet takes only sizes that are multiples of 8, so the phases fill the input's grid.
+    planes = phase_planes(split[0](batch), split[1])
+    found = interleave_phases(class_labels(planes), batch.shape[0])
+    if not with_confidence:
+        return found
+    return found, interleave_phases(confidence(planes), batch.shape[0])
 
 
 class Labels(nn.Module):
