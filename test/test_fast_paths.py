@@ -85,6 +85,10 @@ def test_only_a_plain_2x2_stride_2_last_layer_is_split(pretrained: Pretrained) -
     assert head.upsampling_classifier(other) is None
 
 
+def _refuse(features: torch.Tensor) -> torch.Tensor:
+    raise AssertionError('the head ran the transposed convolution')
+
+
 @pytest.mark.parametrize('name', ('espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'))
 def test_the_labels_head_gives_the_labels_of_the_logits(name: str, pretrained: Pretrained,
                                                         street_bgr: np.ndarray) -> None:
@@ -93,8 +97,11 @@ def test_the_labels_head_gives_the_labels_of_the_logits(name: str, pretrained: P
     batch[1] = batch[1].flip(-1)  # two different images in one batch
     with torch.no_grad():
         logits = network(batch)
-        labels = head.Labels(network)(batch)
-        both = head.LabelsAndConfidence(network)(batch)
+        # The heads take the last layer's weights, never its output (channels-last logits).
+        split = copy.deepcopy(network)
+        split.classifier.forward = _refuse
+        labels = head.Labels(split)(batch)
+        both = head.LabelsAndConfidence(split)(batch)
     # The same products summed in another order: only near-ties may land elsewhere.
     assert (labels == head.labels(logits, batch.shape[-2:])).float().mean() > 0.9999
     assert torch.equal(both[0], labels)
