@@ -66,13 +66,21 @@ def node_diagnostics(probe: Probe, recorder) -> Optional[dict]:
     return None
 
 
+def command_line(process: psutil.Process) -> str:
+    """Return the command line of ``process``; '' once it has ended (zombies included)."""
+    try:
+        return ' '.join(process.cmdline())
+    except psutil.NoSuchProcess:  # ZombieProcess too: a short-lived child not yet reaped
+        return ''
+
+
 def builders_of(pid: int) -> list[psutil.Process]:
     """Return the graph builders among the descendants of process ``pid``."""
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [child for child in children if BUILDER_MODULE in ' '.join(child.cmdline())]
+    return [child for child in children if BUILDER_MODULE in command_line(child)]
 
 
 def wait_gone(processes: list[psutil.Process]) -> list[psutil.Process]:
