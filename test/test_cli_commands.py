@@ -54,6 +54,26 @@ def test_each_command_has_its_full_parser(name: str, capsys: pytest.CaptureFixtu
     assert f'usage: espnet-ros {name}' in capsys.readouterr().out
 
 
+TIMED_COMMANDS = ('bench', 'bench-cloud', 'bench-groups', 'bench-startup')
+
+
+@pytest.mark.parametrize('name', TIMED_COMMANDS)
+@pytest.mark.parametrize('arguments, reason', [
+    (['--repeats', '0'], 'argument --repeats: must be at least 1, got 0'),
+    (['--repeats', 'many'], "argument --repeats: 'many' is not an integer"),
+    (['--warmup', '-1'], 'argument --warmup: must be at least 0, got -1'),
+])
+def test_benchmarks_refuse_run_counts_with_a_reason(name: str, arguments: list, reason: str,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A count of runs a benchmark cannot time is refused before anything is built."""
+    if name == 'bench-startup' and arguments[0] == '--warmup':
+        reason = 'unrecognized arguments: --warmup -1'  # it times every phase from a start
+    with pytest.raises(SystemExit) as end:
+        cli_main([name, *arguments])
+    assert end.value.code == 2
+    assert reason in capsys.readouterr().err
+
+
 def test_models_name_prints_the_class_table(capsys: pytest.CaptureFixture,
                                             weights_dir: Path) -> None:
     """One model: its registry line, then id, class name and palette colour per class."""

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from espnet_ros.cli.commands import help_of
-from espnet_ros.cli.common import add_threads_argument, parse_size
+from espnet_ros.cli.common import add_threads_argument, add_timing_arguments, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime.engine import check_input_size, resolve_device
@@ -96,8 +96,7 @@ def register(subparsers: SubParsers) -> None:
                         help='also measure compile_mode jit (torch.compile in the process) '
                              'and backend auto on its compiled graph from the cache (tens of '
                              'seconds per model to compile)')
-    parser.add_argument('--repeats', type=int, default=30, help='timed runs per variant')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed runs per variant')
+    add_timing_arguments(parser, 'variant')
     parser.add_argument('--camera', type=parse_size, default=(1024, 512),
                         help='camera frame WxH for the frame path (default 1024x512)')
     parser.add_argument('--images', nargs='+', type=Path,
@@ -108,7 +107,6 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--background-load', type=int, default=0, metavar='N',
                         help='also time every variant with N cores kept busy by processes the '
                              'benchmark starts and stops (quiet and loaded in one run)')
-    parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
     parser.add_argument('--plot', type=Path, help='bar chart of frames per second (PNG)')
     parser.add_argument('--markdown', action='store_true', help="print the README's table")
     parser.set_defaults(run=run)
@@ -264,8 +262,6 @@ def _flushing_denormals(function: Callable[..., Any], *args: Any, **kwargs: Any)
 
 def run(args: argparse.Namespace) -> int:
     """Measure every requested configuration, print and write the results."""
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError('--repeats must be at least 1 and --warmup at least 0')
     reason = load_error(args.background_load)
     if reason:
         raise ValueError(reason)

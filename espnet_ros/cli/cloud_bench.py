@@ -17,10 +17,9 @@
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from espnet_ros.cli.common import parse_size
+from espnet_ros.cli.common import add_timing_arguments, parse_size
 from espnet_ros.compat import SubParsers
 
 DEFAULT_SIZES = ((640, 480), (1280, 720))
@@ -45,9 +44,7 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--size', action='append', type=parse_size,
                         help='depth and label image WxH, repeatable (default 640x480 and '
                              '1280x720)')
-    parser.add_argument('--repeats', type=int, default=30, help='timed runs per path')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed runs per path')
-    parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
+    add_timing_arguments(parser, 'path')
     parser.set_defaults(run=run)
 
 
@@ -65,8 +62,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print and write the rows."""
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError('--repeats must be at least 1 and --warmup at least 0')
     # Imported here: the other subcommands work without ROS 2 installed.
     from espnet_ros.tools import cloud_bench
 

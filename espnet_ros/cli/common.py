@@ -49,6 +49,9 @@ FAILED_STATUS = 1
 MAX_BATCH = 64
 KIB = 1024
 FULL_HD_FRAME_BYTES = 1920 * 1080 * 3 * 8  # the frame, its outputs and the network's copies
+# A benchmark's timed and untimed runs per variant or path, unless told otherwise.
+DEFAULT_REPEATS = 30
+DEFAULT_WARMUP = 3
 # Where commands write what they make unless told otherwise; git-ignored in the source tree.
 OUTPUT_DIR = Path('out')
 SIZE_HELP = ('network input WxH, multiples of the network stride; a 0 side (640x0) follows the '
@@ -162,6 +165,28 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """Parse an integer of at least 0, as an argparse type."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be at least 0, got {value}')
+    return value
+
+
+def add_timing_arguments(parser: argparse.ArgumentParser, unit: str, *, warmup: bool = True,
+                         json_help: str = 'write the rows here (a JSON list)') -> None:
+    """Add a benchmark's --repeats and --warmup (runs per ``unit``) and --json."""
+    parser.add_argument('--repeats', type=positive_int, default=DEFAULT_REPEATS,
+                        help=f'timed runs per {unit}')
+    if warmup:
+        parser.add_argument('--warmup', type=non_negative_int, default=DEFAULT_WARMUP,
+                            help=f'untimed runs per {unit}')
+    parser.add_argument('--json', type=Path, help=json_help)
 
 
 def available_memory() -> Optional[int]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from espnet_ros.cli.cloud_bench import DEFAULT_SIZES
-from espnet_ros.cli.common import parse_size
+from espnet_ros.cli.common import add_timing_arguments, parse_size
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import DEFAULT_MODEL
 
@@ -47,9 +47,7 @@ def register(subparsers: SubParsers) -> None:
                         help='registry model whose classes are grouped (class count, stride)')
     parser.add_argument('--label-map', type=Path, metavar='FILE',
                         help='label map (default config/cityscapes_groups.yaml)')
-    parser.add_argument('--repeats', type=int, default=30, help='timed runs per path')
-    parser.add_argument('--warmup', type=int, default=3, help='untimed runs per path')
-    parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
+    add_timing_arguments(parser, 'path')
     parser.set_defaults(run=run)
 
 
@@ -74,8 +72,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print and write the rows."""
-    if args.repeats < 1 or args.warmup < 0:
-        raise ValueError('--repeats must be at least 1 and --warmup at least 0')
     from espnet_ros.tools import groups_bench  # PyTorch: only for this command
 
     options = {'model': args.model}

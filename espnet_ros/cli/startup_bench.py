@@ -16,11 +16,11 @@
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from espnet_ros.cli.commands import help_of
-from espnet_ros.cli.common import add_model_arguments, add_threads_argument, parse_size
+from espnet_ros.cli.common import (add_model_arguments, add_threads_argument,
+                                   add_timing_arguments, parse_size)
 from espnet_ros.compat import SubParsers
 
 EPILOG = """\
@@ -48,8 +48,8 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument('--size', type=parse_size, default=(512, 256),
                         help='network input WxH (default 512x256)')
     add_threads_argument(parser)
-    parser.add_argument('--repeats', type=int, default=30, help='timed frames per phase')
-    parser.add_argument('--json', type=Path, help='write the rows here (a JSON list)')
+    add_timing_arguments(parser, 'phase', warmup=False,
+                         json_help='write the request and its rows here (a JSON object)')
     parser.set_defaults(run=run)
 
 
@@ -65,8 +65,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure, print and write the rows."""
-    if args.repeats < 1:
-        raise ValueError('--repeats must be at least 1')
     from espnet_ros.tools import startup_bench
 
     request = startup_bench.Request(
