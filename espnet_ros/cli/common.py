@@ -156,26 +156,22 @@ def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
     return engine
 
 
-def positive_int(text: str) -> int:
-    """Parse an integer of at least 1, as an argparse type."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """Return an argparse type that parses an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        """Parse ``text``; refuse it with the reason if it is no such integer."""
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {value}')
+        return value
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """Parse an integer of at least 0, as an argparse type."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f'must be at least 0, got {value}')
-    return value
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser, unit: str, *, warmup: bool = True,
