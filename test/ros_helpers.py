@@ -128,6 +128,11 @@ def header_at(nanoseconds: int, frame_id: str) -> Header:
                              nanosec=nanoseconds % 1_000_000_000), frame_id=frame_id)
 
 
+def rgb_at(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Return a BGR picture resized to ``size`` (W, H) as the contiguous RGB a camera sends."""
+    return np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)[..., ::-1])
+
+
 def camera_image(rgb: np.ndarray, encoding: str, header: Header,
                  row_padding: int = 0) -> Image:
     """Return ``rgb`` as a sensor_msgs/Image in ``encoding``, rows padded by junk bytes."""
@@ -392,6 +397,17 @@ def serving_with_depth(probe: Probe, node: NodeProcess, topics: dict[str, str]
     with serving(probe, node, topics['image']):
         probe.spin_until(lambda: probe.node.count_subscribers(topics['depth/image']),
                          START_TIMEOUT_S, 'the depth subscription')
+        yield node
+
+
+@contextmanager
+def depth_segmenter(probe: Probe, parameters: dict[str, Any], topics: dict[str, str], *,
+                    weights_dir: Path, namespace: str, log_dir: Path
+                    ) -> Iterator[NodeProcess]:
+    """Start the segmenter in ``namespace``, inputs remapped to ``topics``; serve it with depth."""
+    node = NodeProcess('segmenter', parameters, weights_dir=weights_dir, namespace=namespace,
+                       remaps=tuple(topics.items()), log_dir=log_dir)
+    with serving_with_depth(probe, node, topics):
         yield node
 
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from builtin_interfaces.msg import Time
-import cv2
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from ros_helpers import (camera_image, header_at, image_array, input_publishers, NodeProcess,
-                         Probe, send_until_answered, serving_with_depth, stamp_ns)
+from ros_helpers import (camera_image, depth_segmenter, header_at, image_array,
+                         input_publishers, NodeProcess, Probe, rgb_at, send_until_answered,
+                         stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
@@ -98,18 +98,16 @@ BAD_FILES = {
 @pytest.fixture(scope='module')
 def street_rgb(street_bgr: np.ndarray) -> np.ndarray:
     """Return the Cityscapes street at the network's size, RGB."""
-    return np.ascontiguousarray(cv2.resize(street_bgr, SIZE,
-                                           interpolation=cv2.INTER_AREA)[..., ::-1])
+    return rgb_at(street_bgr, SIZE)
 
 
 @pytest.fixture(scope='module')
 def segmenter(probe: Probe, weights_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """Start the node with the Cityscapes groups and the obstacle cloud."""
-    node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
-                       namespace=NAMESPACE, remaps=tuple(TOPICS.items()),
-                       log_dir=tmp_path_factory.mktemp('label_groups'))
-    with serving_with_depth(probe, node, TOPICS):
+    with depth_segmenter(probe, NODE_PARAMETERS, TOPICS, weights_dir=weights_dir,
+                         namespace=NAMESPACE,
+                         log_dir=tmp_path_factory.mktemp('label_groups')) as node:
         yield node
 
 

@@ -27,14 +27,13 @@ from pathlib import Path
 import time
 from typing import Any, Callable, Iterator
 
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, header_at,
-                         image_array, NodeProcess, Probe, send_until_answered, serving,
+                         image_array, NodeProcess, Probe, rgb_at, send_until_answered, serving,
                          stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
@@ -87,9 +86,7 @@ def engine(weights_dir: Path) -> SegmentationEngine:
 @pytest.fixture(scope='module')
 def pictures(street_bgr: np.ndarray) -> dict[str, np.ndarray]:
     """Return each camera's RGB frame: the street scene at that camera's size."""
-    return {name: np.ascontiguousarray(cv2.resize(street_bgr, size,
-                                                  interpolation=cv2.INTER_AREA)[..., ::-1])
-            for name, (size, _) in CAMERAS.items()}
+    return {name: rgb_at(street_bgr, size) for name, (size, _) in CAMERAS.items()}
 
 
 @pytest.fixture(scope='module')

@@ -32,13 +32,13 @@ import time
 from typing import Any, Callable, Iterator, Optional
 
 from builtin_interfaces.msg import Time
-import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 from message_filters import Subscriber, TimeSynchronizer
 import numpy as np
 import pytest
-from ros_helpers import (camera_image, diagnostic_values, header_at, input_publishers, NodeProcess,
-                         Probe, RECORD_QOS, send_until_answered, serving_with_depth, stamp_ns)
+from ros_helpers import (camera_image, depth_segmenter, diagnostic_values, header_at,
+                         input_publishers, NodeProcess, Probe, RECORD_QOS, rgb_at,
+                         send_until_answered, stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
@@ -104,17 +104,14 @@ def depth_info(header: Any) -> CameraInfo:
 
 @pytest.fixture(scope='module')
 def street_rgb(street_bgr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(cv2.resize(street_bgr, CAMERA_SIZE,
-                                           interpolation=cv2.INTER_AREA)[..., ::-1])
+    return rgb_at(street_bgr, CAMERA_SIZE)
 
 
 @pytest.fixture(scope='module')
 def segmenter(probe: Probe, weights_dir: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    node = NodeProcess('segmenter', NODE_PARAMETERS, weights_dir=weights_dir,
-                       namespace=NAMESPACE, remaps=tuple(TOPICS.items()),
-                       log_dir=tmp_path_factory.mktemp('points'))
-    with serving_with_depth(probe, node, TOPICS):
+    with depth_segmenter(probe, NODE_PARAMETERS, TOPICS, weights_dir=weights_dir,
+                         namespace=NAMESPACE, log_dir=tmp_path_factory.mktemp('points')) as node:
         yield node
 
 
