@@ -26,6 +26,7 @@ from typing import Callable, Optional, Protocol
 
 import cv2
 
+from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.cli.commands import INTERRUPTED_STATUS
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.imaging.pipeline import OutputRequest
@@ -154,24 +155,6 @@ def engine_from_args(args: argparse.Namespace) -> SegmentationEngine:
         log=lambda text: print(text, file=sys.stderr), label_map=label_map)
     engine.start_background()  # the compiled graph compile_mode asks for, if any
     return engine
-
-
-def int_at_least(minimum: int) -> Callable[[str], int]:
-    """Return an argparse type that parses an integer of at least ``minimum``."""
-    def parse(text: str) -> int:
-        """Parse ``text``; refuse it with the reason if it is no such integer."""
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f'must be at least {minimum}, got {value}')
-        return value
-    return parse
-
-
-positive_int = int_at_least(1)
-non_negative_int = int_at_least(0)
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser, unit: str, *, warmup: bool = True,

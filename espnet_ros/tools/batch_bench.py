@@ -32,6 +32,7 @@ import statistics
 import time
 from typing import Optional
 
+from espnet_ros.argument_types import positive_int
 from espnet_ros.imaging.codec import DecodedImage
 from espnet_ros.imaging.pipeline import OutputRequest, run_frames
 from espnet_ros.runtime.engine import probe_frame, SegmentationEngine
@@ -91,8 +92,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help='network input size (default 1024x512)')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
-    parser.add_argument('--cameras', type=int, nargs='+', default=[1, 2, 4])
-    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--cameras', type=positive_int, nargs='+', default=[1, 2, 4])
+    parser.add_argument('--repeats', type=positive_int, default=20)
     parser.add_argument('--json', type=Path)
     args = parser.parse_args(argv)
     engine = SegmentationEngine.from_pretrained(args.model, input_size=tuple(args.size),

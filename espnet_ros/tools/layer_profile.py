@@ -37,6 +37,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.compat import inductor_config_patch
 from espnet_ros.runtime.engine import probe_frame
 from espnet_ros.runtime.options import parse_size
@@ -111,9 +112,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument('--size', type=parse_size, default=(512, 256), help='network WxH')
     parser.add_argument('--precision', default='mixed', help='fp32, mixed or bf16')
     parser.add_argument('--compile-mode', default='jit', help='eager or jit')
-    parser.add_argument('--threads', type=int, default=0, help='0: half the usable cores')
-    parser.add_argument('--frames', type=int, default=20)
-    parser.add_argument('--rows', type=int, default=25)
+    parser.add_argument('--threads', type=non_negative_int, default=0,
+                        help='0: half the usable cores')
+    parser.add_argument('--frames', type=positive_int, default=20)
+    parser.add_argument('--rows', type=positive_int, default=25)
     parser.add_argument('--image', type=Path, help=f'default: ${DATA_ENV}/cityscapes/*.png')
     parser.add_argument('--json', type=Path)
     args = parser.parse_args(argv)

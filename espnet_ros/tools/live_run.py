@@ -43,6 +43,7 @@ import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.graph_switch import SwitchState
@@ -206,19 +207,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--source', type=Path, required=True,
                         help='folder of images or a video for the player')
     parser.add_argument('--model', default=DEFAULT_MODEL)
-    parser.add_argument('--frames', type=int, default=60, help='labelled frames to collect')
+    parser.add_argument('--frames', type=positive_int, default=60,
+                        help='labelled frames to collect')
     parser.add_argument('--rate', type=float, default=10.0, help='camera rate (Hz)')
     parser.add_argument('--camera-size', type=parse_size, default=(0, 0), metavar='WxH',
                         help='resize the frames the player publishes (default: as stored)')
     parser.add_argument('--size', type=parse_size, default=(0, 0), metavar='WxH',
                         help="the node's network input size (default: the model's training "
                              'size)')
-    parser.add_argument('--warmup', type=int, default=3, help='first frames left out of figures')
+    parser.add_argument('--warmup', type=non_negative_int, default=3,
+                        help='first frames left out of figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
     parser.add_argument('--transport', default='raw', choices=('raw', 'compressed'))
     parser.add_argument('--out', type=Path, help='save a few overlays here')
-    parser.add_argument('--save', type=int, default=3, help='overlays to save')
+    parser.add_argument('--save', type=non_negative_int, default=3, help='overlays to save')
     parser.add_argument('--json', type=Path, help='write the figures here')
     parser.add_argument('--namespace', default='/live')
     parser.add_argument('--threads', type=int, default=DEFAULT_THREADS,

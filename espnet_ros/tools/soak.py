@@ -43,6 +43,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from espnet_ros.argument_types import int_at_least, positive_int
 from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.outputs import OUTPUT_TOPICS
@@ -57,6 +58,7 @@ from espnet_ros.tools.live_run import node_command, stop
 STARTUP_TIMEOUT_S = 180.0
 SPIN_STEP_S = 0.01
 MAX_LOST_FRACTION = 0.01  # of the frames fed
+MIN_FRAMES = 10  # fewer leave no early and late frames to compare after the warm-up
 THREAD_SLACK = 2   # an executor may start a worker thread late; a leak adds one per frame
 
 
@@ -247,7 +249,8 @@ def run(args: argparse.Namespace, node_pid: int, feeder: Feeder, executor: Any,
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog='espnet-ros-soak', description=__doc__.split('\n')[0])
-    parser.add_argument('--frames', type=int, default=20000, help='frames to feed')
+    parser.add_argument('--frames', type=int_at_least(MIN_FRAMES), default=20000,
+                        help='frames to feed')
     parser.add_argument('--model', default='espnet_p2q3_cityscapes')
     parser.add_argument('--size', type=parse_size, default=(512, 256), metavar='WxH',
                         help='network input WxH')
@@ -259,7 +262,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--outputs', default=','.join(IMAGE_OUTPUTS[:3]),
                         help=f"outputs to subscribe to, from {','.join(IMAGE_OUTPUTS)} (the "
                              'node renders only those)')
-    parser.add_argument('--report-every', type=int, help='frames per table row (default: '
+    parser.add_argument('--report-every', type=positive_int, help='frames per table row (default: '
                         'a twentieth of --frames)')
     parser.add_argument('--warmup-fraction', type=float, default=0.1)
     parser.add_argument('--max-growth-mb', type=float, default=50.0,
@@ -274,8 +277,6 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument('--log', type=Path, help="write the node's output here")
     parser.add_argument('--json', type=Path, help='write the samples and verdict here')
     args = parser.parse_args(argv)
-    if args.frames < 10:
-        parser.error('--frames must be at least 10')
     unknown = sorted({name for name in args.outputs.split(',') if name} - set(IMAGE_OUTPUTS))
     if unknown:
         parser.error(f"unknown outputs {', '.join(unknown)}; choose from "
