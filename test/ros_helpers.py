@@ -128,11 +128,6 @@ def header_at(nanoseconds: int, frame_id: str) -> Header:
                              nanosec=nanoseconds % 1_000_000_000), frame_id=frame_id)
 
 
-def rgb_at(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Return a BGR picture resized to ``size`` (W, H) as the contiguous RGB a camera sends."""
-    return np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)[..., ::-1])
-
-
 def camera_image(rgb: np.ndarray, encoding: str, header: Header,
                  row_padding: int = 0) -> Image:
     """Return ``rgb`` as a sensor_msgs/Image in ``encoding``, rows padded by junk bytes."""

@@ -33,13 +33,14 @@ import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import (camera_image, depth_segmenter, header_at, image_array,
-                         input_publishers, NodeProcess, Probe, rgb_at, send_until_answered,
+                         input_publishers, NodeProcess, Probe, send_until_answered,
                          stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
 from torch import nn
 
+from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.ros.launching import LaunchArgumentError, parse_parameter
 from espnet_ros.ros.parameter_table import BY_NAME
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
@@ -98,7 +99,7 @@ BAD_FILES = {
 @pytest.fixture(scope='module')
 def street_rgb(street_bgr: np.ndarray) -> np.ndarray:
     """Return the Cityscapes street at the network's size, RGB."""
-    return rgb_at(street_bgr, SIZE)
+    return camera_rgb(street_bgr, SIZE)
 
 
 @pytest.fixture(scope='module')

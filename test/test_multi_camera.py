@@ -33,11 +33,12 @@ import numpy as np
 import pytest
 from rclpy.qos import DurabilityPolicy, qos_profile_sensor_data, QoSProfile, ReliabilityPolicy
 from ros_helpers import (as_seen_by_node, camera_image, diagnostic_values, header_at,
-                         image_array, NodeProcess, Probe, rgb_at, send_until_answered, serving,
+                         image_array, NodeProcess, Probe, send_until_answered, serving,
                          stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
+from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.runtime.engine import SegmentationEngine
 from espnet_ros.streaming.camera_diagnostics import BATCH_SIZES_KEY, STALE, STALE_KEY
 from espnet_ros.streaming.diagnostics import PROCESSED_KEY
@@ -86,7 +87,7 @@ def engine(weights_dir: Path) -> SegmentationEngine:
 @pytest.fixture(scope='module')
 def pictures(street_bgr: np.ndarray) -> dict[str, np.ndarray]:
     """Return each camera's RGB frame: the street scene at that camera's size."""
-    return {name: rgb_at(street_bgr, size) for name, (size, _) in CAMERAS.items()}
+    return {name: camera_rgb(street_bgr, size) for name, (size, _) in CAMERAS.items()}
 
 
 @pytest.fixture(scope='module')

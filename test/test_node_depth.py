@@ -37,12 +37,13 @@ from message_filters import Subscriber, TimeSynchronizer
 import numpy as np
 import pytest
 from ros_helpers import (camera_image, depth_segmenter, diagnostic_values, header_at,
-                         input_publishers, NodeProcess, Probe, RECORD_QOS, rgb_at,
+                         input_publishers, NodeProcess, Probe, RECORD_QOS,
                          send_until_answered, stamp_ns)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from sensor_msgs_py.point_cloud2 import read_points, read_points_numpy
 from std_msgs.msg import Header
 
+from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.tools.depth_scenes import flat_world, ground_tile, pinhole_k
 from espnet_ros.zoo.registry import get_spec
 
@@ -104,7 +105,7 @@ def depth_info(header: Any) -> CameraInfo:
 
 @pytest.fixture(scope='module')
 def street_rgb(street_bgr: np.ndarray) -> np.ndarray:
-    return rgb_at(street_bgr, CAMERA_SIZE)
+    return camera_rgb(street_bgr, CAMERA_SIZE)
 
 
 @pytest.fixture(scope='module')

@@ -45,3 +45,12 @@ def read_bgr(path: Path) -> np.ndarray:
     if image is None:
         raise ValueError(f'{path} cannot be read as an image')
     return image
+
+
+def camera_rgb(bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """
+    Return a BGR picture as the contiguous H x W x 3 uint8 RGB a camera of ``size`` sends.
+
+    ``size`` is (W, H); area interpolation, as a camera's own downscaling averages pixels.
+    """
+    return np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)[..., ::-1])

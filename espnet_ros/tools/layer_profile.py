@@ -39,6 +39,7 @@ import numpy as np
 
 from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.compat import inductor_config_patch
+from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.runtime.engine import probe_frame
 from espnet_ros.runtime.options import parse_size
 from espnet_ros.runtime.process import flush_denormals_in_inference_threads, use_threads
@@ -65,8 +66,7 @@ def camera_frame(path: Optional[Path]) -> np.ndarray:
     bgr = cv2.imread(str(path))
     if bgr is None:
         raise SystemExit(f'{path}: not an image OpenCV can read')
-    rgb = cv2.resize(bgr, CAMERA_SIZE, interpolation=cv2.INTER_AREA)[..., ::-1]
-    return np.ascontiguousarray(rgb)
+    return camera_rgb(bgr, CAMERA_SIZE)
 
 
 def profile_rows(engine, image: np.ndarray, frames: int) -> tuple[list[dict], float]:

@@ -26,13 +26,13 @@ import gc
 import time
 from typing import Any, Callable, Optional, Sequence
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from espnet_ros.imaging.codec import decode_image, encode_mono8, encode_rgb8
+from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.imaging.pipeline import OutputRequest, run_frame
 from espnet_ros.runtime.config import onnxruntime_available
 from espnet_ros.runtime.engine import EngineConfig, RunnerOptions, SegmentationEngine
@@ -168,8 +168,7 @@ def count_flops(network: nn.Module, size: tuple[int, int]) -> int:
 
 def camera_message(image_bgr: np.ndarray, size: tuple[int, int]) -> dict[str, Any]:
     """Return the fields of an rgb8 sensor_msgs/Image of ``image_bgr`` resized to W x H."""
-    rgb = cv2.cvtColor(cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA),
-                       cv2.COLOR_BGR2RGB)
+    rgb = camera_rgb(image_bgr, size)
     data = array.array('B')  # what rclpy hands a callback
     data.frombytes(rgb.tobytes())
     return {'encoding': 'rgb8', 'height': size[1], 'width': size[0], 'step': 3 * size[0],
