@@ -30,10 +30,33 @@ def test_drop_line_reports_the_node_counts() -> None:
 def test_drop_line_says_the_player_outruns_the_machine_by_design() -> None:
     """With drops, the line says why: the player is faster, the node keeps the newest frame."""
     results = {'node_frames_received': 80, 'node_frames_processed': 60,
-               'node_frames_dropped': 20, 'camera_rate_hz': 10.0}
+               'node_frames_dropped': 20, 'camera_rate_hz': 10.0,
+               'node_processing_median_ms': 130.0}
     line = drop_line(results)
     assert 'the player sends 10 Hz, faster than this machine segments' in line
     assert 'keeps only the newest frame by design' in line
+
+
+def test_drop_line_puts_a_few_drops_of_a_fast_node_down_to_jitter() -> None:
+    """A node whose work fits the camera's period drops frames only when two come close."""
+    results = {'node_frames_received': 302, 'node_frames_processed': 301,
+               'node_frames_dropped': 2, 'camera_rate_hz': 10.0,
+               'node_processing_median_ms': 32.7}
+    line = drop_line(results)
+    assert 'faster than this machine segments' not in line
+    assert ("its median work on a frame (32.7 ms) is shorter than the camera's period (100 "
+            'ms), so these frames arrived while it was still busy') in line
+    assert 'keeps only the newest frame by design' in line
+
+
+def test_drop_line_names_no_cause_it_cannot_tell() -> None:
+    """Without the node's own work time, the line neither blames the machine nor the timing."""
+    results = {'node_frames_received': 80, 'node_frames_processed': 60,
+               'node_frames_dropped': 20, 'camera_rate_hz': 10.0,
+               'node_processing_median_ms': float('nan')}
+    line = drop_line(results)
+    assert 'faster than' not in line and 'shorter than' not in line
+    assert line.endswith('(no queue: the labels describe the scene as it is now)')
 
 
 def test_drop_line_without_diagnostics() -> None:

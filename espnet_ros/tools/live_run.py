@@ -49,8 +49,9 @@ from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.graph_switch import SwitchState
 from espnet_ros.runtime.options import CompileMode, DEFAULT_THREADS, parse_size, threads_error
 from espnet_ros.streaming.camera_names import MAX_CAMERAS
-from espnet_ros.streaming.diagnostics import (COMPILED_GRAPH_KEY, DROPPED_KEY, PROCESSED_KEY,
-                                              PROCESSING_MEDIAN_KEY, RECEIVED_KEY, RUNNER_KEY)
+from espnet_ros.streaming.diagnostics import (COMPILED_GRAPH_KEY, DROPPED_KEY, MS_PER_S,
+                                              PROCESSED_KEY, PROCESSING_MEDIAN_KEY, RECEIVED_KEY,
+                                              RUNNER_KEY)
 from espnet_ros.streaming.stats import percentile
 from espnet_ros.streaming.worker import stamp_ns
 from espnet_ros.tools.background_load import BackgroundLoad, load_error
@@ -193,11 +194,18 @@ def drop_line(results: dict) -> str:
     line = (f'the node took {received} camera frames, processed '
             f'{results["node_frames_processed"]} and dropped {dropped} '
             f'({dropped / max(received, 1):.0%}) because a newer frame arrived first')
-    if dropped and results.get('camera_rate_hz'):
+    rate = results.get('camera_rate_hz')
+    if dropped and rate:
         # Said, so that a user does not take the drops for a fault: they are the design.
-        line += (f': the player sends {results["camera_rate_hz"]:g} Hz, faster than this '
-                 'machine segments, and the node keeps only the newest frame by design (no '
-                 'queue: the labels describe the scene as it is now)')
+        work_ms = results.get('node_processing_median_ms', math.nan)
+        if work_ms < MS_PER_S / rate:
+            line += (f': its median work on a frame ({work_ms:.1f} ms) is shorter than the '
+                     f"camera's period ({MS_PER_S / rate:g} ms), so these frames arrived while "
+                     'it was still busy with a slower frame or with one that came close before')
+        elif not math.isnan(work_ms):
+            line += f': the player sends {rate:g} Hz, faster than this machine segments'
+        line += (', and the node keeps only the newest frame by design (no queue: the labels '
+                 'describe the scene as it is now)')
     return line
 
 
