@@ -21,9 +21,12 @@ diagnostics, and goes on labelling frames as the eager network does. A node buil
 aside takes the builder with it when it ends, by Ctrl-C or killed.
 """
 
+import os
 from pathlib import Path
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from typing import Optional
 
@@ -46,6 +49,7 @@ CAMERA_SIZE = (256, 128)
 SWITCH_TIMEOUT_S = 120.0
 BUILDER_MODULE = 'espnet_ros.runtime.graph_builder'
 BUILDER_GONE_TIMEOUT_S = 20.0
+ZOMBIE_TIMEOUT_S = 30.0  # a safety net for a python -c 'pass' child, not a speed figure
 MIN_AGREEMENT = 0.99  # fp32 or mixed precision against the eager fp32 network
 
 
@@ -87,6 +91,19 @@ def wait_gone(processes: list[psutil.Process]) -> list[psutil.Process]:
     """Wait for ``processes`` to end; return those still alive after the timeout."""
     _, alive = psutil.wait_procs(processes, timeout=BUILDER_GONE_TIMEOUT_S)
     return alive
+
+
+def test_builders_of_a_process_with_an_ended_child_is_empty() -> None:
+    """A child that has ended but is not yet reaped (a zombie) is skipped, not raised on."""
+    child = subprocess.Popen([sys.executable, '-c', 'pass'])
+    try:
+        deadline = time.monotonic() + ZOMBIE_TIMEOUT_S
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline, 'the child did not end'
+            time.sleep(0.05)
+        assert builders_of(os.getpid()) == []
+    finally:
+        child.wait()
 
 
 def test_node_switches_to_the_cached_graph(probe: Probe, weights_dir: Path, compiled_cache,
