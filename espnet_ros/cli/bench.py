@@ -27,6 +27,7 @@ import numpy as np
 
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import add_threads_argument, add_timing_arguments, parse_size
+from espnet_ros.cli.table import aligned_lines
 from espnet_ros.compat import SubParsers
 from espnet_ros.imaging.files import list_images, read_bgr
 from espnet_ros.runtime.engine import check_input_size, resolve_device
@@ -172,20 +173,18 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f'{frame["p99_ms"]:.1f}', f'{frame["fps"]:.1f}', f'{frame["speedup"]:.2f}',
               f'{100 * net["agreement"]:.2f}', _mb(net['host_peak_mb']),
               _mb(net['gpu_peak_mb'])] for net, frame in _pair(rows)]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *lines)]
+    header_line, *row_lines = aligned_lines(header, lines, left=1)
     previous = None
-    for (net, _), line in zip(_pair(rows), lines):
+    for (net, _), line in zip(_pair(rows), row_lines):
         config = (net['model'], net['size'], net['device'])
         if config != previous:
             print(f'\n{net["model"]} at {net["size"]} on {net["device"]}: '
                   f'{net["flops"] / 1e9:.2f} GFLOP per frame, {net["params"]:,} parameters, '
                   f'camera {net["camera"]}, {net["repeats"]} runs, {net["threads"]} threads')
             print(f'CPU: {describe_cpu({"name": net["cpu"], "isa": net["cpu_isa"]})}')
-            print('  '.join(h.rjust(w) if i else h.ljust(w)
-                            for i, (h, w) in enumerate(zip(header, widths))))
+            print(header_line)
             previous = config
-        print('  '.join(c.rjust(w) if i else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(line, widths))))
+        print(line)
 
 
 def _cpu(rows: list[dict[str, Any]]) -> str:

@@ -20,6 +20,7 @@ import json
 from typing import Any
 
 from espnet_ros.cli.common import add_timing_arguments, parse_size
+from espnet_ros.cli.table import aligned_lines
 from espnet_ros.compat import SubParsers
 
 DEFAULT_SIZES = ((640, 480), (1280, 720))
@@ -55,9 +56,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     lines = [(row['size'], f'{row["points"]:,}', f'{row["ours_median_ms"]:.1f}',
               f'{row["ours_p90_ms"]:.1f}', f'{row["library_median_ms"]:.1f}',
               f'{row["library_p90_ms"]:.1f}', f'{row["speedup"]:.2f}x') for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
-    for line in (header, *lines):
-        print('  '.join(cell.rjust(width) for cell, width in zip(line, widths)))
+    print('\n'.join(aligned_lines(header, lines)))
 
 
 def run(args: argparse.Namespace) -> int:

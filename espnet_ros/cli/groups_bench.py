@@ -21,6 +21,7 @@ from typing import Any
 
 from espnet_ros.cli.cloud_bench import DEFAULT_SIZES
 from espnet_ros.cli.common import add_timing_arguments, parse_size
+from espnet_ros.cli.table import aligned_lines
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import DEFAULT_MODEL
 
@@ -60,14 +61,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
               f'{row["grouped_confidence_median_ms"]:.2f}', f'{row["cloud_median_ms"]:.2f}',
               f'{row["class_cloud_median_ms"]:.2f}',
               f'{row["class_points"]:,} {row["class"]}') for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
     if rows:
         cpu = rows[0]['cpu']
         print(f"{cpu['name']} ({' '.join(cpu['isa'])}), {rows[0]['threads']} threads")
     print('medians in ms; +lookup: labels through the label map; grouped: grouped labels and '
           'confidence')
-    for line in (header, *lines):
-        print('  '.join(cell.rjust(width) for cell, width in zip(line, widths)))
+    print('\n'.join(aligned_lines(header, lines)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from espnet_ros.cli.commands import help_of
+from espnet_ros.cli.table import aligned_lines
 from espnet_ros.compat import SubParsers
 from espnet_ros.zoo import checkpoints
 from espnet_ros.zoo.label_map import load_for_dataset
@@ -78,10 +79,8 @@ def checkpoint_status(relative: str, sha256: str, weights_dir: Optional[Path]) -
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """Print rows in left-aligned columns; the last column is not padded."""
-    widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header) - 1)]
-    for row in [header] + rows:
-        print('  '.join(cell.ljust(width) for cell, width in zip(row, widths)) + '  ' + row[-1])
+    """Print rows in left-aligned columns."""
+    print('\n'.join(aligned_lines(header, rows, left=len(header))))
 
 
 def print_subnormals(spec: ModelSpec, weights_dir: Optional[Path]) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from espnet_ros.cli.commands import help_of
 from espnet_ros.cli.common import (add_model_arguments, add_threads_argument,
                                    add_timing_arguments, parse_size)
+from espnet_ros.cli.table import aligned_lines
 from espnet_ros.compat import SubParsers
 
 EPILOG = """\
@@ -58,9 +59,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     header = ('start', 'first labels s', 'final runner s', 'runner', 'ms/frame')
     lines = [(row['phase'], f'{row["first_labels_s"]:.1f}', f'{row["final_runner_s"]:.1f}',
               row['runner'], f'{row["median_ms"]:.1f}') for row in rows]
-    widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
-    for line in (header, *lines):
-        print('  '.join(cell.rjust(width) for cell, width in zip(line, widths)))
+    print('\n'.join(aligned_lines(header, lines)))
 
 
 def run(args: argparse.Namespace) -> int:
