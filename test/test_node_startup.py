@@ -22,6 +22,7 @@ unverified checkpoint that is allowed run, with a warning each.
 
 from pathlib import Path
 import shutil
+import signal
 import subprocess
 from typing import Iterator
 
@@ -164,3 +165,21 @@ def test_autostart_failure_exits_with_status_1(weights_dir: Path, tmp_path: Path
         node.stop()
     assert status == 1, node.describe()
     assert 'cannot configure' in node.log() and 'multiples of 8' in node.log(), node.log()
+
+
+def test_a_crash_leaves_every_thread_s_stack_in_the_log(probe: Probe, weights_dir: Path,
+                                                        tmp_path: Path) -> None:
+    """A fatal signal, as native code raises it (sent here by hand), names where it struck."""
+    node = NodeProcess('segmenter', BASE, namespace='/crash', weights_dir=weights_dir,
+                       log_dir=tmp_path)
+    try:
+        probe.spin_until(lambda: probe.node.count_subscribers('/crash/image'),
+                         START_TIMEOUT_S, 'the segmenter to subscribe to /crash/image')
+        node.process.send_signal(signal.SIGSEGV)
+        status = node.process.wait(START_TIMEOUT_S)
+    finally:
+        node.stop()
+    assert status == -signal.SIGSEGV, node.describe()
+    log = node.log()
+    assert 'Fatal Python error: Segmentation fault' in log, node.describe()
+    assert 'espnet_ros/ros/segmenter.py' in log and 'in serve' in log, node.describe()

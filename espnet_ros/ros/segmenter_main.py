@@ -17,9 +17,11 @@ The segmenter's process entry point: OpenMP told to wait passively before PyTorc
 
 OpenMP reads its wait policy once, when it is loaded, and importing the node loads it (with
 PyTorch), so the policy is set here, before that import. See
-:func:`espnet_ros.runtime.process.wait_passively`.
+:func:`espnet_ros.runtime.process.wait_passively`. A crash in native code (DDS, OpenCV,
+PyTorch) prints every thread's Python stack to the node's output before the process ends.
 """
 
+import faulthandler
 from typing import NoReturn, Optional
 
 from espnet_ros.runtime.process import wait_passively
@@ -27,6 +29,8 @@ from espnet_ros.runtime.process import wait_passively
 
 def main(args: Optional[list[str]] = None) -> NoReturn:
     """Set the OpenMP wait policy, then run the segmenter node (its ``main`` never returns)."""
+    # Otherwise a fatal signal ends the node without a word about where it came from.
+    faulthandler.enable()
     wait_passively()
     from espnet_ros.ros.segmenter import main as run_node  # loads PyTorch and its OpenMP
 
