@@ -24,6 +24,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    # The C source of the fused labels head, compiled at run time (runtime/phase_labels.py).
+    package_data={PACKAGE: ['runtime/*.c']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -44,6 +44,7 @@ from espnet_ros.runtime.graph_cache import (load_verified, PackagedGraph, ProbeD
 from espnet_ros.runtime.graph_key import GraphKey
 from espnet_ros.runtime.graph_store import Entry, GraphCacheError, Store, UntrustedCacheError
 from espnet_ros.runtime.options import CompileMode
+from espnet_ros.runtime.phase_labels import kernel_unavailable
 from espnet_ros.zoo.registry import NetworkSpec
 
 # How long close() waits for a terminated builder before killing it.
@@ -216,8 +217,12 @@ class GraphSwitch:
         if self._closed.is_set():
             return True
         self._on_ready(graph)
+        # The probe ran the labels graph, so its head's kernel was built or failed by now.
+        unavailable = kernel_unavailable()
+        without = (f'; its labels head runs without the C kernel: {unavailable}'
+                   if unavailable else '')
         self._report(SwitchState.COMPILED, f'{how}, switched from eager '
-                     f'(loaded and checked in {time.monotonic() - started:.1f} s)')
+                     f'(loaded and checked in {time.monotonic() - started:.1f} s){without}')
         return True
 
     def _build(self) -> bool:

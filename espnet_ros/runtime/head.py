@@ -21,7 +21,10 @@ winning class's softmax probability (float32). Every runner (eager, compiled in 
 process, ONNX Runtime) and the compiled graphs of the cache end in these functions, so that
 they all compute the same thing. The compiled graphs (:class:`Labels`,
 :class:`LabelsAndConfidence`) take ESPNet's last layer, a 2x2 stride-2 transposed
-convolution, into the head: as class planes per output phase, which a CPU reads as vectors.
+convolution, into the head (:mod:`espnet_ros.runtime.phase_labels`): on the CPU the labels
+graph calls the fused operator, which never writes the class scores out; the graph with
+confidence, which needs every class's score, computes them as class planes per output
+phase, which a CPU reads as vectors.
 """
 
 from typing import Callable, Optional, Sequence, Union
@@ -29,11 +32,9 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from espnet_ros.runtime.phase_labels import (interleave_phases, phase_labels, phase_planes,
+                                             PHASES)
 from espnet_ros.runtime.postprocess import class_labels, upsample_logits
-
-# A 2x2 stride-2 transposed convolution writes each input pixel to a 2x2 block of outputs:
-# one output phase per kernel position.
-PHASES = 2
 
 
 def labels(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -72,44 +73,20 @@ def upsampling_classifier(network: nn.Module
     return (features, last) if plain else None
 
 
-def phase_planes(features: torch.Tensor, last: nn.ConvTranspose2d) -> torch.Tensor:
-    """
-    Return ``last(features)`` as (N * 4) x C x h x w class planes, one per output phase.
-
-    Output pixel (2i + a, 2j + b) is phase (a, b) of input pixel (i, j): a C x C_in product.
-    One matrix product writes every phase's classes as planes along the pixels, which the
-    arg-max and softmax then read as vectors; the transposed convolution's own output puts
-    the classes of a pixel together (channels-last), and an arg-max over those runs scalar
-    (docs/performance.md).
-    """
-    batch, channels, height, width = features.shape
-    weight = last.weight  # C_in x C x 2 x 2
-    rows = weight.permute(2, 3, 1, 0).reshape(-1, channels)  # (a, b, class) x C_in
-    pixels = features.to(weight.dtype).permute(0, 2, 3, 1).reshape(batch, -1, channels)
-    # One product per image: torch.matmul would fold the batch into the pixels and compute
-    # the transposed product, which puts the classes of a pixel together again.
-    planes = torch.stack([torch.mm(rows, image.t()) for image in pixels])  # N x 4C x h*w
-    if last.bias is not None:
-        planes = planes + last.bias.repeat(PHASES * PHASES)[:, None]
-    return planes.reshape(batch * PHASES * PHASES, -1, height, width)
-
-
-def interleave_phases(per_phase: torch.Tensor, batch: int) -> torch.Tensor:
-    """Return (N * 4) x h x w phase maps as N x 2h x 2w: phase (a, b) at (2i + a, 2j + b)."""
-    _, height, width = per_phase.shape
-    grid = per_phase.reshape(batch, PHASES, PHASES, height, width).permute(0, 3, 1, 4, 2)
-    return grid.reshape(batch, PHASES * height, PHASES * width)
-
-
 def _through_head(network: nn.Module, batch: torch.Tensor, *, with_confidence: bool
                   ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """Return the labels (and confidence) of ``batch``, by phase planes where they apply."""
+    """Return the labels (and confidence) of ``batch``, by phases where the last layer allows."""
     split = upsampling_classifier(network)
     if split is None:
         logits, size = network(batch), batch.shape[-2:]
         return labels_and_confidence(logits, size) if with_confidence else labels(logits, size)
     # ESPNet takes only sizes that are multiples of 8, so the phases fill the input's grid.
-    planes = phase_planes(split[0](batch), split[1])
+    features, last = split[0](batch), split[1]
+    if not with_confidence and batch.device.type == 'cpu':
+        # The kernel sums in float32: a bf16 network's last layer gains precision, no speed.
+        bias = None if last.bias is None else last.bias.float()
+        return phase_labels(features.float(), last.weight.float(), bias)
+    planes = phase_planes(features, last.weight, last.bias)
     found = interleave_phases(class_labels(planes), batch.shape[0])
     if not with_confidence:
         return found

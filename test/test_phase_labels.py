@@ -1,0 +1,122 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The fused labels head: its C kernel against the transposed convolution, and its fallback."""
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import nn
+
+from espnet_ros.runtime import head, phase_labels
+from espnet_ros.runtime.graph_builder import prepare_network
+from espnet_ros.runtime.phase_labels import kernel_unavailable, planes_labels
+
+Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
+has_compiler = pytest.mark.skipif(phase_labels._compiler() is None,
+                                  reason='no C compiler on this machine')
+
+
+def transposed_argmax(features: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor) -> torch.Tensor:
+    """Return the labels as the authors' layer and argmax give them."""
+    logits = nn.functional.conv_transpose2d(features, weight, bias, stride=2)
+    return logits.argmax(1).to(torch.uint8)
+
+
+def integer_inputs(images: int, channels: int, classes: int, height: int, width: int,
+                   seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return small-integer features, weights and bias: exact sums in any order, many ties."""
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randint(-2, 3, (images, channels, height, width), generator=generator)
+    weight = torch.randint(-2, 3, (channels, classes, 2, 2), generator=generator)
+    bias = torch.randint(-2, 3, (classes,), generator=generator)
+    return features.float(), weight.float(), bias.float()
+
+
+@has_compiler
+def test_the_kernel_builds_on_a_machine_with_a_compiler() -> None:
+    assert kernel_unavailable() is None
+
+
+@has_compiler
+@pytest.mark.parametrize('images,channels,classes,height,width', [
+    (1, 20, 20, 16, 32),   # Cityscapes' 20 classes: whole blocks and class groups
+    (2, 11, 11, 3, 5),     # CamVid's 11: a class left over, 15 pixels (less than a block)
+    (3, 7, 1, 4, 9),       # one class: every label 0
+    (1, 256, 256, 2, 17),  # the most the kernel takes
+])
+def test_the_kernel_gives_argmax_of_the_transposed_convolution_ties_included(
+        images: int, channels: int, classes: int, height: int, width: int) -> None:
+    features, weight, bias = integer_inputs(images, channels, classes, height, width, seed=1)
+    expected = transposed_argmax(features, weight, bias)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        found = phase_labels.phase_labels(features.contiguous(memory_format=layout), weight,
+                                          bias)
+        assert found.dtype == torch.uint8
+        assert torch.equal(found, expected)
+
+
+@has_compiler
+def test_the_kernel_on_a_real_network_s_features(pretrained: Pretrained) -> None:
+    network = pretrained('espnet_p2q8_cityscapes').eval()
+    generator = torch.Generator().manual_seed(2)
+    batch = torch.rand(2, 3, 64, 128, generator=generator)
+    with torch.no_grad():
+        features = network.classifier_input(batch)
+        last = network.classifier
+        found = phase_labels.phase_labels(features, last.weight, last.bias)
+        expected = transposed_argmax(features, last.weight, last.bias)
+    # The same products summed in another order: only near-ties may land elsewhere.
+    assert (found == expected).float().mean() > 0.9999
+
+
+@pytest.mark.parametrize('compiler,reason', [
+    ('/nonexistent/cc', '$CC names /nonexistent/cc, which is not found'),
+    ('false', 'the C kernel did not compile'),
+])
+def test_without_a_working_compiler_the_planes_give_the_same_labels(
+        compiler: str, reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('CC', compiler)
+    monkeypatch.setattr(phase_labels, '_KERNEL', phase_labels._Kernel())
+    features, weight, bias = integer_inputs(2, 11, 11, 3, 5, seed=3)
+    found = phase_labels.phase_labels(features, weight, bias)
+    assert reason in kernel_unavailable()
+    assert torch.equal(found, transposed_argmax(features, weight, bias))
+
+
+def test_inputs_the_kernel_does_not_take_go_through_the_planes() -> None:
+    features, weight, bias = integer_inputs(1, 300, 3, 2, 4, seed=4)  # over 256 channels
+    assert torch.equal(phase_labels.phase_labels(features, weight, bias),
+                       transposed_argmax(features, weight, bias))
+    doubles = [tensor.double() for tensor in integer_inputs(1, 4, 3, 2, 4, seed=5)]
+    assert torch.equal(phase_labels.phase_labels(*doubles), transposed_argmax(*doubles))
+    assert torch.equal(planes_labels(*doubles), transposed_argmax(*doubles))
+
+
+def test_the_compiled_graphs_call_the_fused_head_on_the_cpu_only(
+        pretrained: Pretrained) -> None:
+    network = prepare_network(pretrained('espnet_p2q8_cityscapes'), 'fp32')
+    example = torch.zeros(1, 3, 64, 128)
+
+    def operators(module: nn.Module) -> set:
+        with torch.no_grad():
+            exported = torch.export.export(module.eval(), (example,))
+        return {node.target for node in exported.graph.nodes if node.op == 'call_function'}
+
+    fused = torch.ops.espnet_ros.phase_labels.default
+    assert fused in operators(head.Labels(network))
+    # Confidence needs every class's score: that graph keeps the class planes.
+    assert fused not in operators(head.LabelsAndConfidence(network))
