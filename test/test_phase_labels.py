@@ -22,7 +22,9 @@ from torch import nn
 
 from espnet_ros.runtime import head, phase_labels
 from espnet_ros.runtime.graph_builder import prepare_network
-from espnet_ros.runtime.phase_labels import kernel_unavailable, planes_labels
+from espnet_ros.runtime.phase_labels import (kernel_unavailable, planes_labels,
+                                             planes_labels_and_confidence)
+from espnet_ros.runtime.postprocess import confidence
 
 Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
 has_compiler = pytest.mark.skipif(phase_labels._compiler() is None,
@@ -34,6 +36,12 @@ def transposed_argmax(features: torch.Tensor, weight: torch.Tensor,
     """Return the labels as the authors' layer and argmax give them."""
     logits = nn.functional.conv_transpose2d(features, weight, bias, stride=2)
     return logits.argmax(1).to(torch.uint8)
+
+
+def transposed_confidence(features: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor) -> torch.Tensor:
+    """Return the winning class's softmax probability of the authors' layer's logits."""
+    return confidence(nn.functional.conv_transpose2d(features, weight, bias, stride=2))
 
 
 def integer_inputs(images: int, channels: int, classes: int, height: int, width: int,
@@ -63,10 +71,15 @@ def test_the_kernel_gives_argmax_of_the_transposed_convolution_ties_included(
     features, weight, bias = integer_inputs(images, channels, classes, height, width, seed=1)
     expected = transposed_argmax(features, weight, bias)
     for layout in (torch.contiguous_format, torch.channels_last):
-        found = phase_labels.phase_labels(features.contiguous(memory_format=layout), weight,
-                                          bias)
+        laid_out = features.contiguous(memory_format=layout)
+        found = phase_labels.phase_labels(laid_out, weight, bias)
         assert found.dtype == torch.uint8
         assert torch.equal(found, expected)
+        both = phase_labels.phase_labels_and_confidence(laid_out, weight, bias)
+        assert torch.equal(both[0], expected)
+        assert both[1].dtype == torch.float32
+        torch.testing.assert_close(both[1], transposed_confidence(features, weight, bias),
+                                   rtol=1e-5, atol=1e-6)
 
 
 @has_compiler
@@ -78,9 +91,26 @@ def test_the_kernel_on_a_real_network_s_features(pretrained: Pretrained) -> None
         features = network.classifier_input(batch)
         last = network.classifier
         found = phase_labels.phase_labels(features, last.weight, last.bias)
+        both = phase_labels.phase_labels_and_confidence(features, last.weight, last.bias)
         expected = transposed_argmax(features, last.weight, last.bias)
+        expected_confidence = transposed_confidence(features, last.weight, last.bias)
     # The same products summed in another order: only near-ties may land elsewhere.
     assert (found == expected).float().mean() > 0.9999
+    assert torch.equal(both[0], found)
+    torch.testing.assert_close(both[1], expected_confidence, rtol=1e-5, atol=1e-6)
+
+
+@has_compiler
+def test_confidence_of_scores_far_apart_is_one_and_of_equal_scores_a_share() -> None:
+    features = torch.ones(1, 1, 2, 3)
+    weight = torch.zeros(1, 4, 2, 2)
+    weight[0, 2] = 200.0  # class 2 wins by 200: the others' exp(-200) is far below float's range
+    labels, found = phase_labels.phase_labels_and_confidence(features, weight, None)
+    assert torch.equal(labels, torch.full((1, 4, 6), 2, dtype=torch.uint8))
+    assert torch.equal(found, torch.ones(1, 4, 6))
+    labels, found = phase_labels.phase_labels_and_confidence(features, weight * 0, None)
+    assert torch.equal(labels, torch.zeros(1, 4, 6, dtype=torch.uint8))  # the first of ties
+    torch.testing.assert_close(found, torch.full((1, 4, 6), 0.25))
 
 
 @pytest.mark.parametrize('compiler,reason', [
@@ -93,8 +123,11 @@ def test_without_a_working_compiler_the_planes_give_the_same_labels(
     monkeypatch.setattr(phase_labels, '_KERNEL', phase_labels._Kernel())
     features, weight, bias = integer_inputs(2, 11, 11, 3, 5, seed=3)
     found = phase_labels.phase_labels(features, weight, bias)
+    both = phase_labels.phase_labels_and_confidence(features, weight, bias)
     assert reason in kernel_unavailable()
     assert torch.equal(found, transposed_argmax(features, weight, bias))
+    assert torch.equal(both[0], found)
+    torch.testing.assert_close(both[1], transposed_confidence(features, weight, bias))
 
 
 def test_inputs_the_kernel_does_not_take_go_through_the_planes() -> None:
@@ -104,9 +137,12 @@ def test_inputs_the_kernel_does_not_take_go_through_the_planes() -> None:
     doubles = [tensor.double() for tensor in integer_inputs(1, 4, 3, 2, 4, seed=5)]
     assert torch.equal(phase_labels.phase_labels(*doubles), transposed_argmax(*doubles))
     assert torch.equal(planes_labels(*doubles), transposed_argmax(*doubles))
+    labels, found = planes_labels_and_confidence(*doubles)
+    assert torch.equal(labels, transposed_argmax(*doubles))
+    torch.testing.assert_close(found, transposed_confidence(*doubles).float())
 
 
-def test_the_compiled_graphs_call_the_fused_head_on_the_cpu_only(
+def test_the_graphs_call_the_fused_heads_on_the_cpu(
         pretrained: Pretrained) -> None:
     network = prepare_network(pretrained('espnet_p2q8_cityscapes'), 'fp32')
     example = torch.zeros(1, 3, 64, 128)
@@ -116,7 +152,9 @@ def test_the_compiled_graphs_call_the_fused_head_on_the_cpu_only(
             exported = torch.export.export(module.eval(), (example,))
         return {node.target for node in exported.graph.nodes if node.op == 'call_function'}
 
-    fused = torch.ops.espnet_ros.phase_labels.default
-    assert fused in operators(head.Labels(network))
-    # Confidence needs every class's score: that graph keeps the class planes.
-    assert fused not in operators(head.LabelsAndConfidence(network))
+    labels = operators(head.Labels(network))
+    both = operators(head.LabelsAndConfidence(network))
+    assert torch.ops.espnet_ros.phase_labels.default in labels
+    assert torch.ops.espnet_ros.phase_labels_and_confidence.default in both
+    # Neither computes the class scores as planes (a matrix product) any more.
+    assert torch.ops.aten.mm.default not in labels | both

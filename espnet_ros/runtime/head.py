@@ -21,10 +21,8 @@ winning class's softmax probability (float32). Every runner (eager, compiled in 
 process, ONNX Runtime) and the compiled graphs of the cache end in these functions, so that
 they all compute the same thing. The compiled graphs (:class:`Labels`,
 :class:`LabelsAndConfidence`) take ESPNet's last layer, a 2x2 stride-2 transposed
-convolution, into the head (:mod:`espnet_ros.runtime.phase_labels`): on the CPU the labels
-graph calls the fused operator, which never writes the class scores out; the graph with
-confidence, which needs every class's score, computes them as class planes per output
-phase, which a CPU reads as vectors.
+convolution, into the head (:mod:`espnet_ros.runtime.phase_labels`): on the CPU as fused
+operators that never write the class scores out, elsewhere as class planes per output phase.
 """
 
 from typing import Callable, Optional, Sequence, Union
@@ -32,19 +30,15 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from espnet_ros.runtime.phase_labels import (interleave_phases, phase_labels, phase_planes,
-                                             PHASES)
-from espnet_ros.runtime.postprocess import class_labels, upsample_logits
+from espnet_ros.runtime.phase_labels import (phase_labels, phase_labels_and_confidence,
+                                             PHASES, planes_labels,
+                                             planes_labels_and_confidence)
+from espnet_ros.runtime.postprocess import class_labels, confidence, upsample_logits
 
 
 def labels(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Return N x H x W uint8 labels of N x C x h x w ``logits`` at ``size`` (H, W)."""
     return class_labels(upsample_logits(logits, size))
-
-
-def confidence(logits: torch.Tensor) -> torch.Tensor:
-    """Return N x H x W float32: each pixel's largest softmax probability over the classes."""
-    return logits.float().softmax(1).amax(1)
 
 
 def labels_and_confidence(logits: torch.Tensor, size: Sequence[int]
@@ -82,15 +76,13 @@ def _through_head(network: nn.Module, batch: torch.Tensor, *, with_confidence: b
         return labels_and_confidence(logits, size) if with_confidence else labels(logits, size)
     # ESPNet takes only sizes that are multiples of 8, so the phases fill the input's grid.
     features, last = split[0](batch), split[1]
-    if not with_confidence and batch.device.type == 'cpu':
+    if batch.device.type == 'cpu':
         # The kernel sums in float32: a bf16 network's last layer gains precision, no speed.
         bias = None if last.bias is None else last.bias.float()
-        return phase_labels(features.float(), last.weight.float(), bias)
-    planes = phase_planes(features, last.weight, last.bias)
-    found = interleave_phases(class_labels(planes), batch.shape[0])
-    if not with_confidence:
-        return found
-    return found, interleave_phases(confidence(planes), batch.shape[0])
+        fused = phase_labels_and_confidence if with_confidence else phase_labels
+        return fused(features.float(), last.weight.float(), bias)
+    by_planes = planes_labels_and_confidence if with_confidence else planes_labels
+    return by_planes(features, last.weight, last.bias)
 
 
 class Labels(nn.Module):

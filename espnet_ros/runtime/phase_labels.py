@@ -49,7 +49,7 @@ from typing import Optional
 
 import torch
 
-from espnet_ros.runtime.postprocess import class_labels
+from espnet_ros.runtime.postprocess import class_labels, confidence
 
 # A 2x2 stride-2 transposed convolution writes each input pixel to a 2x2 block of outputs:
 # one output phase per kernel position.
@@ -101,6 +101,15 @@ def planes_labels(features: torch.Tensor, weight: torch.Tensor,
     """Return N x 2h x 2w uint8 labels of the transposed convolution, by class planes."""
     return interleave_phases(class_labels(phase_planes(features, weight, bias)),
                              features.shape[0])
+
+
+def planes_labels_and_confidence(features: torch.Tensor, weight: torch.Tensor,
+                                 bias: Optional[torch.Tensor]
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the labels and float32 confidence (N x 2h x 2w each), by class planes."""
+    planes, batch = phase_planes(features, weight, bias), features.shape[0]
+    return (interleave_phases(class_labels(planes), batch),
+            interleave_phases(confidence(planes), batch))
 
 
 class _Kernel:
@@ -160,7 +169,7 @@ def _build() -> tuple[Optional[ctypes._CFuncPtr], Optional[str]]:
                 function = getattr(ctypes.CDLL(str(library)), KERNEL_SYMBOL)
                 function.restype = ctypes.c_int
                 function.argtypes = ([ctypes.c_void_p] * 3 + [ctypes.c_int64] * 5
-                                     + [ctypes.c_int32, ctypes.c_void_p])
+                                     + [ctypes.c_int32] + [ctypes.c_void_p] * 2)
                 return function, None
             last_line = (result.stderr.strip().splitlines() or ['no message'])[-1]
             errors.append(f'{" ".join(flags) or "no flags"}: {last_line[:MAX_ERROR_CHARS]}')
@@ -190,6 +199,26 @@ def _kernel_takes(features: torch.Tensor, weight: torch.Tensor,
             and features.numel() > 0)
 
 
+def _run_kernel(features: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                with_confidence: bool) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]:
+    """Return the kernel's labels (and confidence), or None where the planes must do it."""
+    function = _KERNEL.get() if _kernel_takes(features, weight, bias) else None
+    if function is None:
+        return None
+    images, channels, height, width = features.shape
+    pixels = features.permute(0, 2, 3, 1).contiguous()  # a view when channels-last
+    weight = weight.contiguous()
+    bias = weight.new_zeros(weight.shape[1]) if bias is None else bias.contiguous()
+    shape = (images, PHASES * height, PHASES * width)
+    labels = torch.empty(shape, dtype=torch.uint8)
+    found = torch.empty(shape, dtype=torch.float32) if with_confidence else None
+    status = function(pixels.data_ptr(), weight.data_ptr(), bias.data_ptr(), images, height,
+                      width, channels, weight.shape[1], torch.get_num_threads(),
+                      labels.data_ptr(), None if found is None else found.data_ptr())
+    # Not 0: sizes that _kernel_takes let through and the kernel refuses.
+    return (labels, found) if status == 0 else None
+
+
 @torch.library.custom_op('espnet_ros::phase_labels', mutates_args=())
 def phase_labels(features: torch.Tensor, weight: torch.Tensor,
                  bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -200,20 +229,8 @@ def phase_labels(features: torch.Tensor, weight: torch.Tensor,
     label of a pixel is its first largest class, as ``argmax`` gives; the sums run in another
     order than the matrix product's, so a near-tie may go the other way.
     """
-    function = _KERNEL.get() if _kernel_takes(features, weight, bias) else None
-    if function is None:
-        return planes_labels(features, weight, bias)
-    images, channels, height, width = features.shape
-    pixels = features.permute(0, 2, 3, 1).contiguous()  # a view when channels-last
-    weight = weight.contiguous()
-    bias = weight.new_zeros(weight.shape[1]) if bias is None else bias.contiguous()
-    labels = torch.empty((images, PHASES * height, PHASES * width), dtype=torch.uint8)
-    status = function(pixels.data_ptr(), weight.data_ptr(), bias.data_ptr(), images, height,
-                      width, channels, weight.shape[1], torch.get_num_threads(),
-                      labels.data_ptr())
-    if status != 0:  # sizes _kernel_takes let through that the kernel refuses
-        return planes_labels(features, weight, bias)
-    return labels
+    found = _run_kernel(features, weight, bias, with_confidence=False)
+    return planes_labels(features, weight, bias) if found is None else found[0]
 
 
 @phase_labels.register_fake
@@ -222,3 +239,28 @@ def _phase_labels_shape(features: torch.Tensor, weight: torch.Tensor,
     """Return an empty tensor of the labels' shape, for tracing and export."""
     images, _, height, width = features.shape
     return features.new_empty((images, PHASES * height, PHASES * width), dtype=torch.uint8)
+
+
+@torch.library.custom_op('espnet_ros::phase_labels_and_confidence', mutates_args=())
+def phase_labels_and_confidence(features: torch.Tensor, weight: torch.Tensor,
+                                bias: Optional[torch.Tensor]
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Return :func:`phase_labels` and each pixel's float32 confidence, N x 2h x 2w each.
+
+    The confidence is the winning class's softmax probability over the classes, as
+    :func:`~espnet_ros.runtime.postprocess.confidence` computes it from the logits.
+    """
+    found = _run_kernel(features, weight, bias, with_confidence=True)
+    return planes_labels_and_confidence(features, weight, bias) if found is None else found
+
+
+@phase_labels_and_confidence.register_fake
+def _phase_labels_and_confidence_shape(features: torch.Tensor, weight: torch.Tensor,
+                                       bias: Optional[torch.Tensor]
+                                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return empty tensors of the labels' and confidence's shapes, for tracing and export."""
+    images, _, height, width = features.shape
+    shape = (images, PHASES * height, PHASES * width)
+    return (features.new_empty(shape, dtype=torch.uint8),
+            features.new_empty(shape, dtype=torch.float32))

@@ -52,3 +52,8 @@ def class_labels(logits: torch.Tensor) -> torch.Tensor:
         labels = torch.where(scores > best, float(index), labels)
         best = torch.maximum(best, scores)
     return labels.to(torch.uint8)
+
+
+def confidence(logits: torch.Tensor) -> torch.Tensor:
+    """Return N x H x W float32: each pixel's largest softmax probability over the classes."""
+    return logits.float().softmax(1).amax(1)
