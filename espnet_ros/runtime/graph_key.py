@@ -36,7 +36,7 @@ from torch import nn
 # Bumped whenever what a package computes, or how it is built, changes.
 # 2: built from weights with subnormals flushed; 3: a labels graph beside labels+confidence;
 # 4: ESPNet's concatenations normalised part by part, its last layer in the head
-# (phase planes); 5: the labels graph's head is the fused operator espnet_ros::phase_labels
+# (phase planes); 5: both graphs' heads are the fused operators of runtime/phase_labels.py
 FORMAT_VERSION = 5
 # Characters a model name keeps in an entry's file name; anything else becomes '_'.
 _UNSAFE_IN_NAME = re.compile(r'[^A-Za-z0-9_-]')
