@@ -89,9 +89,8 @@ class Labels(nn.Module):
     """
     A network with the labels head: N x 3 x H x W float input -> N x H x W uint8 labels.
 
-    The compiled graph of the frames that need no confidence (the node's default): the
-    softmax that confidence takes costs about a sixth of the frame on a CPU
-    (docs/performance.md).
+    The compiled graph of the frames that need no confidence (the node's default): it
+    skips the softmax over every class's score that confidence takes (docs/performance.md).
     """
 
     def __init__(self, network: nn.Module) -> None:
