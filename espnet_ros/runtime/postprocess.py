@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Logits to labels: bilinear upsampling to the input grid and the per-pixel arg-max."""
+"""Logits to labels: bilinear upsampling to the input grid, the per-pixel arg-max, confidence."""
 
 from typing import Sequence
 
