@@ -217,7 +217,7 @@ class GraphSwitch:
         if self._closed.is_set():
             return True
         self._on_ready(graph)
-        # The probe ran the labels graph, so its head's kernel was built or failed by now.
+        # The probe ran the graphs: a head that needs the kernel has built it or failed.
         unavailable = kernel_unavailable()
         without = (f'; its labels head runs without the C kernel: {unavailable}'
                    if unavailable else '')

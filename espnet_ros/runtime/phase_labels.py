@@ -176,9 +176,19 @@ def _build() -> tuple[Optional[ctypes._CFuncPtr], Optional[str]]:
     return None, f'the C kernel did not compile with {compiler} (' + '; '.join(errors) + ')'
 
 
-def kernel_unavailable() -> Optional[str]:
+def load_kernel() -> Optional[str]:
     """Build the kernel if not yet tried; return why it cannot run here, or None if it can."""
     _KERNEL.get()
+    return _KERNEL.reason
+
+
+def kernel_unavailable() -> Optional[str]:
+    """
+    Return why the kernel could not be built in this process, or None.
+
+    None also when nothing has needed it yet (a network without ESPNet's last layer): this
+    never starts a compiler.
+    """
     return _KERNEL.reason
 
 
