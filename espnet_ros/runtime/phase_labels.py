@@ -21,12 +21,12 @@ ESPNet ends in a 2x2 stride-2 transposed convolution: input pixel (i, j) gives o
 matrix product (what a CPU's arg-max reads as vectors), and :func:`interleave_phases` puts
 the phases' label maps back on the output grid.
 
-The operator ``espnet_ros::phase_labels`` goes further on the CPU: the product and the
-arg-max in one pass of a C kernel (``phase_labels.c``) that keeps each block of pixels'
-scores in vector registers, so the 80 scores a pixel of the matrix product (10.5 MB at
-512x256) are never written and read back (about 1.3 ms of a 15 ms frame on the Intel Xeon
-of docs/performance.md). It is an operator, so the compiled graphs (torch.compile and the
-cache's AOTInductor packages) call it as one step.
+The operators ``espnet_ros::phase_labels`` and ``espnet_ros::phase_labels_and_confidence``
+go further on the CPU: the product, the arg-max and (for the second) the winner's softmax
+probability in one pass of a C kernel (``phase_labels.c``) that keeps each block of pixels'
+scores in vector registers, so the class scores of the matrix product are never written out
+and read back (what that saves: docs/performance.md, sixth pass). As operators, the compiled
+graphs (torch.compile and the cache's AOTInductor packages) call them as one step.
 
 The kernel is compiled on first use, in the process, with the machine's C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``) for the machine's own vector instructions, as
