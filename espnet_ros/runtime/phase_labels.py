@@ -192,11 +192,8 @@ def kernel_unavailable() -> Optional[str]:
     return _KERNEL.reason
 
 
-def _kernel_takes(features: torch.Tensor, weight: torch.Tensor,
-                  bias: Optional[torch.Tensor]) -> bool:
+def _kernel_takes(features: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> bool:
     """Return True if the C kernel computes these inputs (else the planes do)."""
-    if bias is None:
-        bias = weight.new_zeros(weight.shape[1:2])
     tensors = (features, weight, bias)
     return (all(tensor.device.type == 'cpu' and tensor.dtype == torch.float32
                 for tensor in tensors)
@@ -212,13 +209,13 @@ def _kernel_takes(features: torch.Tensor, weight: torch.Tensor,
 def _run_kernel(features: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                 with_confidence: bool) -> Optional[tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """Return the kernel's labels (and confidence), or None where the planes must do it."""
+    bias = weight.new_zeros(weight.shape[1:2]) if bias is None else bias
     function = _KERNEL.get() if _kernel_takes(features, weight, bias) else None
     if function is None:
         return None
     images, channels, height, width = features.shape
     pixels = features.permute(0, 2, 3, 1).contiguous()  # a view when channels-last
-    weight = weight.contiguous()
-    bias = weight.new_zeros(weight.shape[1]) if bias is None else bias.contiguous()
+    weight, bias = weight.contiguous(), bias.contiguous()
     shape = (images, PHASES * height, PHASES * width)
     labels = torch.empty(shape, dtype=torch.uint8)
     found = torch.empty(shape, dtype=torch.float32) if with_confidence else None
