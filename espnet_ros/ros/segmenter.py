@@ -551,10 +551,13 @@ def run(args: Optional[list[str]] = None) -> int:
     # Before the engine is built and the inference thread starts: both take the count up.
     threads = use_threads(node.parameters.threads)
     node.get_logger().info(f'{threads} CPU threads for inference')
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
+    executor: Optional[MultiThreadedExecutor] = None
     status = 0
     try:
+        # Inside the try: a signal just before it shuts ROS down, and building the executor
+        # then fails as below, which is a clean stop.
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
         if node.parameters.autostart:
             node.trigger_configure()
             if node.worker is None:
@@ -572,7 +575,8 @@ def run(args: Optional[list[str]] = None) -> int:
             raise
     finally:
         ignore_further_signals()
-        executor.shutdown()
+        if executor is not None:
+            executor.shutdown()
         node.destroy_node()
         try_shutdown_ros()
         finish_rcl_logging(node.context)
