@@ -28,10 +28,7 @@ RUN_TIMEOUT_S = 1200  # three set-ups, each loading torch and a model on two bus
 COMMAND = [sys.executable, '-m', 'espnet_ros.tools.live_run', '--model',
            'espnet_c_p2q3_cityscapes', '--size', '256x128', '--camera-size', '160x120',
            '--rate', '4.0', '--threads', '1', '--device', 'cpu', '--precision', 'fp32',
-           '--namespace', '/bench_cameras',
-           # No switch to a compiled graph in the middle of a 3 s window (test_camera_batching
-           # covers batched compiled graphs).
-           '--compile-mode', 'eager']
+           '--namespace', '/bench_cameras']
 
 
 def test_three_set_ups_measured_in_one_run(camvid_dir: Path, weights_dir: Path,

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
+from rclpy.context import Context
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -67,10 +68,14 @@ def camera_names(count: int) -> list[str]:
 class CameraProbe(Node):
     """Records each camera's labels (latency, arrival) and the segmenters' frame counts."""
 
-    def __init__(self, namespace: str, names: Sequence[str]) -> None:
-        super().__init__('multi_camera_probe', namespace=namespace)
+    def __init__(self, namespace: str, names: Sequence[str], *,
+                 context: Optional[Context] = None) -> None:
+        super().__init__('multi_camera_probe', namespace=namespace, context=context)
         self.latencies_ms: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
         self.counts: dict[str, dict[str, int]] = {}  # diagnostics hardware id: counts
+        # Messages stamped before this come from the set-up before (see clear()).
+        self.since_ns = 0
+        self.stale = 0
         for name in names:
             self.create_subscription(Image, f'{name}/segmentation/labels',
                                      self._recorder(name), OUTPUT_QOS)
@@ -79,11 +84,17 @@ class CameraProbe(Node):
     def _recorder(self, name: str) -> Callable[[Image], None]:
         def record(message: Image) -> None:
             now = self.get_clock().now().nanoseconds
-            self.latencies_ms[name].append((time.monotonic(),
-                                            (now - stamp_ns(message.header)) / 1e6))
+            stamp = stamp_ns(message.header)
+            if stamp < self.since_ns:
+                self.stale += 1
+                return
+            self.latencies_ms[name].append((time.monotonic(), (now - stamp) / 1e6))
         return record
 
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
+        if stamp_ns(message.header) < self.since_ns:
+            self.stale += 1
+            return
         for status in message.status:
             values = {pair.key: pair.value for pair in status.values}
             if RECEIVED_KEY in values and DROPPED_KEY in values:
@@ -91,10 +102,17 @@ class CameraProbe(Node):
                                                    for key in (RECEIVED_KEY, DROPPED_KEY)}
 
     def clear(self) -> None:
-        """Forget what was recorded (a new set-up starts)."""
+        """
+        Forget what was recorded, and ignore what arrives stamped before now.
+
+        A new set-up starts. The set-up before published on the same topics, and its last
+        labels and diagnostics can still be queued here: counted, they would open the new
+        set-up's window while its nodes are still starting.
+        """
         for samples in self.latencies_ms.values():
             samples.clear()
         self.counts.clear()
+        self.since_ns = self.get_clock().now().nanoseconds
 
 
 def spin_until(probe: CameraProbe, condition: Callable[[], bool], timeout_s: float,
