@@ -25,6 +25,7 @@ from espnet_ros.runtime.graph_builder import prepare_network
 from espnet_ros.runtime.phase_labels import (kernel_unavailable, load_kernel, planes_labels,
                                              planes_labels_and_confidence)
 from espnet_ros.runtime.postprocess import confidence
+from espnet_ros.runtime.runners import TorchRunner
 
 Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
 has_compiler = pytest.mark.skipif(phase_labels._compiler() is None,
@@ -152,6 +153,45 @@ def test_inputs_the_kernel_does_not_take_go_through_the_planes(
     labels, found = planes_labels_and_confidence(*doubles)
     assert torch.equal(labels, transposed_argmax(*doubles))
     torch.testing.assert_close(found, transposed_confidence(*doubles).float())
+
+
+class _CountingKernel:
+    """The process's kernel slot, counting what asks it for the kernel."""
+
+    def __init__(self, slot: phase_labels._Kernel) -> None:
+        self.slot = slot
+        self.asked = 0
+
+    @property
+    def reason(self) -> None:
+        return self.slot.reason
+
+    def get(self) -> Callable:
+        self.asked += 1
+        return self.slot.get()
+
+
+@has_compiler
+def test_eager_runners_on_the_cpu_take_their_labels_from_the_kernel(
+        pretrained: Pretrained, monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = _CountingKernel(phase_labels._KERNEL)
+    monkeypatch.setattr(phase_labels, '_KERNEL', counting)
+    network = pretrained('espnet_p2q8_cityscapes')
+    cpu = torch.device('cpu')
+    fused = TorchRunner(network, device=cpu, dtype=torch.float32)
+    plain = TorchRunner(network, device=cpu, dtype=torch.float32, fused_head=False)
+    batch = torch.rand(2, 3, 64, 128, generator=torch.Generator().manual_seed(6))
+    asked = counting.asked
+    labels = fused.labels(batch)
+    both = fused.labels_and_confidence(batch)
+    assert counting.asked == asked + 2
+    expected = plain.labels(batch)
+    expected_both = plain.labels_and_confidence(batch)
+    assert counting.asked == asked + 2  # the arg-max of the logits does not ask
+    # The same products summed in another order: only near-ties may land elsewhere.
+    assert (labels == expected).float().mean() > 0.9999
+    assert torch.equal(both[0], labels) and torch.equal(expected_both[0], expected)
+    torch.testing.assert_close(both[1], expected_both[1], rtol=1e-5, atol=1e-6)
 
 
 def test_the_graphs_call_the_fused_heads_on_the_cpu(

@@ -62,14 +62,17 @@ class RunnerOptions:
     The PyTorch runner's fast paths, each on by default.
 
     ``fold``: batch norms folded into the convolutions; ``channels_last``: NHWC memory;
-    ``cuda_graph``: one CUDA graph launch per frame (None: on for CUDA devices). The
-    benchmark turns them off one by one to show each one's gain, and ``keep_subnormals`` on
-    for its anchor row of the network as the checkpoint has it.
+    ``cuda_graph``: one CUDA graph launch per frame (None: on for CUDA devices);
+    ``fused_head``: on the CPU, eager frames of a network that ends in ESPNet's last layer
+    take their labels from the C kernel of :mod:`espnet_ros.runtime.phase_labels`, as the
+    compiled graphs do. The benchmark turns them off one by one to show each one's gain, and
+    ``keep_subnormals`` on for its anchor row of the network as the checkpoint has it.
     """
 
     fold: bool = True
     channels_last: bool = True
     cuda_graph: Optional[bool] = None
+    fused_head: bool = True
     keep_subnormals: bool = False
 
 

@@ -54,6 +54,7 @@ from espnet_ros.runtime.config import (onnxruntime_available,  # noqa: F401 - it
 from espnet_ros.runtime.folding import fold_batch_norms, folded_fp32_copy
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
 from espnet_ros.runtime.options import Backend, CompileMode
+from espnet_ros.runtime.phase_labels import load_kernel
 from espnet_ros.runtime.quantization import quantize_static_onnx
 
 ONNX_OPSET = 17
@@ -128,11 +129,13 @@ class TorchRunner(Runner):
     def __init__(self, network: nn.Module, *, device: torch.device, dtype: torch.dtype,
                  compile_network: bool = False, cuda_graph: bool = False,
                  channels_last: bool = True, fold: bool = True, mixed: bool = False,
-                 keep_subnormals: bool = False) -> None:
+                 fused_head: bool = True, keep_subnormals: bool = False) -> None:
         """
         Prepare a private copy of ``network`` on ``device`` in ``dtype``.
 
         ``mixed``: bf16 in the network's bf16-tolerant convolutions, ``dtype`` elsewhere.
+        ``fused_head``: eager labels on the CPU from the fused C kernel where the network ends
+        in ESPNet's last layer and the kernel builds here (else the logits' arg-max).
         ``keep_subnormals``: leave subnormal weights as they are (the benchmark's anchor row of
         the checkpoint as loaded); otherwise any the cast makes are set to zero.
         """
@@ -167,6 +170,13 @@ class TorchRunner(Runner):
                 # full-size logits are never written out.
                 self._compiled_labels = with_frozen_weights(torch.compile(
                     head.Labels(self.network), dynamic=False, options=options))
+        # Eager frames skip writing every class's score at full size, as the compiled graphs
+        # do (docs/performance.md); building the kernel is tried once per process.
+        self._heads: Optional[tuple[head.Labels, head.LabelsAndConfidence]] = None
+        if (fused_head and device.type == 'cpu' and not compile_network
+                and head.upsampling_classifier(self.network) is not None
+                and load_kernel() is None):
+            self._heads = (head.Labels(self.network), head.LabelsAndConfidence(self.network))
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
@@ -185,10 +195,18 @@ class TorchRunner(Runner):
 
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x H x W uint8 labels at the batch's resolution."""
-        if self._compiled_labels is None:
+        labels_of = self._compiled_labels or (self._heads and self._heads[0])
+        if labels_of is None:
             return super().labels(batch)
         with torch.inference_mode():
-            return self._compiled_labels(batch.contiguous(memory_format=self.input_format))
+            return labels_of(batch.contiguous(memory_format=self.input_format))
+
+    def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
+        if self._heads is None:
+            return super().labels_and_confidence(batch)
+        with torch.inference_mode():
+            return self._heads[1](batch.contiguous(memory_format=self.input_format))
 
     def _capture(self, batch: torch.Tensor) -> None:
         """Record one forward pass for this batch shape as a CUDA graph."""
@@ -260,5 +278,5 @@ def build_runner(network: nn.Module, settings: ResolvedConfig, *,
                        cuda_graph=(device.type == 'cuda' if options.cuda_graph is None
                                    else options.cuda_graph),
                        channels_last=options.channels_last, fold=options.fold,
-                       mixed=settings.mixed,
+                       mixed=settings.mixed, fused_head=options.fused_head,
                        keep_subnormals=options.keep_subnormals)

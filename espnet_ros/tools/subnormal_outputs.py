@@ -42,7 +42,7 @@ from espnet_ros.zoo.registry import get_spec, load
 
 PROTOCOL = 'ignore-void'
 # The authors' arrangement of the network, with or without the flush.
-AUTHORS_RUNNER = {'fold': False, 'channels_last': False}
+AUTHORS_RUNNER = {'fold': False, 'channels_last': False, 'fused_head': False}
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,8 @@ class Variant:
     fold: bool = True
     channels_last: bool = True
     cuda_graph: bool = False
+    # The CPU's eager labels from the fused C kernel (RunnerOptions.fused_head).
+    fused_head: bool = True
     host_preprocess: bool = False  # CUDA: resize and normalise on the CPU, upload floats
     # False: glibc's default malloc settings, which are process-wide, so the variant runs
     # in a process of its own (see espnet_ros.runtime.host_memory and benchmark_worker).
@@ -72,8 +74,9 @@ class Variant:
     def is_baseline(self) -> bool:
         """Return True for plain eager fp32 PyTorch, the authors' way, subnormals flushed."""
         return (self.backend, self.precision, self.fold, self.channels_last, self.cuda_graph,
-                self.host_preprocess, self.retain_host_memory, self.keep_subnormals) == (
-                    'torch', 'fp32', False, False, False, False, False, False)
+                self.fused_head, self.host_preprocess, self.retain_host_memory,
+                self.keep_subnormals) == (
+                    'torch', 'fp32', False, False, False, False, False, False, False)
 
     @property
     def is_anchor(self) -> bool:
@@ -84,7 +87,7 @@ class Variant:
 def baseline(device: str) -> Variant:
     """Return eager fp32 PyTorch: no folding, NCHW memory, glibc's malloc defaults."""
     return Variant('eager fp32 (baseline)', device, 'torch', fold=False, channels_last=False,
-                   retain_host_memory=False)
+                   fused_head=False, retain_host_memory=False)
 
 
 def as_loaded(device: str) -> Variant:
@@ -98,10 +101,13 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
     if device == 'cpu':
         found = [baseline('cpu'), as_loaded('cpu'),
                  Variant('torch fp32 retain memory', 'cpu', 'torch', fold=False,
-                         channels_last=False),
-                 Variant('torch fp32 fold', 'cpu', 'torch', channels_last=False),
-                 Variant('torch fp32 channels-last', 'cpu', 'torch', fold=False),
-                 Variant('torch fp32 fold+cl', 'cpu', 'torch'),
+                         channels_last=False, fused_head=False),
+                 Variant('torch fp32 fold', 'cpu', 'torch', channels_last=False,
+                         fused_head=False),
+                 Variant('torch fp32 channels-last', 'cpu', 'torch', fold=False,
+                         fused_head=False),
+                 Variant('torch fp32 fold+cl', 'cpu', 'torch', fused_head=False),
+                 Variant('torch fp32 fold+cl+fused head', 'cpu', 'torch'),
                  Variant('torch bf16 fold+cl', 'cpu', 'torch', 'bf16'),
                  Variant('torch mixed fold+cl', 'cpu', 'torch', 'mixed'),
                  Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
@@ -147,7 +153,7 @@ def build_engine(spec: ModelSpec, network: nn.Module, variant: Variant,
         input_size=size, device=variant.device, precision=variant.precision,
         backend=variant.backend, preprocess_on_device=not variant.host_preprocess,
         runner=RunnerOptions(fold=variant.fold, channels_last=variant.channels_last,
-                             cuda_graph=variant.cuda_graph,
+                             cuda_graph=variant.cuda_graph, fused_head=variant.fused_head,
                              keep_subnormals=variant.keep_subnormals),
         compile_mode=variant.compile_mode))
     switch = engine.start_background()
