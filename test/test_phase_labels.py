@@ -14,7 +14,7 @@
 
 """The fused labels head: its C kernel against the transposed convolution, and its fallback."""
 
-from typing import Callable
+from typing import Callable, Optional
 
 import pytest
 import torch
@@ -163,7 +163,7 @@ class _CountingKernel:
         self.asked = 0
 
     @property
-    def reason(self) -> None:
+    def reason(self) -> Optional[str]:
         return self.slot.reason
 
     def get(self) -> Callable:

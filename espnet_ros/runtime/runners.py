@@ -195,7 +195,9 @@ class TorchRunner(Runner):
 
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x H x W uint8 labels at the batch's resolution."""
-        labels_of = self._compiled_labels or (self._heads and self._heads[0])
+        labels_of = self._compiled_labels
+        if labels_of is None and self._heads is not None:
+            labels_of = self._heads[0]
         if labels_of is None:
             return super().labels(batch)
         with torch.inference_mode():
