@@ -21,11 +21,13 @@ import torch
 from torch import nn
 
 from espnet_ros.runtime import head, phase_labels
+from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.graph_builder import prepare_network
 from espnet_ros.runtime.phase_labels import (kernel_unavailable, load_kernel, planes_labels,
                                              planes_labels_and_confidence)
 from espnet_ros.runtime.postprocess import confidence
 from espnet_ros.runtime.runners import TorchRunner
+from espnet_ros.zoo.registry import get_spec
 
 Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
 has_compiler = pytest.mark.skipif(phase_labels._compiler() is None,
@@ -192,6 +194,23 @@ def test_eager_runners_on_the_cpu_take_their_labels_from_the_kernel(
     assert (labels == expected).float().mean() > 0.9999
     assert torch.equal(both[0], labels) and torch.equal(expected_both[0], expected)
     torch.testing.assert_close(both[1], expected_both[1], rtol=1e-5, atol=1e-6)
+
+
+def test_without_a_compiler_eager_labels_come_from_the_logits_and_the_log_says_why(
+        pretrained: Pretrained, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv('CC', 'false')
+    monkeypatch.setattr(phase_labels, '_KERNEL', phase_labels._Kernel())
+    messages: list[str] = []
+    engine = SegmentationEngine(get_spec('espnet_p2q8_cityscapes'),
+                                pretrained('espnet_p2q8_cityscapes'),
+                                EngineConfig(input_size=(128, 64), backend='torch'),
+                                log=messages.append)
+    assert any(message.startswith('eager labels without the C kernel') and
+               'the C kernel did not compile' in message for message in messages), messages
+    plain = TorchRunner(pretrained('espnet_p2q8_cityscapes'), device=torch.device('cpu'),
+                        dtype=torch.float32, fused_head=False)
+    batch = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(engine.runner.labels(batch), plain.labels(batch))
 
 
 def test_the_graphs_call_the_fused_heads_on_the_cpu(

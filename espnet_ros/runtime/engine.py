@@ -148,6 +148,9 @@ class SegmentationEngine:
         if calibration and self.precision == Precision.INT8:  # preprocessed as frames will be
             batches = [self.preprocess([frame]).cpu().numpy() for frame in calibration]
         self.runner = build_runner(network, self.settings, int8_calibration=batches)
+        if self.runner.head_note:
+            log('eager labels without the C kernel (the arg-max of the logits): '
+                f'{self.runner.head_note}')
         # Compiled graphs by batch size, replaced as one value (see _use_graph).
         self._graphs: dict[int, PackagedGraph] = {}
         self._switch: Optional[GraphSwitch] = None

@@ -102,6 +102,9 @@ def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
 class Runner:
     """Runs a network: an N x 3 x H x W batch on the engine's device to logits or labels."""
 
+    # Why the labels come the slower way although the fused head was asked for, else None.
+    head_note: Optional[str] = None
+
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x C x h x w logits (h x w: the network's output size)."""
         raise NotImplementedError
@@ -174,9 +177,11 @@ class TorchRunner(Runner):
         # do (docs/performance.md); building the kernel is tried once per process.
         self._heads: Optional[tuple[head.Labels, head.LabelsAndConfidence]] = None
         if (fused_head and device.type == 'cpu' and not compile_network
-                and head.upsampling_classifier(self.network) is not None
-                and load_kernel() is None):
-            self._heads = (head.Labels(self.network), head.LabelsAndConfidence(self.network))
+                and head.upsampling_classifier(self.network) is not None):
+            self.head_note = load_kernel()
+            if self.head_note is None:
+                self._heads = (head.Labels(self.network),
+                               head.LabelsAndConfidence(self.network))
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
