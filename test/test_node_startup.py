@@ -173,8 +173,9 @@ def test_a_crash_leaves_every_thread_s_stack_in_the_log(probe: Probe, weights_di
     node = NodeProcess('segmenter', BASE, namespace='/crash', weights_dir=weights_dir,
                        log_dir=tmp_path)
     try:
-        probe.spin_until(lambda: probe.node.count_subscribers('/crash/image'),
-                         START_TIMEOUT_S, 'the segmenter to subscribe to /crash/image')
+        # Answered only once the node serves: its executor answers the service. Its image
+        # subscription comes earlier, while the main thread may still be activating it.
+        assert probe.lifecycle_state('/crash/segmenter') == 'active'
         node.process.send_signal(signal.SIGSEGV)
         status = node.process.wait(START_TIMEOUT_S)
     finally:
