@@ -155,7 +155,10 @@ class TorchRunner(Runner):
         self.device = device
         self.use_cuda_graph = cuda_graph and device.type == 'cuda'
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.network
-        self._compiled_labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        # The labels (and confidence) without full-size logits, where a head gives them.
+        self._labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+        self._labels_and_confidence: Optional[
+            Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = None
         # Inductor picks its own layouts; an NCHW image lets it vectorise the input
         # reinforcement's pooling along rows.
         self.input_format = torch.contiguous_format if compile_network else self.memory_format
@@ -171,17 +174,16 @@ class TorchRunner(Runner):
             if not self.use_cuda_graph:
                 # Labels in the same graph: the arg-max fuses into the last kernels and the
                 # full-size logits are never written out.
-                self._compiled_labels = with_frozen_weights(torch.compile(
+                self._labels = with_frozen_weights(torch.compile(
                     head.Labels(self.network), dynamic=False, options=options))
         # Eager frames skip writing every class's score at full size, as the compiled graphs
         # do (docs/performance.md); building the kernel is tried once per process.
-        self._heads: Optional[tuple[head.Labels, head.LabelsAndConfidence]] = None
         if (fused_head and device.type == 'cpu' and not compile_network
                 and head.upsampling_classifier(self.network) is not None):
             self.head_note = load_kernel()
             if self.head_note is None:
-                self._heads = (head.Labels(self.network),
-                               head.LabelsAndConfidence(self.network))
+                self._labels = head.Labels(self.network)
+                self._labels_and_confidence = head.LabelsAndConfidence(self.network)
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
@@ -200,20 +202,18 @@ class TorchRunner(Runner):
 
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x H x W uint8 labels at the batch's resolution."""
-        labels_of = self._compiled_labels
-        if labels_of is None and self._heads is not None:
-            labels_of = self._heads[0]
-        if labels_of is None:
+        if self._labels is None:
             return super().labels(batch)
         with torch.inference_mode():
-            return labels_of(batch.contiguous(memory_format=self.input_format))
+            return self._labels(batch.contiguous(memory_format=self.input_format))
 
     def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
-        if self._heads is None:
+        if self._labels_and_confidence is None:
             return super().labels_and_confidence(batch)
         with torch.inference_mode():
-            return self._heads[1](batch.contiguous(memory_format=self.input_format))
+            return self._labels_and_confidence(
+                batch.contiguous(memory_format=self.input_format))
 
     def _capture(self, batch: torch.Tensor) -> None:
         """Record one forward pass for this batch shape as a CUDA graph."""

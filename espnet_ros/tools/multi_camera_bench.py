@@ -20,7 +20,8 @@ set-ups are measured in turn, in one run: one segmenter serving the N cameras ba
 (``max_batch`` 0), the same with ``max_batch: 1``, and N separate single-camera segmenters.
 For each: per-camera latency from the camera stamp to the labels' arrival (median, p99), the
 share of each camera's frames labelled, frames labelled per second in total, the frames the
-nodes dropped (their diagnostics), and the resident memory of all segmenter processes. With
+nodes dropped (their diagnostics), the resident memory of all segmenter processes, and how
+many labels and diagnostics of the set-up before arrived late and were set aside. With
 ``--background-load N`` the three are measured again with N cores kept busy. A table is
 printed and ``--json`` writes every figure.
 """
@@ -84,16 +85,20 @@ class CameraProbe(Node):
     def _recorder(self, name: str) -> Callable[[Image], None]:
         def record(message: Image) -> None:
             now = self.get_clock().now().nanoseconds
-            stamp = stamp_ns(message.header)
-            if stamp < self.since_ns:
-                self.stale += 1
+            if self._stale(message.header):
                 return
-            self.latencies_ms[name].append((time.monotonic(), (now - stamp) / 1e6))
+            latency_ms = (now - stamp_ns(message.header)) / 1e6
+            self.latencies_ms[name].append((time.monotonic(), latency_ms))
         return record
 
+    def _stale(self, header: Any) -> bool:
+        """Return True, and count it, for a message stamped before :meth:`clear`."""
+        stale = stamp_ns(header) < self.since_ns
+        self.stale += stale
+        return stale
+
     def _on_diagnostics(self, message: DiagnosticArray) -> None:
-        if stamp_ns(message.header) < self.since_ns:
-            self.stale += 1
+        if self._stale(message.header):
             return
         for status in message.status:
             values = {pair.key: pair.value for pair in status.values}
@@ -112,6 +117,7 @@ class CameraProbe(Node):
         for samples in self.latencies_ms.values():
             samples.clear()
         self.counts.clear()
+        self.stale = 0
         self.since_ns = self.get_clock().now().nanoseconds
 
 
@@ -165,6 +171,7 @@ def measure(probe: CameraProbe, nodes: Sequence[subprocess.Popen],
                 closed - opened),
             'min_served_share': min(camera['served_share'] for camera in cameras.values()),
             'dropped': sum(camera['dropped'] for camera in cameras.values()),
+            'stale_set_aside': probe.stale,
             'resident_mib': sum(memory_kib) / KIB_PER_MIB, 'processes': len(nodes)}
 
 
