@@ -25,7 +25,7 @@ setup(
     version='0.1.0',
     packages=find_packages(exclude=['test']),
     # The C source of the fused labels head, compiled at run time (runtime/phase_labels.py).
-    package_data={PACKAGE: ['runtime/*.c']},
+    package_data={PACKAGE: ['runtime/*.c', 'runtime/*.cpp']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

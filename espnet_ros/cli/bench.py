@@ -41,8 +41,6 @@ from espnet_ros.zoo.registry import DEFAULT_MODEL
 from espnet_ros.zoo.registry import get_spec, load
 
 CAMVID_FRAMES = 4
-# torch-compile: the older spelling of torch with compile_mode jit, kept for scripts.
-TORCH_BACKENDS = ('torch', 'onnxruntime', 'auto', 'torch-compile')
 
 EPILOG = """\
 Each variant is timed on the network alone (preprocessed batch to labels: the arg-max is in
@@ -86,7 +84,7 @@ def register(subparsers: SubParsers) -> None:
                         help='network input WxH, repeatable (default: training resolution)')
     parser.add_argument('--device', action='append', choices=('cpu', 'cuda', 'auto'),
                         help='repeatable (default auto: cuda if available, else cpu)')
-    parser.add_argument('--backend', action='append', choices=TORCH_BACKENDS,
+    parser.add_argument('--backend', action='append', choices=Backend.values(),
                         help='only these backends (the baseline and its as-loaded anchor '
                              'always run; torch-compile, the older spelling, picks the rows '
                              'with compile_mode jit)')

@@ -110,7 +110,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, size_help: Optional
                              'holds (cached), also building it aside (background), or stay '
                              f'eager (default {CompileMode.EAGER}; the node uses '
                              f'{NODE_COMPILE_MODE}); jit: compile in the process at every '
-                             'start (any backend but onnxruntime)')
+                             'start (backends torch and auto)')
     add_threads_argument(parser)
     parser.add_argument('--calibration', type=Path, metavar='DIR',
                         help="frames of the model's own dataset to calibrate precision int8 on "

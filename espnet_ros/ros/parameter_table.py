@@ -125,13 +125,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec('backend', DEFAULT_BACKEND.value,
                   'auto (eager PyTorch with folded batch norms and channels-last, then on the '
                   'CPU the compiled graph, see compile_mode), torch, torch-compile (older '
-                  'spelling of torch with compile_mode jit) or onnxruntime.', RELOAD,
+                  'spelling of torch with compile_mode jit), onnxruntime, or onednn (CPU: '
+                  'ESPNet and ESPNet-C as a plan of oneDNN primitives).', RELOAD,
                   choices=Backend.values()),
     ParameterSpec('compile_mode', NODE_COMPILE_MODE.value,
                   'For backend auto on the CPU: background (serve eager at once, switch to the '
                   'compiled graph from the cache, compiling it aside the first time), cached '
-                  '(switch only to a cached graph), eager (no compiled graph), or jit (any '
-                  'backend but onnxruntime: compiled in the process at every start).', RELOAD,
+                  '(switch only to a cached graph), eager (no compiled graph), or jit (torch '
+                  'and auto: compiled in the process at every start).', RELOAD,
                   choices=CompileMode.values()),
     ParameterSpec('threads', DEFAULT_THREADS,
                   'CPU threads for inference; 0 = half the cores the node may use (at least 1), '

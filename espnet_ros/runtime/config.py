@@ -35,6 +35,7 @@ from typing import Optional, Sequence
 import torch
 
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
+from espnet_ros.runtime.onednn_plan import find_onednn
 from espnet_ros.runtime.options import (Backend, choice_error, CompileMode, DEFAULT_BACKEND,
                                         device_error, Precision)
 from espnet_ros.zoo.registry import FAMILIES, ModelSpec
@@ -46,6 +47,9 @@ DTYPES = {Precision.FP32: torch.float32, Precision.FP16: torch.float16,
           Precision.INT8: torch.float32}  # int8 inside the ONNX graph, float at its input
 # What ONNX Runtime runs here.
 ONNX_PRECISIONS = (Precision.FP32, Precision.INT8)
+# What the oneDNN plan runs, and the families it lays out (espnet_ros.runtime.onednn_plan).
+ONEDNN_PRECISIONS = (Precision.FP32, Precision.MIXED)
+ONEDNN_FAMILIES = ('espnet', 'espnet_c')
 # What a compiled graph of the cache is built in.
 GRAPH_PRECISIONS = (Precision.FP32, Precision.MIXED)
 # The compile modes that look for a compiled graph on disk.
@@ -117,7 +121,7 @@ class ResolvedConfig:
     config: EngineConfig
     device: torch.device
     input_size: tuple[int, int]  # (width, height)
-    backend: str  # the runner: torch, torch-compile (compile_mode jit) or onnxruntime
+    backend: str  # the runner: torch, torch-compile (compile_mode jit), onnxruntime or onednn
     precision: str  # the runner's
     compile_mode: str  # after the older spelling backend torch-compile
     graph_precision: Optional[str]  # the cached compiled graph's; None: no cached graph
@@ -233,8 +237,27 @@ def _compile_mode(config: EngineConfig) -> tuple[str, tuple[str, ...]]:
     return CompileMode.JIT.value, (note,)
 
 
-def _runner_backend(config: EngineConfig, mode: str, device: torch.device) -> str:
+def _onednn_backend(spec: ModelSpec, mode: str, device: torch.device) -> str:
+    """Return backend onednn if it can run ``spec`` here; raise why not otherwise."""
+    if mode == CompileMode.JIT:
+        raise EngineConfigError('compile_mode jit compiles PyTorch; backend onednn builds its '
+                                'own plan (use compile_mode eager)')
+    if device.type != 'cpu':
+        raise EngineConfigError(f'backend onednn runs on the CPU, not {device}')
+    if spec.family not in ONEDNN_FAMILIES:
+        raise EngineConfigError(f'backend onednn runs ESPNet and ESPNet-C; {spec.name} is of '
+                                f'family {spec.family} (use backend auto)')
+    _, missing = find_onednn()
+    if missing:
+        raise EngineConfigError(f'backend onednn asked for, but {missing}')
+    return Backend.ONEDNN.value
+
+
+def _runner_backend(config: EngineConfig, spec: ModelSpec, mode: str,
+                    device: torch.device) -> str:
     """Return the runner's backend: auto is eager PyTorch, compiled with compile_mode jit."""
+    if config.backend == Backend.ONEDNN:
+        return _onednn_backend(spec, mode, device)
     if config.backend == Backend.ONNXRUNTIME:
         if mode == CompileMode.JIT:
             raise EngineConfigError('compile_mode jit compiles PyTorch; backend onnxruntime '
@@ -254,14 +277,15 @@ def _precision(precision: str, device: torch.device, backend: str, *,
     """
     Return the runner's precision for ``precision`` on ``device`` through ``backend``.
 
-    'auto' is fp16 on CUDA. On the CPU it is 'mixed' for a compiled network that supports it
-    on a CPU with native bf16, else fp32: plain bf16 was faster but its labels agreed with
-    fp32 on under 99.5% of pixels, and eager 'mixed' gained nothing (see the README).
+    'auto' is fp16 on CUDA. On the CPU it is 'mixed' for a compiled network (or the oneDNN
+    plan) that supports it on a CPU with native bf16, else fp32: plain bf16 was faster but its
+    labels agreed with fp32 on under 99.5% of pixels, and eager 'mixed' gained nothing (see
+    the README).
     """
     if precision == Precision.AUTO:
         if device.type == 'cuda':
             return Precision.FP16.value
-        compiled = backend == Backend.TORCH_COMPILE
+        compiled = backend in (Backend.TORCH_COMPILE, Backend.ONEDNN)
         return (Precision.MIXED if compiled and mixed_possible else Precision.FP32).value
     if precision == Precision.INT8 and (device.type != 'cpu' or backend != Backend.ONNXRUNTIME):
         raise EngineConfigError('precision int8 runs on the CPU with backend onnxruntime '
@@ -277,6 +301,8 @@ def _precision(precision: str, device: torch.device, backend: str, *,
             f'this one {"does" if mixed_supported else "does not"})')
     if backend == Backend.ONNXRUNTIME and precision not in ONNX_PRECISIONS:
         raise EngineConfigError(f'backend onnxruntime runs fp32 or int8, not {precision}')
+    if backend == Backend.ONEDNN and precision not in ONEDNN_PRECISIONS:
+        raise EngineConfigError(f'backend onednn runs fp32 or mixed, not {precision}')
     if precision == Precision.INT8 and not calibrated:
         raise EngineConfigError("precision int8 needs calibration frames of the model's own "
                                 'dataset (espnet-ros: --calibration DIR)')
@@ -308,7 +334,7 @@ def resolve(config: EngineConfig, spec: ModelSpec, *, mixed_supported: bool = Tr
     input_size = check_input_size(spec, config.input_size)
     device = resolve_device(config.device)
     mode, notes = _compile_mode(config)
-    backend = _runner_backend(config, mode, device)
+    backend = _runner_backend(config, spec, mode, device)
     mixed_possible = device.type == 'cpu' and mixed_supported and cpu_bf16_supported()
     precision = _precision(config.precision, device, backend, mixed_possible=mixed_possible,
                            mixed_supported=mixed_supported, calibrated=calibrated)

@@ -62,6 +62,8 @@ class Backend(Choice):
     # engine gives that runner (see espnet_ros.runtime.config).
     TORCH_COMPILE = 'torch-compile'
     ONNXRUNTIME = 'onnxruntime'
+    # ESPNet and ESPNet-C as a plan of oneDNN primitives (x86-64 CPU; onednn_plan.py).
+    ONEDNN = 'onednn'
 
 
 class CompileMode(Choice):

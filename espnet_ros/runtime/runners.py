@@ -30,7 +30,9 @@ uint8 labels. The fast paths, each measured against the eager fp32 baseline by
   :mod:`espnet_ros.runtime.graph_cache` instead);
 * CUDA graphs on NVIDIA GPUs: one launch per frame instead of hundreds of small kernels;
 * ONNX Runtime on the CPU, its worker threads told not to spin, since spinning threads take
-  the cores from everything else in the process.
+  the cores from everything else in the process;
+* ESPNet and ESPNet-C as a plan of oneDNN primitives created once, with each ESP module's
+  element-wise work in one pass (:mod:`espnet_ros.runtime.onednn_plan`).
 
 ``auto`` is eager PyTorch with the fast paths above, the fastest path that starts at once;
 with a ``compile_mode`` the engine then moves to the compiled graph kept on disk
@@ -53,6 +55,7 @@ from espnet_ros.runtime.config import (onnxruntime_available,  # noqa: F401 - it
                                        ResolvedConfig)
 from espnet_ros.runtime.folding import fold_batch_norms, folded_fp32_copy
 from espnet_ros.runtime.mixed_precision import apply_mixed_precision
+from espnet_ros.runtime.onednn_plan import PlanNetwork
 from espnet_ros.runtime.options import Backend, CompileMode
 from espnet_ros.runtime.phase_labels import load_kernel
 from espnet_ros.runtime.quantization import quantize_static_onnx
@@ -266,6 +269,40 @@ class OnnxRuntimeRunner(Runner):
         return torch.from_numpy(logits).contiguous(memory_format=torch.channels_last)
 
 
+class OneDNNRunner(Runner):
+    """ESPNet or ESPNet-C as a oneDNN plan on the CPU, labels from the fused head."""
+
+    def __init__(self, network: nn.Module, *, mixed: bool, fused_head: bool = True) -> None:
+        """Fold a private copy of ``network``; its plans are built at each new input shape."""
+        self.network = PlanNetwork(network, mixed=mixed)
+        self.device = torch.device('cpu')
+        self.head_note = (load_kernel() if fused_head
+                          and head.upsampling_classifier(self.network) is not None else None)
+        with_kernel = fused_head and self.head_note is None
+        self._labels = head.Labels(self.network) if with_kernel else None
+        self._labels_and_confidence = (head.LabelsAndConfidence(self.network) if with_kernel
+                                       else None)
+
+    @torch.inference_mode()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return channels-last logits for a CPU float32 batch, like :class:`TorchRunner`."""
+        return self.network(batch.float())
+
+    def labels(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return N x H x W uint8 labels at the batch's resolution."""
+        if self._labels is None:
+            return super().labels(batch)
+        with torch.inference_mode():
+            return self._labels(batch.float())
+
+    def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
+        if self._labels_and_confidence is None:
+            return super().labels_and_confidence(batch)
+        with torch.inference_mode():
+            return self._labels_and_confidence(batch.float())
+
+
 def build_runner(network: nn.Module, settings: ResolvedConfig, *,
                  int8_calibration: Optional[Sequence[np.ndarray]] = None) -> Runner:
     """
@@ -279,6 +316,8 @@ def build_runner(network: nn.Module, settings: ResolvedConfig, *,
         return OnnxRuntimeRunner(network, input_size=settings.input_size,
                                  int8_calibration=int8_calibration)
     options = settings.config.runner
+    if settings.backend == Backend.ONEDNN:
+        return OneDNNRunner(network, mixed=settings.mixed, fused_head=options.fused_head)
     device = settings.device
     return TorchRunner(network, device=device, dtype=settings.dtype,
                        compile_network=settings.compile_mode == CompileMode.JIT,

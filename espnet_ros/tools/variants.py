@@ -38,6 +38,7 @@ from espnet_ros.runtime.config import onnxruntime_available
 from espnet_ros.runtime.engine import EngineConfig, RunnerOptions, SegmentationEngine
 from espnet_ros.runtime.host_memory import retain_freed_memory
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
+from espnet_ros.runtime.onednn_plan import find_onednn, load_plan_library
 from espnet_ros.tools import procfs
 from espnet_ros.zoo.registry import ModelSpec
 
@@ -51,7 +52,7 @@ class Variant:
 
     label: str
     device: str  # 'cpu' or 'cuda'
-    backend: str  # 'torch', 'onnxruntime', or 'auto'; compiling is named by compile_mode
+    backend: str  # 'torch', 'onnxruntime', 'onednn' or 'auto'; compiling: compile_mode
     precision: str = 'fp32'
     fold: bool = True
     channels_last: bool = True
@@ -62,7 +63,7 @@ class Variant:
     # False: glibc's default malloc settings, which are process-wide, so the variant runs
     # in a process of its own (see espnet_ros.runtime.host_memory and benchmark_worker).
     retain_host_memory: bool = True
-    # 'jit': compiled in the process at every start (any backend but onnxruntime).
+    # 'jit': compiled in the process at every start (backends torch and auto).
     # 'background': backend auto once it has switched to the compiled graph kept on disk
     # (built into the user's cache the first time, loaded from it afterwards).
     compile_mode: str = 'eager'
@@ -110,7 +111,9 @@ def default_variants(device: str, *, compile_network: bool = False) -> list[Vari
                  Variant('torch fp32 fold+cl+fused head', 'cpu', 'torch'),
                  Variant('torch bf16 fold+cl', 'cpu', 'torch', 'bf16'),
                  Variant('torch mixed fold+cl', 'cpu', 'torch', 'mixed'),
-                 Variant('onnxruntime fp32', 'cpu', 'onnxruntime')]
+                 Variant('onnxruntime fp32', 'cpu', 'onnxruntime'),
+                 Variant('onednn plan fp32', 'cpu', 'onednn'),
+                 Variant('onednn plan mixed', 'cpu', 'onednn', 'mixed')]
         compiled = [Variant('torch fp32, compile_mode jit', 'cpu', 'torch', compile_mode='jit'),
                     Variant('torch mixed, compile_mode jit', 'cpu', 'torch', 'mixed',
                             compile_mode='jit'),
@@ -143,6 +146,8 @@ def unavailable(variant: Variant) -> Optional[str]:
         return 'this CPU has no native bf16 (AVX512-BF16 or AMX)'
     if variant.backend == 'onnxruntime' and not onnxruntime_available():
         return 'onnxruntime is not installed'
+    if variant.backend == 'onednn':
+        return find_onednn()[1] or load_plan_library()
     return None
 
 
