@@ -162,7 +162,7 @@ def test_variants_baseline_and_availability() -> None:
     assert cpu[0].is_baseline and not cpu[0].fold and not cpu[0].channels_last
     assert not cpu[0].retain_host_memory
     assert {'mixed', 'bf16'} <= {variant.precision for variant in cpu}
-    assert {'onnxruntime', 'torch', 'auto'} <= {variant.backend for variant in cpu}
+    assert {'onnxruntime', 'torch', 'auto', 'onednn'} <= {variant.backend for variant in cpu}
     # One way to compile, named by compile_mode: jit in the process, background from the cache.
     assert {'jit', 'background'} <= {variant.compile_mode for variant in cpu}
     assert variants.unavailable(cpu[0]) is None

@@ -22,7 +22,9 @@ use (issue 22: ESPNet 11x slower). These tests fail on a loader that keeps them.
 
 import json
 from pathlib import Path
+import platform
 import shutil
+import sys
 import threading
 from typing import Any, Callable
 
@@ -31,9 +33,11 @@ import torch
 
 from espnet_ros.cli import main as cli_main
 from espnet_ros.networks import count_subnormals, flush_subnormals
+from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.runtime import process
 from espnet_ros.runtime.graph_builder import prepare_network
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
+from espnet_ros.runtime.onednn_plan import PlanNetwork
 from espnet_ros.runtime.runners import TorchRunner
 from espnet_ros.zoo import checkpoints, DEFAULT_MODEL, registry
 
@@ -64,6 +68,20 @@ def test_runner_and_compiled_graph_networks_have_no_subnormal_weights(
                          mixed=precision == 'mixed')
     assert count_subnormals(runner.network) == 0
     assert count_subnormals(prepare_network(network, precision)) == 0
+
+
+@pytest.mark.skipif(platform.machine() != 'x86_64' or sys.platform != 'linux',
+                    reason='backend onednn needs PyPI oneDNN wheels (x86-64 Linux only)')
+@pytest.mark.parametrize('mixed', [False, True])
+def test_onednn_plan_is_given_no_subnormal_value(mixed: bool, pretrained) -> None:
+    """The plan's weights and per-channel vectors (batch norms folded by it) included."""
+    plan = PlanNetwork(pretrained(DEFAULT_MODEL), mixed=mixed)
+    assert count_subnormals(plan.network) == 0
+    with torch.inference_mode():
+        plan(torch.zeros(1, 3, 64, 128))
+    arrays = plan.plans()[0].arrays
+    assert len(arrays) > 100
+    assert sum(count_subnormal_values(torch.from_numpy(array)) for array in arrays) == 0
 
 
 def test_half_precision_cast_is_flushed_too(pretrained) -> None:

@@ -257,8 +257,9 @@ class Plan:
         if not self._handle:
             raise PlanError('could not create a plan (out of memory)')
         self.batch = batch
-        # Arrays and tensors whose memory the plan reads or writes: kept alive with it.
-        self._kept: list = []
+        # The weights and per-channel vectors it was given (it holds copies: for inspection).
+        self.arrays: list[np.ndarray] = []
+        self._external: list[torch.Tensor] = []  # the caller's memory it reads or writes
         self._shapes: dict[int, tuple[int, int, int]] = {}
 
     def __del__(self) -> None:
@@ -274,7 +275,7 @@ class Plan:
         return status
 
     def _keep(self, *arrays: Optional[np.ndarray]) -> None:
-        self._kept.extend(array for array in arrays if array is not None)
+        self.arrays.extend(array for array in arrays if array is not None)
 
     def shape(self, buffer: int) -> tuple[int, int, int]:
         """Return a buffer's channels, height and width."""
@@ -289,7 +290,7 @@ class Plan:
                     or not external.is_contiguous(memory_format=torch.channels_last)):
                 raise PlanError(f'an external buffer must be a float32 channels-last '
                                 f'{expected} tensor')
-            self._keep(external)
+            self._external.append(external)
         found = self._check(self._library.espnet_plan_buffer(
             self._handle, channels, height, width, BF16 if bf16 else F32,
             None if external is None else external.data_ptr()), 'buffer')
@@ -559,6 +560,10 @@ class PlanNetwork(nn.Module):
         # By (batch, height, width, threads): the plan, its input and its output.
         self._plans: dict[tuple[int, ...], tuple[Plan, torch.Tensor, torch.Tensor]] = {}
         self._lock = threading.Lock()
+
+    def plans(self) -> list[Plan]:
+        """Return the plans built so far."""
+        return [entry[0] for entry in self._plans.values()]
 
     def _output_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         if self.decoder:

@@ -1,0 +1,169 @@
+# Copyright 2026 The espnet_ros Authors
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+
+"""Backend onednn on the real checkpoints and frames: the plan against the network it lays out."""
+
+import os
+from pathlib import Path
+import platform
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, SegmentationEngine
+from espnet_ros.runtime.folding import folded_fp32_copy
+from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
+from espnet_ros.runtime.onednn_plan import PlanNetwork
+from espnet_ros.zoo.registry import get_spec
+
+# PyPI has oneDNN's wheels for x86-64 Linux only; there the requirements install them, so a
+# missing one fails these tests instead of skipping them.
+pytestmark = pytest.mark.skipif(
+    platform.machine() != 'x86_64' or sys.platform != 'linux',
+    reason='backend onednn needs PyPI oneDNN wheels, which exist for x86-64 Linux only')
+
+STREET_SIZE = (512, 256)
+CAMVID_SIZE = (480, 360)
+CAMVID_FRAMES = 4
+# The benchmarks' rule for a fast path: labels equal to eager fp32's on 99.5% of pixels.
+MIXED_AGREEMENT = 0.995
+# fp32: the same arithmetic in another order; a near-tie may flip.
+FP32_AGREEMENT = 0.9999
+FP32_RELATIVE_ERROR = 1e-4
+
+
+def camvid_frames(camvid_dir: Path) -> list[np.ndarray]:
+    """Return the first CamVid val frames, BGR."""
+    paths = sorted((camvid_dir / 'val').glob('*.png'))[:CAMVID_FRAMES]
+    return [cv2.imread(str(path)) for path in paths]
+
+
+def frames_for(name: str, street_bgr: np.ndarray, camvid_dir: Path
+               ) -> tuple[tuple[int, int], list[np.ndarray]]:
+    """Return a model's size and real frames of its own dataset."""
+    if 'camvid' in name:
+        return CAMVID_SIZE, camvid_frames(camvid_dir)
+    return STREET_SIZE, [street_bgr]
+
+
+def agreement(engine_a: SegmentationEngine, engine_b: SegmentationEngine,
+              frames: list[np.ndarray]) -> float:
+    """Return the share of equal labels of two engines over ``frames``."""
+    equal = total = 0
+    for frame in frames:
+        a = engine_a.segment(frame, order='bgr').labels
+        b = engine_b.segment(frame, order='bgr').labels
+        equal += int((a == b).sum())
+        total += a.size
+    return equal / total
+
+
+@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid',
+                                  'espnet_c_p2q8_cityscapes'])
+def test_fp32_plan_computes_the_folded_network(name: str, pretrained, street_bgr: np.ndarray,
+                                               camvid_dir: Path) -> None:
+    """Logits within float rounding of the network, on every skip and head layout."""
+    size, frames = frames_for(name, street_bgr, camvid_dir)
+    reference = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
+        input_size=size, backend='torch'))
+    batch = reference.preprocess(frames[:1], 'bgr')
+    plan = PlanNetwork(pretrained(name), mixed=False)
+    with torch.inference_mode():
+        expected = folded_fp32_copy(pretrained(name))(batch)
+        found = plan(batch)
+    assert found.shape == expected.shape
+    error = float((found - expected).abs().max() / expected.abs().max())
+    assert error < FP32_RELATIVE_ERROR
+    onednn = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
+        input_size=size, backend='onednn', precision='fp32'))
+    assert onednn.describe_runner() == 'onednn (fp32)'
+    assert agreement(onednn, reference, frames) >= FP32_AGREEMENT
+
+
+@pytest.mark.skipif(not cpu_bf16_supported(), reason='this CPU has no native bf16')
+@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'])
+def test_mixed_plan_keeps_the_labels_of_fp32(name: str, pretrained, street_bgr: np.ndarray,
+                                             camvid_dir: Path) -> None:
+    """Precision auto is mixed here, held to the fast paths' 99.5% against eager fp32."""
+    size, frames = frames_for(name, street_bgr, camvid_dir)
+    onednn = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
+        input_size=size, backend='onednn', precision='auto'))
+    assert onednn.describe_runner() == 'onednn (mixed)'
+    reference = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
+        input_size=size, backend='torch'))
+    assert agreement(onednn, reference, frames) >= MIXED_AGREEMENT
+
+
+def test_confidence_batches_and_sizes(pretrained, street_bgr: np.ndarray,
+                                      camvid_dir: Path) -> None:
+    """Confidence as the eager head gives it; a batch as its frames; a plan per size."""
+    name = 'espnet_p2q8_cityscapes'
+    network = pretrained(name)
+    onednn = SegmentationEngine(get_spec(name), network, EngineConfig(
+        input_size=STREET_SIZE, backend='onednn', precision='fp32'))
+    reference = SegmentationEngine(get_spec(name), network, EngineConfig(
+        input_size=STREET_SIZE, backend='torch'))
+    found = onednn.segment(street_bgr, order='bgr', with_confidence=True)
+    expected = reference.segment(street_bgr, order='bgr', with_confidence=True)
+    same = found.labels == expected.labels
+    assert same.mean() >= FP32_AGREEMENT
+    assert np.abs(found.confidence - expected.confidence)[same].max() < 1e-4
+    other = camvid_frames(camvid_dir)[0]
+    both = onednn.segment_batch([street_bgr, other], order='bgr')
+    for frame, result in zip((street_bgr, other), both):
+        assert np.array_equal(result.labels, onednn.segment(frame, order='bgr').labels)
+    smaller = onednn.runner.network(torch.zeros(1, 3, 128, 256))
+    assert smaller.shape == (1, 20, 128, 256)
+    assert len(onednn.runner.network.plans()) == 3  # batch 1 and 2 at 512x256, 256x128
+
+
+def test_plan_refuses_what_it_cannot_lay_out(pretrained) -> None:
+    """Shapes the network cannot take are refused before any step runs."""
+    plan = PlanNetwork(pretrained('espnet_p2q8_cityscapes'), mixed=False)
+    with pytest.raises(ValueError, match='multiples of 8'):
+        plan(torch.zeros(1, 3, 250, 500))
+    with pytest.raises(ValueError, match='N x 3 x H x W'):
+        plan(torch.zeros(1, 4, 256, 512))
+
+
+@pytest.mark.parametrize('config, reason', [
+    ({'precision': 'bf16'}, 'backend onednn runs fp32 or mixed, not bf16'),
+    ({'precision': 'int8'}, 'precision int8 runs on the CPU with backend onnxruntime'),
+    ({'compile_mode': 'jit'}, 'backend onednn builds its own plan'),
+    ({'device': 'cuda'}, 'cuda'),
+])
+def test_engine_refuses_settings_the_plan_cannot_run(config: dict, reason: str) -> None:
+    with pytest.raises(EngineConfigError, match=reason):
+        SegmentationEngine.from_pretrained('espnet_p2q8_cityscapes', backend='onednn', **config)
+
+
+def test_engine_refuses_espnetv2_naming_its_family() -> None:
+    with pytest.raises(EngineConfigError, match='family espnetv2'):
+        SegmentationEngine.from_pretrained('espnetv2_s0.5_cityscapes_512x256',
+                                           backend='onednn')
+
+
+def test_a_missing_compiler_is_named(tmp_path: Path) -> None:
+    """Where the plan cannot be compiled, building one says why, naming the compiler."""
+    script = ('from espnet_ros.runtime.onednn_plan import load_plan_library\n'
+              'print(load_plan_library())\n')
+    environment = {**os.environ, 'CXX': str(tmp_path / 'no-such-compiler')}
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                            env=environment, timeout=120, check=True)
+    assert f'$CXX names {tmp_path / "no-such-compiler"}, which is not found' in result.stdout
