@@ -261,6 +261,10 @@ class Plan:
         self.arrays: list[np.ndarray] = []
         self._external: list[torch.Tensor] = []  # the caller's memory it reads or writes
         self._shapes: dict[int, tuple[int, int, int]] = {}
+        # Buffers whose contents no later step reads, by (C, H, W, bf16), to be used again:
+        # an ESP module's temporaries stay in cache for the next module instead of new memory.
+        self._free: dict[tuple[int, int, int, bool], list[int]] = {}
+        self._bf16: set[int] = set()
 
     def __del__(self) -> None:
         """Free the plan's primitives and buffers."""
@@ -291,11 +295,23 @@ class Plan:
                 raise PlanError(f'an external buffer must be a float32 channels-last '
                                 f'{expected} tensor')
             self._external.append(external)
+        else:
+            free = self._free.get((channels, height, width, bf16))
+            if free:
+                return free.pop()
         found = self._check(self._library.espnet_plan_buffer(
             self._handle, channels, height, width, BF16 if bf16 else F32,
             None if external is None else external.data_ptr()), 'buffer')
         self._shapes[found] = (channels, height, width)
+        if bf16:
+            self._bf16.add(found)
         return found
+
+    def release(self, *buffers: int) -> None:
+        """Let later steps write these buffers: no step added after this reads them."""
+        for buffer in buffers:
+            key = (*self._shapes[buffer], buffer in self._bf16)
+            self._free.setdefault(key, []).append(buffer)
 
     def conv(self, source: int, conv: nn.Conv2d, *, slopes: Optional[np.ndarray] = None,
              target: Optional[int] = None) -> int:
@@ -412,11 +428,13 @@ class _Builder:
         bf16 = any(f'{name}.branches.{index}' in self.bf16_convolutions
                    for index in range(len(module.branches)))
         reduced = self.plan.conv(source, module.reduce)
+        temporaries = [reduced]
         if bf16:
             # oneDNN's float32 convolutions write float32 only: one pass rounds for the branches.
             channels, height, width = self.plan.shape(reduced)
             rounded = self.plan.buffer(channels, height, width, bf16=True)
             self.plan.affine(reduced, rounded, 0, Affine.identity(channels))
+            temporaries.append(rounded)
             reduced = rounded
         branches = [self.plan.conv(reduced, branch) for branch in module.branches]
         _, height, width = self.plan.shape(branches[0])
@@ -424,18 +442,27 @@ class _Builder:
         output = self.plan.buffer(channels, height, width) if keep else None
         self.plan.merge(branches, source if module.residual else None, _norm(module.norm),
                         None if output is None else (output, 0), joins)
+        self.plan.release(*temporaries, *branches)
         return output
 
     def stage(self, source: int, modules: nn.Sequential, name: str,
               joins: tuple[Affine, int, int]) -> None:
-        """Add a stage of residual ESPs whose last output joins a concatenation only."""
+        """
+        Add a stage of residual ESPs whose last output joins a concatenation only.
+
+        ``source`` (the strided ESP's output) and each module's output are read by the next
+        module alone, so each is released after it.
+        """
         if len(modules) == 0:
             self.plan.affine(source, joins[1], joins[2], joins[0])
+            self.plan.release(source)
             return
         for index, module in enumerate(modules):
             last = index == len(modules) - 1
-            source = self.esp(source, module, f'{name}.{index}', keep=not last,
+            output = self.esp(source, module, f'{name}.{index}', keep=not last,
                               joins=joins if last else None)
+            self.plan.release(source)
+            source = output
 
     def encoder(self, image: int, encoder: ESPEncoder, name: str
                 ) -> tuple[int, int, int, int]:
