@@ -47,7 +47,8 @@ from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.compat import try_shutdown_ros
 from espnet_ros.ros.qos import OUTPUT_QOS
 from espnet_ros.runtime.graph_switch import SwitchState
-from espnet_ros.runtime.options import CompileMode, DEFAULT_THREADS, parse_size, threads_error
+from espnet_ros.runtime.options import (Backend, CompileMode, DEFAULT_THREADS, parse_size,
+                                        threads_error)
 from espnet_ros.streaming.camera_names import MAX_CAMERAS
 from espnet_ros.streaming.diagnostics import (COMPILED_GRAPH_KEY, DROPPED_KEY, MS_PER_S,
                                               PROCESSED_KEY, PROCESSING_MEDIAN_KEY, RECEIVED_KEY,
@@ -227,6 +228,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help='first frames left out of figures')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--precision', default='auto')
+    parser.add_argument('--backend', choices=Backend.values(),
+                        help="the node's backend parameter (default: its own default)")
     parser.add_argument('--transport', default='raw', choices=('raw', 'compressed'))
     parser.add_argument('--out', type=Path, help='save a few overlays here')
     parser.add_argument('--save', type=non_negative_int, default=3, help='overlays to save')
@@ -278,6 +281,8 @@ def engine_frame_ms(args: argparse.Namespace, repeats: int) -> dict[str, float]:
     flush_denormals_in_inference_threads()  # so does this: the live tool's own process
     engine = SegmentationEngine.from_pretrained(args.model, device=args.device,
                                                 precision=args.precision,
+                                                **({'backend': args.backend} if args.backend
+                                                   else {}),
                                                 input_size=tuple(args.size) if all(args.size)
                                                 else None)
     frames = [read_bgr(path) for path in list_images([args.source])[:repeats]]
@@ -351,6 +356,7 @@ def run(args: argparse.Namespace, background: BackgroundLoad) -> int:
         'input_transport': args.transport, 'input_width': args.size[0],
         'input_height': args.size[1],
         **({'threads': args.threads} if args.threads != DEFAULT_THREADS else {}),
+        **({'backend': args.backend} if args.backend else {}),
         **({'compile_mode': args.compile_mode} if args.compile_mode else {})}))
     rclpy.init()
     probe = Probe(args.namespace, args.save if args.out else 0)
