@@ -17,7 +17,6 @@
 
 import os
 from pathlib import Path
-import platform
 import subprocess
 import sys
 
@@ -29,14 +28,13 @@ import torch
 from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, SegmentationEngine
 from espnet_ros.runtime.folding import folded_fp32_copy
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
-from espnet_ros.runtime.onednn_plan import PlanNetwork
+from espnet_ros.runtime.onednn_plan import onednn_wheels_published, PlanNetwork
 from espnet_ros.zoo.registry import get_spec
 
-# PyPI has oneDNN's wheels for x86-64 Linux only; there the requirements install them, so a
-# missing one fails these tests instead of skipping them.
-pytestmark = pytest.mark.skipif(
-    platform.machine() != 'x86_64' or sys.platform != 'linux',
-    reason='backend onednn needs PyPI oneDNN wheels, which exist for x86-64 Linux only')
+# Where PyPI has oneDNN's wheels the requirements install them, so a missing one fails these
+# tests instead of skipping them.
+pytestmark = pytest.mark.skipif(not onednn_wheels_published(),
+                                reason='PyPI has oneDNN wheels for x86-64 Linux only')
 
 STREET_SIZE = (512, 256)
 CAMVID_SIZE = (480, 360)

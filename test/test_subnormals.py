@@ -22,9 +22,7 @@ use (issue 22: ESPNet 11x slower). These tests fail on a loader that keeps them.
 
 import json
 from pathlib import Path
-import platform
 import shutil
-import sys
 import threading
 from typing import Any, Callable
 
@@ -37,7 +35,7 @@ from espnet_ros.networks.subnormals import count_subnormal_values
 from espnet_ros.runtime import process
 from espnet_ros.runtime.graph_builder import prepare_network
 from espnet_ros.runtime.mixed_precision import supports_mixed_precision
-from espnet_ros.runtime.onednn_plan import PlanNetwork
+from espnet_ros.runtime.onednn_plan import onednn_wheels_published, PlanNetwork
 from espnet_ros.runtime.runners import TorchRunner
 from espnet_ros.zoo import checkpoints, DEFAULT_MODEL, registry
 
@@ -70,8 +68,8 @@ def test_runner_and_compiled_graph_networks_have_no_subnormal_weights(
     assert count_subnormals(prepare_network(network, precision)) == 0
 
 
-@pytest.mark.skipif(platform.machine() != 'x86_64' or sys.platform != 'linux',
-                    reason='backend onednn needs PyPI oneDNN wheels (x86-64 Linux only)')
+@pytest.mark.skipif(not onednn_wheels_published(),
+                    reason='PyPI has oneDNN wheels for x86-64 Linux only')
 @pytest.mark.parametrize('mixed', [False, True])
 def test_onednn_plan_is_given_no_subnormal_value(mixed: bool, pretrained) -> None:
     """The plan's weights and per-channel vectors (batch norms folded by it) included."""

@@ -209,8 +209,8 @@ class SegmentationEngine:
         mode = settings.compile_mode
         if settings.graph_precision is None:
             if mode in CACHE_MODES:
-                self._log(f'compile_mode {mode}: {settings.no_graph_reason}; '
-                          'running eager only')
+                self._log(f'compile_mode {mode}: {settings.no_graph_reason}; running '
+                          f'{self.describe_runner()} only')
             return None
         self._switch = self._start_switch(batch)
         if batch > 1:

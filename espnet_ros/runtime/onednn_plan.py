@@ -43,8 +43,10 @@ import ctypes
 from importlib import metadata, resources
 import os
 from pathlib import Path
+import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from typing import NamedTuple, Optional, Sequence
@@ -84,8 +86,16 @@ class OneDNNFiles(NamedTuple):
     library: Path
 
 
+def onednn_wheels_published() -> bool:
+    """Return True where PyPI has the oneDNN wheels the plan builds on (x86-64 Linux)."""
+    return sys.platform == 'linux' and platform.machine() == 'x86_64'
+
+
 def find_onednn() -> tuple[Optional[OneDNNFiles], Optional[str]]:
     """Return oneDNN's headers and library from the installed wheels, or None and why not."""
+    if not onednn_wheels_published():
+        return None, (f'PyPI has oneDNN wheels for x86-64 Linux only, not for '
+                      f'{platform.machine()} {sys.platform}')
     found = {}
     for distribution, wanted in ((DEVEL_DISTRIBUTION, HEADER),
                                  (RUNTIME_DISTRIBUTION, LIBRARY_NAME)):
@@ -93,7 +103,7 @@ def find_onednn() -> tuple[Optional[OneDNNFiles], Optional[str]]:
             files = metadata.distribution(distribution).files or []
         except metadata.PackageNotFoundError:
             return None, (f'{distribution} is not installed (pip install '
-                          f'{RUNTIME_DISTRIBUTION} {DEVEL_DISTRIBUTION}; x86-64 Linux only)')
+                          f'{RUNTIME_DISTRIBUTION} {DEVEL_DISTRIBUTION})')
         match = next((file for file in files if str(file).endswith(wanted)), None)
         if match is None:
             return None, f'{distribution} has no {wanted}'
