@@ -29,6 +29,7 @@ from espnet_ros.runtime.engine import EngineConfig, EngineConfigError, Segmentat
 from espnet_ros.runtime.folding import folded_fp32_copy
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
 from espnet_ros.runtime.onednn_plan import onednn_wheels_published, PlanNetwork
+from espnet_ros.tools import startup_bench
 from espnet_ros.zoo.registry import get_spec
 
 # Where PyPI has oneDNN's wheels the requirements install them, so a missing one fails these
@@ -165,3 +166,14 @@ def test_a_missing_compiler_is_named(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
                             env=environment, timeout=120, check=True)
     assert f'$CXX names {tmp_path / "no-such-compiler"}, which is not found' in result.stdout
+
+
+def test_startup_benchmark_says_why_it_leaves_the_plan_out() -> None:
+    """bench-startup's onednn phase runs ESPNet here, and names why it cannot run ESPNetv2."""
+    espnet = startup_bench.Request('espnet_p2q8_cityscapes', (512, 256), 1, 1)
+    assert startup_bench.unavailable('onednn', espnet) is None
+    assert startup_bench.unavailable('warm', espnet) is None
+    espnetv2 = startup_bench.Request('espnetv2_s0.5_cityscapes_512x256', (512, 256), 1, 1)
+    assert 'of family espnetv2' in startup_bench.unavailable('onednn', espnetv2)
+    rows = startup_bench.run(espnetv2, phases=('onednn',))
+    assert rows == [{'phase': 'onednn', 'not_run': startup_bench.unavailable('onednn', espnetv2)}]

@@ -30,8 +30,8 @@ spawned, so importing PyTorch and loading the checkpoint count. eager: backend a
 compile_mode eager. jit: compile_mode jit (the older backend torch-compile), compiled at
 every start. cold: compile_mode background on an empty cache, serving eager while the graph
 is built aside. warm: compile_mode cached on the cache cold filled, as every start after the
-first. The cache is a fresh temporary folder, removed at the end. The cold phase compiles
-for minutes.
+first. onednn: backend onednn, its plan compiled and built at every start. The cache is a
+fresh temporary folder, removed at the end. The cold phase compiles for minutes.
 
 example: espnet-ros bench-startup --size 512x256 --json docs/startup.json
 """
@@ -57,8 +57,9 @@ def register(subparsers: SubParsers) -> None:
 def print_table(rows: list[dict[str, Any]]) -> None:
     """Print one line per phase."""
     header = ('start', 'first labels s', 'final runner s', 'runner', 'ms/frame')
-    lines = [(row['phase'], f'{row["first_labels_s"]:.1f}', f'{row["final_runner_s"]:.1f}',
-              row['runner'], f'{row["median_ms"]:.1f}') for row in rows]
+    lines = [(row['phase'], '-', '-', f'not run: {row["not_run"]}', '-') if 'not_run' in row
+             else (row['phase'], f'{row["first_labels_s"]:.1f}', f'{row["final_runner_s"]:.1f}',
+                   row['runner'], f'{row["median_ms"]:.1f}') for row in rows]
     print('\n'.join(aligned_lines(header, lines)))
 
 

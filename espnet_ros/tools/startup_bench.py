@@ -22,7 +22,9 @@ included):
 * ``eager``: backend auto, compile_mode eager;
 * ``jit``: compile_mode jit (backend torch-compile), compiled in the process at every start;
 * ``cold``: backend auto, compile_mode background on an empty cache (built aside);
-* ``warm``: backend auto, compile_mode cached, on the cache ``cold`` filled.
+* ``warm``: backend auto, compile_mode cached, on the cache ``cold`` filled;
+* ``onednn``: backend onednn, its plan compiled and built at every start (where it cannot
+  run, its row holds the reason instead of figures).
 
 Each reports the seconds to its first labels, to its final runner (the switch, for cold and
 warm), and the median milliseconds per frame on that runner.
@@ -38,7 +40,11 @@ import tempfile
 import time
 from typing import Any, Optional, Sequence
 
-PHASES = ('eager', 'jit', 'cold', 'warm')
+PHASES = ('eager', 'jit', 'cold', 'warm', 'onednn')
+# The backend and compile_mode of each phase.
+PHASE_SETTINGS = {'eager': ('auto', 'eager'), 'jit': ('auto', 'jit'),
+                  'cold': ('auto', 'background'), 'warm': ('auto', 'cached'),
+                  'onednn': ('onednn', 'eager')}
 RESULT_PREFIX = 'RESULT '
 SWITCH_TIMEOUT_S = 1800.0
 POLL_S = 0.01
@@ -67,10 +73,10 @@ def child_main(phase: str, request: Request, started: float) -> dict[str, Any]:
 
     use_threads(request.threads)
     flush_denormals_in_inference_threads()  # as the node does, in this fresh process
-    mode = {'eager': 'eager', 'jit': 'jit', 'cold': 'background', 'warm': 'cached'}[phase]
+    backend, mode = PHASE_SETTINGS[phase]
     engine = SegmentationEngine.from_pretrained(
         request.model, weights_dir=request.weights_dir, input_size=request.size, device='cpu',
-        precision='auto', backend='auto', compile_mode=mode)
+        precision='auto', backend=backend, compile_mode=mode)
     switch = engine.start_background()
     frame = probe_frame(*request.size)
     engine.segment(frame)
@@ -105,13 +111,36 @@ def run_phase(phase: str, request: Request, cache_root: Path) -> dict[str, Any]:
     return json.loads(lines[-1][len(RESULT_PREFIX):])
 
 
+def unavailable(phase: str, request: Request) -> Optional[str]:
+    """Return why ``phase`` cannot run here, or None."""
+    if PHASE_SETTINGS[phase][0] != 'onednn':
+        return None
+    from espnet_ros.runtime.config import ONEDNN_FAMILIES
+    from espnet_ros.runtime.onednn_plan import find_onednn
+    from espnet_ros.zoo.registry import get_spec
+
+    family = get_spec(request.model).family
+    if family not in ONEDNN_FAMILIES:
+        return f'backend onednn runs ESPNet and ESPNet-C; {request.model} is of family {family}'
+    return find_onednn()[1]
+
+
 def run(request: Request, phases: Sequence[str] = PHASES) -> list[dict[str, Any]]:
-    """Run the phases in order on a fresh cache folder (removed afterwards); return rows."""
+    """
+    Run the phases in order on a fresh cache folder (removed afterwards); return rows.
+
+    A phase that cannot run here gives a row with its name and ``not_run``: the reason.
+    """
     import shutil
 
     root = Path(tempfile.mkdtemp(prefix='espnet_ros_startup_'))
     try:
-        return [run_phase(phase, request, root) for phase in phases]
+        rows = []
+        for phase in phases:
+            reason = unavailable(phase, request)
+            rows.append({'phase': phase, 'not_run': reason} if reason
+                        else run_phase(phase, request, root))
+        return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
