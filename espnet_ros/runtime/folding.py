@@ -46,22 +46,29 @@ def fold_batch_norms(network: nn.Module) -> nn.Module:
     """
     for unit in network.modules():
         if isinstance(unit, (ConvBN, UpConvBNPReLU)) and isinstance(unit.bn, nn.BatchNorm2d):
-            unit.conv, unit.bn = _folded(unit.conv, unit.bn), nn.Identity()
+            unit.conv, unit.bn = folded(unit.conv, unit.bn), nn.Identity()
     # A tiny batch-norm scale times a small weight can underflow into a new subnormal.
     flush_subnormals(network)
     return network
 
 
-def _folded(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
+def batch_norm_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return an eval-mode batch norm as per-channel (scale, shift): y = x * scale + shift."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+@torch.no_grad()
+def folded(conv: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
     """Return a copy of ``conv`` (2-D, plain or transposed) with ``bn`` folded in."""
     # Weights are C_out x C_in/groups x kh x kw, transposed ones C_in x C_out/groups x kh x kw.
     output_axis = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
     if output_axis == 1 and conv.groups != 1:
         raise ValueError('folding into grouped transposed convolutions is not supported')
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    scale, shift = batch_norm_affine(bn)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     fused = copy.deepcopy(conv)
     fused.weight = nn.Parameter(conv.weight * scale.view([-1 if axis == output_axis else 1
                                                           for axis in range(4)]))
-    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    fused.bias = nn.Parameter(bias * scale + shift)
     return fused

@@ -16,9 +16,10 @@
 ESPNet as a oneDNN plan: every primitive created once, each ESP module's merge in one pass.
 
 PyTorch spends 30-50 us of dispatch on each convolution it hands to oneDNN, and ESPNet
-(p=2, q=8) has 60 of them, most small; inductor's compiled graph keeps those calls. A plan
-(``onednn_plan.cpp``) calls oneDNN's primitives directly, created once per input shape with
-their weights packed once, and does the element-wise work between them in passes of its own:
+(p=2, q=8) has 82 of them, most on 4 to 36 channels; inductor's compiled graph keeps those
+calls. A plan (``onednn_plan.cpp``) calls oneDNN's primitives directly, created once per
+input shape and thread count with their weights packed once, and does the element-wise work
+between them in passes of its own:
 
 * an ESP module's merge (HFF, the residual, batch norm, PReLU) in one pass over the branch
   outputs, which also writes the batch norm + PReLU of the concatenation the module's output
@@ -26,17 +27,20 @@ their weights packed once, and does the element-wise work between them in passes
 * batch norm + PReLU of the other parts of a concatenation, each into its slice;
 * PReLU as a post-op of the convolutions that end in one.
 
-In ``mixed`` precision the bf16-tolerant convolutions (the network's own list) read bf16
-that the step before them wrote: no separate rounding pass. ESPNet's last layer and the
-arg-max stay in the fused head (:mod:`espnet_ros.runtime.phase_labels`), which the plan's
-output feeds as it feeds the compiled graphs'.
+In ``mixed`` precision the bf16-tolerant convolutions (the network's own list) read bf16:
+the decoder's 3x3 merge from the passes that build its concatenation, an ESP module's
+branches from one rounding pass over its reduction (oneDNN's fp32 convolutions write fp32
+only). ESPNet's last layer and the arg-max stay in the fused head
+(:mod:`espnet_ros.runtime.phase_labels`), which the plan's output feeds as it feeds the
+compiled graphs'.
 
 The plan needs oneDNN's headers and library, from PyPI's ``onednn-devel-cpu-gomp`` and
 ``onednn-cpu-gomp`` (x86-64 Linux; GNU OpenMP, the same runtime as PyTorch's wheels, so one
 thread team serves both), and a C++ compiler (``$CXX``, else ``c++``, ``g++`` or
 ``clang++``). It is compiled on first use in a private temporary folder, loaded, and the
 folder removed, as the head's kernel is: nothing on disk is trusted across processes.
-:func:`plan_unavailable` says why a plan cannot run here; figures in docs/performance.md.
+:func:`find_onednn`, :func:`load_plan_library` and :func:`plan_unsupported` say why a plan
+cannot run; figures in docs/performance.md.
 """
 
 import ctypes
@@ -57,7 +61,7 @@ from torch import nn
 
 from espnet_ros.networks.espnet import ESP, ESPEncoder, ESPNet
 from espnet_ros.networks.layers import BNPReLU
-from espnet_ros.runtime.folding import folded_fp32_copy
+from espnet_ros.runtime.folding import batch_norm_affine, folded, folded_fp32_copy
 
 SOURCE = 'onednn_plan.cpp'
 # PyPI's oneDNN on GNU OpenMP: the runtime library, and the headers for the build.
@@ -234,15 +238,9 @@ def _slopes(act: nn.PReLU, channels: int) -> np.ndarray:
     return _floats(act.weight.expand(channels) if act.num_parameters == 1 else act.weight)
 
 
-def _batch_norm_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return eval-mode batch norm as y = x * scale + shift."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
-
-
 def _norm(unit: BNPReLU) -> Affine:
     """Return batch norm + PReLU as one per-channel map."""
-    scale, shift = _batch_norm_scale_shift(unit.bn)
+    scale, shift = batch_norm_affine(unit.bn)
     return Affine(_floats(scale), _floats(shift), _slopes(unit.act, scale.numel()))
 
 
@@ -514,18 +512,6 @@ class _Builder:
         return (_output_size(height, module.reduce, 0), _output_size(width, module.reduce, 1))
 
 
-def _folded_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Return a 1x1 ``conv`` followed by ``bn`` as one convolution with a bias."""
-    scale, shift = _batch_norm_scale_shift(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, bias=True)
-    with torch.no_grad():
-        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
-        fused.bias.copy_(bias * scale + shift)
-    return fused
-
-
 def build_plan(network: nn.Module, batch: int, height: int, width: int, *, threads: int,
                mixed: bool, output: torch.Tensor, image: torch.Tensor) -> Plan:
     """
@@ -551,7 +537,7 @@ def build_plan(network: nn.Module, batch: int, height: int, width: int, *, threa
     encoder = network.encoder
     stem, level1, level2, level3 = builder.encoder(source, encoder, 'encoder.')
     # The decoder's batch norm of the 1/8 logits is folded into the classifier before it.
-    logits = plan.conv(level3, _folded_into(encoder.classifier, network.level3_bn))
+    logits = plan.conv(level3, folded(encoder.classifier, network.level3_bn))
     up3 = plan.upsample(logits, network.level3_up)
     projected = plan.conv(level2, network.level2_proj)
     classes, height2, width2 = plan.shape(projected)
