@@ -23,6 +23,7 @@ from torch import nn
 from espnet_ros.runtime import head, phase_labels
 from espnet_ros.runtime.engine import EngineConfig, SegmentationEngine
 from espnet_ros.runtime.graph_builder import prepare_network
+from espnet_ros.runtime.native import BuiltOnce, find_compiler
 from espnet_ros.runtime.phase_labels import (kernel_unavailable, load_kernel, planes_labels,
                                              planes_labels_and_confidence)
 from espnet_ros.runtime.postprocess import confidence
@@ -30,7 +31,7 @@ from espnet_ros.runtime.runners import TorchRunner
 from espnet_ros.zoo.registry import get_spec
 
 Pretrained = Callable[[str], nn.Module]  # the conftest fixture: registry name -> network
-has_compiler = pytest.mark.skipif(phase_labels._compiler() is None,
+has_compiler = pytest.mark.skipif(find_compiler('CC', phase_labels.COMPILERS)[0] is None,
                                   reason='no C compiler on this machine')
 
 
@@ -123,7 +124,7 @@ def test_confidence_of_scores_far_apart_is_one_and_of_equal_scores_a_share() -> 
 def test_without_a_working_compiler_the_planes_give_the_same_labels(
         compiler: str, reason: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('CC', compiler)
-    monkeypatch.setattr(phase_labels, '_KERNEL', phase_labels._Kernel())
+    monkeypatch.setattr(phase_labels, '_KERNEL', BuiltOnce(phase_labels._build))
     assert kernel_unavailable() is None  # asking does not build it
     features, weight, bias = integer_inputs(2, 11, 11, 3, 5, seed=3)
     found = phase_labels.phase_labels(features, weight, bias)
@@ -160,7 +161,7 @@ def test_inputs_the_kernel_does_not_take_go_through_the_planes(
 class _CountingKernel:
     """The process's kernel slot, counting what asks it for the kernel."""
 
-    def __init__(self, slot: phase_labels._Kernel) -> None:
+    def __init__(self, slot: BuiltOnce) -> None:
         self.slot = slot
         self.asked = 0
 
@@ -199,7 +200,7 @@ def test_eager_runners_on_the_cpu_take_their_labels_from_the_kernel(
 def test_without_a_compiler_eager_labels_come_from_the_logits_and_the_log_says_why(
         pretrained: Pretrained, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv('CC', 'false')
-    monkeypatch.setattr(phase_labels, '_KERNEL', phase_labels._Kernel())
+    monkeypatch.setattr(phase_labels, '_KERNEL', BuiltOnce(phase_labels._build))
     messages: list[str] = []
     engine = SegmentationEngine(get_spec('espnet_p2q8_cityscapes'),
                                 pretrained('espnet_p2q8_cityscapes'),

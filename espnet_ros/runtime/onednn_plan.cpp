@@ -261,12 +261,59 @@ int guarded(Plan & plan, Body body)
   }
 }
 
+// Return body(plan, src buffer, dst buffer) for two valid buffers, oneDNN's errors caught.
+template<typename Body>
+int with_buffers(void * handle, int src, int dst, Body body)
+{
+  Plan & plan = *static_cast<Plan *>(handle);
+  if (!valid(plan, src) || !valid(plan, dst)) {return fail(plan, "no such buffer");}
+  return guarded(plan, [&]() {return body(plan, plan.buffers[src], plan.buffers[dst]);});
+}
+
 using Arguments = std::unordered_map<int, memory>;
 
 void add_primitive(Plan & plan, const dnnl::primitive & primitive, const Arguments & arguments)
 {
   plan.steps.emplace_back(
     [&plan, primitive, arguments]() {primitive.execute(plan.stream, arguments);});
+}
+
+memory::desc bias_desc(const Buffer & out, const float * bias)
+{
+  return bias == nullptr ? memory::desc() :
+         memory::desc({out.channels}, memory::data_type::f32, memory::format_tag::a);
+}
+
+// PReLU with a slope per output channel as a post-op, where slopes are given.
+dnnl::primitive_attr prelu_attributes(const float * slopes)
+{
+  dnnl::post_ops post;
+  if (slopes != nullptr) {post.append_prelu(1 << 1);}
+  dnnl::primitive_attr attributes;
+  attributes.set_post_ops(post);
+  return attributes;
+}
+
+// Add a (transposed) convolution: its weights packed once from the user's float32 layout,
+// its bias and PReLU slopes copied.
+template<typename Primitive>
+void add_weighted(
+  Plan & plan, const typename Primitive::primitive_desc & description, const Buffer & in,
+  const Buffer & out, const memory::dims & weight_dims, memory::format_tag user_layout,
+  const float * weight, const float * bias, const float * slopes)
+{
+  Arguments arguments{{DNNL_ARG_SRC, in.mem}, {DNNL_ARG_DST, out.mem}};
+  arguments[DNNL_ARG_WEIGHTS] = packed_weights(
+    plan, memory::desc(weight_dims, memory::data_type::f32, user_layout), weight,
+    description.weights_desc());
+  if (bias != nullptr) {
+    arguments[DNNL_ARG_BIAS] = vector_memory(plan, bias, {out.channels});
+  }
+  if (slopes != nullptr) {
+    arguments[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_WEIGHTS] =
+      vector_memory(plan, slopes, {1, out.channels, 1, 1});
+  }
+  add_primitive(plan, Primitive(description), arguments);
 }
 
 }  // namespace
@@ -325,46 +372,24 @@ int espnet_plan_conv(
   int64_t kernel_h, int64_t kernel_w, int64_t stride, int64_t padding, int64_t dilation,
   const float * slopes)
 {
-  Plan & plan = *static_cast<Plan *>(handle);
-  if (!valid(plan, src) || !valid(plan, dst)) {return fail(plan, "no such buffer");}
-  return guarded(plan, [&]() {
-             const Buffer & in = plan.buffers[src];
-             const Buffer & out = plan.buffers[dst];
-             const memory::data_type weight_type = onednn_type(in.dtype);
-             const memory::dims weight_dims{out.channels, in.channels, kernel_h, kernel_w};
-             memory::desc bias_desc;
-             if (bias != nullptr) {
-               bias_desc = memory::desc({out.channels}, memory::data_type::f32,
-                                        memory::format_tag::a);
-             }
-             dnnl::post_ops post;
-             if (slopes != nullptr) {post.append_prelu(1 << 1);}
-             dnnl::primitive_attr attributes;
-             attributes.set_post_ops(post);
-             const memory::dims left{padding, padding};
-             const memory::dims right{
-               right_padding(in.height, out.height, kernel_h, stride, padding, dilation),
-               right_padding(in.width, out.width, kernel_w, stride, padding, dilation)};
-             dnnl::convolution_forward::primitive_desc description(
-               plan.engine, dnnl::prop_kind::forward_inference,
-               dnnl::algorithm::convolution_direct, in.mem.get_desc(),
-               memory::desc(weight_dims, weight_type, memory::format_tag::any), bias_desc,
-               out.mem.get_desc(), {stride, stride}, {dilation - 1, dilation - 1}, left, right,
-               attributes);
-             Arguments arguments{{DNNL_ARG_SRC, in.mem}, {DNNL_ARG_DST, out.mem}};
-             arguments[DNNL_ARG_WEIGHTS] = packed_weights(
-               plan, memory::desc(weight_dims, memory::data_type::f32, memory::format_tag::oihw),
-               weight, description.weights_desc());
-             if (bias != nullptr) {
-               arguments[DNNL_ARG_BIAS] = vector_memory(plan, bias, {out.channels});
-             }
-             if (slopes != nullptr) {
-               arguments[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_WEIGHTS] =
-               vector_memory(plan, slopes, {1, out.channels, 1, 1});
-             }
-             add_primitive(plan, dnnl::convolution_forward(description), arguments);
-             return 0;
-           });
+  return with_buffers(
+    handle, src, dst, [&](Plan & plan, const Buffer & in, const Buffer & out) {
+      const memory::dims weight_dims{out.channels, in.channels, kernel_h, kernel_w};
+      const memory::dims left{padding, padding};
+      const memory::dims right{
+        right_padding(in.height, out.height, kernel_h, stride, padding, dilation),
+        right_padding(in.width, out.width, kernel_w, stride, padding, dilation)};
+      dnnl::convolution_forward::primitive_desc description(
+        plan.engine, dnnl::prop_kind::forward_inference,
+        dnnl::algorithm::convolution_direct, in.mem.get_desc(),
+        memory::desc(weight_dims, onednn_type(in.dtype), memory::format_tag::any),
+        bias_desc(out, bias), out.mem.get_desc(), {stride, stride},
+        {dilation - 1, dilation - 1}, left, right, prelu_attributes(slopes));
+      add_weighted<dnnl::convolution_forward>(
+        plan, description, in, out, weight_dims, memory::format_tag::oihw, weight, bias,
+        slopes);
+      return 0;
+    });
 }
 
 // dst = prelu(conv_transpose(src, weight) + bias), stride = kernel, no padding: weight
@@ -373,40 +398,20 @@ int espnet_plan_upsample(
   void * handle, int src, int dst, const float * weight, const float * bias, int64_t kernel,
   const float * slopes)
 {
-  Plan & plan = *static_cast<Plan *>(handle);
-  if (!valid(plan, src) || !valid(plan, dst)) {return fail(plan, "no such buffer");}
-  return guarded(plan, [&]() {
-             const Buffer & in = plan.buffers[src];
-             const Buffer & out = plan.buffers[dst];
-             const memory::dims weight_dims{out.channels, in.channels, kernel, kernel};
-             memory::desc bias_desc;
-             if (bias != nullptr) {
-               bias_desc = memory::desc({out.channels}, memory::data_type::f32,
-                                        memory::format_tag::a);
-             }
-             dnnl::post_ops post;
-             if (slopes != nullptr) {post.append_prelu(1 << 1);}
-             dnnl::primitive_attr attributes;
-             attributes.set_post_ops(post);
-             dnnl::deconvolution_forward::primitive_desc description(
-               plan.engine, dnnl::prop_kind::forward_inference,
-               dnnl::algorithm::deconvolution_direct, in.mem.get_desc(),
-               memory::desc(weight_dims, onednn_type(in.dtype), memory::format_tag::any),
-               bias_desc, out.mem.get_desc(), {kernel, kernel}, {0, 0}, {0, 0}, attributes);
-             Arguments arguments{{DNNL_ARG_SRC, in.mem}, {DNNL_ARG_DST, out.mem}};
-             arguments[DNNL_ARG_WEIGHTS] = packed_weights(
-               plan, memory::desc(weight_dims, memory::data_type::f32, memory::format_tag::iohw),
-               weight, description.weights_desc());
-             if (bias != nullptr) {
-               arguments[DNNL_ARG_BIAS] = vector_memory(plan, bias, {out.channels});
-             }
-             if (slopes != nullptr) {
-               arguments[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_WEIGHTS] =
-               vector_memory(plan, slopes, {1, out.channels, 1, 1});
-             }
-             add_primitive(plan, dnnl::deconvolution_forward(description), arguments);
-             return 0;
-           });
+  return with_buffers(
+    handle, src, dst, [&](Plan & plan, const Buffer & in, const Buffer & out) {
+      const memory::dims weight_dims{out.channels, in.channels, kernel, kernel};
+      dnnl::deconvolution_forward::primitive_desc description(
+        plan.engine, dnnl::prop_kind::forward_inference,
+        dnnl::algorithm::deconvolution_direct, in.mem.get_desc(),
+        memory::desc(weight_dims, onednn_type(in.dtype), memory::format_tag::any),
+        bias_desc(out, bias), out.mem.get_desc(), {kernel, kernel}, {0, 0}, {0, 0},
+        prelu_attributes(slopes));
+      add_weighted<dnnl::deconvolution_forward>(
+        plan, description, in, out, weight_dims, memory::format_tag::iohw, weight, bias,
+        slopes);
+      return 0;
+    });
 }
 
 // dst = average pooling of src over kernel x kernel windows, zero padding counted.
@@ -414,23 +419,20 @@ int espnet_plan_average_pool(
   void * handle, int src, int dst, int64_t kernel, int64_t stride,
   int64_t padding)
 {
-  Plan & plan = *static_cast<Plan *>(handle);
-  if (!valid(plan, src) || !valid(plan, dst)) {return fail(plan, "no such buffer");}
-  return guarded(plan, [&]() {
-             const Buffer & in = plan.buffers[src];
-             const Buffer & out = plan.buffers[dst];
-             const memory::dims right{
-               right_padding(in.height, out.height, kernel, stride, padding, 1),
-               right_padding(in.width, out.width, kernel, stride, padding, 1)};
-             dnnl::pooling_forward::primitive_desc description(
-               plan.engine, dnnl::prop_kind::forward_inference,
-               dnnl::algorithm::pooling_avg_include_padding, in.mem.get_desc(),
-               out.mem.get_desc(), {stride, stride}, {kernel, kernel}, {0, 0},
-               {padding, padding}, right);
-             add_primitive(plan, dnnl::pooling_forward(description),
-                           {{DNNL_ARG_SRC, in.mem}, {DNNL_ARG_DST, out.mem}});
-             return 0;
-           });
+  return with_buffers(
+    handle, src, dst, [&](Plan & plan, const Buffer & in, const Buffer & out) {
+      const memory::dims right{
+        right_padding(in.height, out.height, kernel, stride, padding, 1),
+        right_padding(in.width, out.width, kernel, stride, padding, 1)};
+      dnnl::pooling_forward::primitive_desc description(
+        plan.engine, dnnl::prop_kind::forward_inference,
+        dnnl::algorithm::pooling_avg_include_padding, in.mem.get_desc(),
+        out.mem.get_desc(), {stride, stride}, {kernel, kernel}, {0, 0},
+        {padding, padding}, right);
+      add_primitive(plan, dnnl::pooling_forward(description),
+                    {{DNNL_ARG_SRC, in.mem}, {DNNL_ARG_DST, out.mem}});
+      return 0;
+    });
 }
 
 // dst[:, dst_offset + c] = prelu(src[:, src_offset + c] * scale[c] + shift[c], slope[c])

@@ -45,10 +45,8 @@ cannot run; figures in docs/performance.md.
 
 import ctypes
 from importlib import metadata, resources
-import os
 from pathlib import Path
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +60,7 @@ from torch import nn
 from espnet_ros.networks.espnet import ESP, ESPEncoder, ESPNet
 from espnet_ros.networks.layers import BNPReLU
 from espnet_ros.runtime.folding import batch_norm_affine, folded, folded_fp32_copy
+from espnet_ros.runtime.native import BuiltOnce, find_compiler
 
 SOURCE = 'onednn_plan.cpp'
 # PyPI's oneDNN on GNU OpenMP: the runtime library, and the headers for the build.
@@ -117,25 +116,14 @@ def find_onednn() -> tuple[Optional[OneDNNFiles], Optional[str]]:
     return OneDNNFiles(include, library), None
 
 
-def _compiler() -> Optional[str]:
-    """Return the C++ compiler to use: ``$CXX`` if set, else the first of :data:`COMPILERS`."""
-    named = os.environ.get('CXX')
-    if named:
-        return shutil.which(named)
-    return next(filter(None, map(shutil.which, COMPILERS)), None)
-
-
 def _build() -> tuple[Optional[ctypes.CDLL], Optional[str]]:
     """Compile and load the plan's library; return it, or None and the reason."""
     onednn, reason = find_onednn()
     if onednn is None:
         return None, reason
-    compiler = _compiler()
+    compiler, missing = find_compiler('CXX', COMPILERS)
     if compiler is None:
-        named = os.environ.get('CXX')
-        return None, (f'$CXX names {named}, which is not found' if named else
-                      f'no C++ compiler found ($CXX is not set, and none of '
-                      f'{", ".join(COMPILERS)} is on PATH)')
+        return None, missing
     source = resources.files(__package__).joinpath(SOURCE).read_text()
     with tempfile.TemporaryDirectory(prefix='espnet_ros-plan-') as folder:  # 0700
         source_path = Path(folder) / SOURCE
@@ -181,25 +169,7 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
     return library
 
 
-class _Library:
-    """The plan library of this process, built on first use; or why there is none."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._built = False
-        self.library: Optional[ctypes.CDLL] = None
-        self.reason: Optional[str] = None
-
-    def get(self) -> Optional[ctypes.CDLL]:
-        """Return the library, building it the first time; None if it cannot be."""
-        with self._lock:
-            if not self._built:
-                self.library, self.reason = _build()
-                self._built = True
-            return self.library
-
-
-_LIBRARY = _Library()
+_LIBRARY: BuiltOnce[ctypes.CDLL] = BuiltOnce(_build)
 
 
 def load_plan_library() -> Optional[str]:

@@ -39,16 +39,14 @@ operator computes the same labels with :func:`phase_planes` and an arg-max, and
 
 import ctypes
 from importlib import resources
-import os
 from pathlib import Path
-import shutil
 import subprocess
 import tempfile
-import threading
 from typing import Optional
 
 import torch
 
+from espnet_ros.runtime.native import BuiltOnce, find_compiler
 from espnet_ros.runtime.postprocess import class_labels, confidence
 
 # A 2x2 stride-2 transposed convolution writes each input pixel to a 2x2 block of outputs:
@@ -112,43 +110,11 @@ def planes_labels_and_confidence(features: torch.Tensor, weight: torch.Tensor,
             interleave_phases(confidence(planes), batch))
 
 
-class _Kernel:
-    """The compiled kernel of this process, built on first use; or why there is none."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._built = False
-        self.function: Optional[ctypes._CFuncPtr] = None
-        self.reason: Optional[str] = None
-
-    def get(self) -> Optional[ctypes._CFuncPtr]:
-        """Return the kernel's function, building it the first time; None if it cannot be."""
-        with self._lock:
-            if not self._built:
-                self.function, self.reason = _build()
-                self._built = True
-            return self.function
-
-
-_KERNEL = _Kernel()
-
-
-def _compiler() -> Optional[str]:
-    """Return the C compiler to use: ``$CC`` if set, else the first of :data:`COMPILERS`."""
-    named = os.environ.get('CC')
-    if named:
-        return shutil.which(named)
-    return next(filter(None, map(shutil.which, COMPILERS)), None)
-
-
 def _build() -> tuple[Optional[ctypes._CFuncPtr], Optional[str]]:
     """Compile and load the kernel; return its function, or None and the reason."""
-    compiler = _compiler()
+    compiler, missing = find_compiler('CC', COMPILERS)
     if compiler is None:
-        named = os.environ.get('CC')
-        return None, (f'$CC names {named}, which is not found' if named else
-                      f'no C compiler found ($CC is not set, and none of '
-                      f'{", ".join(COMPILERS)} is on PATH)')
+        return None, missing
     source = resources.files(__package__).joinpath(KERNEL_SOURCE).read_text()
     errors = []
     with tempfile.TemporaryDirectory(prefix='espnet_ros-kernel-') as folder:  # 0700
@@ -174,6 +140,9 @@ def _build() -> tuple[Optional[ctypes._CFuncPtr], Optional[str]]:
             last_line = (result.stderr.strip().splitlines() or ['no message'])[-1]
             errors.append(f'{" ".join(flags) or "no flags"}: {last_line[:MAX_ERROR_CHARS]}')
     return None, f'the C kernel did not compile with {compiler} (' + '; '.join(errors) + ')'
+
+
+_KERNEL: BuiltOnce[ctypes._CFuncPtr] = BuiltOnce(_build)
 
 
 def load_kernel() -> Optional[str]:
