@@ -177,3 +177,16 @@ def test_startup_benchmark_says_why_it_leaves_the_plan_out() -> None:
     assert 'of family espnetv2' in startup_bench.unavailable('onednn', espnetv2)
     rows = startup_bench.run(espnetv2, phases=('onednn',))
     assert rows == [{'phase': 'onednn', 'not_run': startup_bench.unavailable('onednn', espnetv2)}]
+
+
+def test_every_step_of_a_plan_is_named_and_timed(pretrained) -> None:
+    """The profile's rows: one per step, named by what it does and its shapes."""
+    plan = PlanNetwork(pretrained('espnet_p2q8_cityscapes'), mixed=False)
+    batch = torch.zeros(1, 3, 64, 128)
+    rows = plan.step_times(batch, runs=2)
+    assert len(rows) == len(plan.plans()[0].steps) > 100
+    assert rows[0][0] == 'convolution 3x3 s2 d1 3x64x128 -> 16x32x64'
+    # down2, stage2 (p=2), down3, stage3 (q=8), the decoder's ESP
+    assert sum(name.startswith('ESP merge') for name, _ in rows) == 1 + 2 + 1 + 8 + 1
+    assert all(milliseconds >= 0 for _, milliseconds in rows)
+    assert sum(milliseconds for _, milliseconds in rows) > 0

@@ -24,6 +24,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -554,6 +555,30 @@ int espnet_plan_run(void * handle)
              omp_set_num_threads(plan.threads);
              for (auto & step : plan.steps) {step();}
              plan.stream.wait();
+             return 0;
+           });
+}
+
+int64_t espnet_plan_steps(void * handle)
+{
+  return static_cast<int64_t>(static_cast<Plan *>(handle)->steps.size());
+}
+
+// espnet_plan_run, adding each step's wall-clock milliseconds to milliseconds[step] (the
+// profile of a plan: espnet_ros.tools.layer_profile).
+int espnet_plan_run_timed(void * handle, double * milliseconds)
+{
+  Plan & plan = *static_cast<Plan *>(handle);
+  return guarded(plan, [&]() {
+             omp_set_num_threads(plan.threads);
+             for (size_t index = 0; index < plan.steps.size(); ++index) {
+               const auto start = std::chrono::steady_clock::now();
+               plan.steps[index]();
+               plan.stream.wait();
+               const std::chrono::duration<double, std::milli> spent =
+               std::chrono::steady_clock::now() - start;
+               milliseconds[index] += spent.count();
+             }
              return 0;
            });
 }

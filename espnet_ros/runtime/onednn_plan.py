@@ -162,6 +162,8 @@ def _declare(library: ctypes.CDLL) -> ctypes.CDLL:
         'espnet_plan_merge': (integer, [pointer, integer, pointer, integer] + [pointer] * 3
                               + [integer, size] + [pointer] * 3 + [integer, size]),
         'espnet_plan_run': (integer, [pointer]),
+        'espnet_plan_steps': (size, [pointer]),
+        'espnet_plan_run_timed': (integer, [pointer, pointer]),
     }
     for name, (result, arguments) in signatures.items():
         function = getattr(library, name)
@@ -237,6 +239,8 @@ class Plan:
         self.batch = batch
         # The weights and per-channel vectors it was given (it holds copies: for inspection).
         self.arrays: list[np.ndarray] = []
+        # What each step does, in the order they run (the profile's row names).
+        self.steps: list[str] = []
         self._external: list[torch.Tensor] = []  # the caller's memory it reads or writes
         self._shapes: dict[int, tuple[int, int, int]] = {}
         # Buffers whose contents no later step reads, by (C, H, W, bf16), to be used again:
@@ -255,6 +259,13 @@ class Plan:
             message = self._library.espnet_plan_error(self._handle).decode(errors='replace')
             raise PlanError(f'{step}: {message}')
         return status
+
+    def _added(self, status: int, step: str, source: Optional[int], target: int) -> None:
+        """Check a step's status and name it: what it does, and its shapes (C x H x W)."""
+        self._check(status, step)
+        shapes = ['x'.join(map(str, self.shape(buffer))) for buffer in (source, target)
+                  if buffer is not None]
+        self.steps.append(f'{step} ' + ' -> '.join(shapes))
 
     def _keep(self, *arrays: Optional[np.ndarray]) -> None:
         self.arrays.extend(array for array in arrays if array is not None)
@@ -304,10 +315,12 @@ class Plan:
         weight = _floats(conv.weight)
         bias = None if conv.bias is None else _floats(conv.bias)
         self._keep(weight, bias, slopes)
-        self._check(self._library.espnet_plan_conv(
-            self._handle, source, target, _pointer(weight), _pointer(bias),
-            conv.kernel_size[0], conv.kernel_size[1], conv.stride[0], conv.padding[0],
-            conv.dilation[0], _pointer(slopes)), f'convolution {conv}')
+        kernel, stride, dilation = conv.kernel_size, conv.stride[0], conv.dilation[0]
+        self._added(self._library.espnet_plan_conv(
+            self._handle, source, target, _pointer(weight), _pointer(bias), kernel[0],
+            kernel[1], stride, conv.padding[0], dilation, _pointer(slopes)),
+            f'convolution {kernel[0]}x{kernel[1]} s{stride} d{dilation}'
+            + (' bf16' if source in self._bf16 else ''), source, target)
         return target
 
     def upsample(self, source: int, conv: nn.ConvTranspose2d, *,
@@ -324,9 +337,10 @@ class Plan:
         weight = _floats(conv.weight)
         bias = None if conv.bias is None else _floats(conv.bias)
         self._keep(weight, bias, slopes)
-        self._check(self._library.espnet_plan_upsample(
+        self._added(self._library.espnet_plan_upsample(
             self._handle, source, target, _pointer(weight), _pointer(bias), kernel,
-            _pointer(slopes)), f'transposed convolution {conv}')
+            _pointer(slopes)), f'transposed convolution {kernel}x{kernel} s{kernel}', source,
+            target)
         return target
 
     def average_pool(self, source: int, pool: nn.AvgPool2d) -> int:
@@ -340,17 +354,19 @@ class Plan:
         channels, height, width = self.shape(source)
         size = [(length + 2 * padding - kernel) // stride + 1 for length in (height, width)]
         target = self.buffer(channels, *size)
-        self._check(self._library.espnet_plan_average_pool(
-            self._handle, source, target, kernel, stride, padding), 'average pooling')
+        self._added(self._library.espnet_plan_average_pool(
+            self._handle, source, target, kernel, stride, padding),
+            f'average pooling {kernel}x{kernel} s{stride}', source, target)
         return target
 
     def affine(self, source: int, target: int, target_offset: int, affine: Affine, *,
                source_offset: int = 0) -> None:
         """Add ``affine`` of source's channels into target's channels from ``target_offset``."""
         self._keep(*affine)
-        self._check(self._library.espnet_plan_affine(
+        self._added(self._library.espnet_plan_affine(
             self._handle, source, source_offset, target, target_offset, affine.scale.size,
-            *map(_pointer, affine)), 'per-channel pass')
+            *map(_pointer, affine)), f'per-channel pass ({affine.scale.size} channels)',
+            source, target)
 
     def merge(self, branches: Sequence[int], residual: Optional[int], norm: Affine,
               first: Optional[tuple[int, int]],
@@ -367,14 +383,24 @@ class Plan:
         after, second_buffer, second_offset = second or (None, NO_BUFFER, 0)
         self._keep(*norm, *(after or ()))
         first_buffer, first_offset = first or (NO_BUFFER, 0)
-        self._check(self._library.espnet_plan_merge(
+        self._added(self._library.espnet_plan_merge(
             self._handle, len(branches), listed, NO_BUFFER if residual is None else residual,
             *map(_pointer, norm), first_buffer, first_offset,
-            *map(_pointer, after or (None,) * 3), second_buffer, second_offset), 'ESP merge')
+            *map(_pointer, after or (None,) * 3), second_buffer, second_offset),
+            f'ESP merge of {len(branches)} branches' + (' + residual' if residual is not None
+                                                        else ''),
+            None, first_buffer if first_buffer != NO_BUFFER else second_buffer)
 
     def run(self) -> None:
         """Run every step once, in order."""
         self._check(self._library.espnet_plan_run(self._handle), 'run')
+
+    def run_timed(self, milliseconds: np.ndarray) -> None:
+        """Run every step once, adding each step's milliseconds to ``milliseconds[step]``."""
+        if milliseconds.shape != (len(self.steps),) or milliseconds.dtype != np.float64:
+            raise ValueError(f'milliseconds must be float64 of shape ({len(self.steps)},)')
+        self._check(self._library.espnet_plan_run_timed(
+            self._handle, milliseconds.ctypes.data), 'run')
 
 
 def plan_unsupported(network: nn.Module) -> Optional[str]:
@@ -585,10 +611,24 @@ class PlanNetwork(nn.Module):
             raise ValueError(f'the plan takes N x 3 x H x W images (H, W multiples of 8 for '
                              f'ESPNet), not {tuple(batch.shape)}')
         with self._lock:
-            plan, image, output = self._plan(images, height, width)
-            image.copy_(batch)
-            plan.run()
+            with torch.inference_mode():
+                plan, image, output = self._plan(images, height, width)
+                image.copy_(batch)
+                plan.run()
+            # Outside inference mode the copy is a normal tensor, whatever the caller's mode.
             return output.clone(memory_format=torch.channels_last)
+
+    def step_times(self, batch: torch.Tensor, runs: int) -> list[tuple[str, float]]:
+        """Return each step of ``batch``'s plan and its mean milliseconds over ``runs``."""
+        images, _, height, width = batch.shape
+        # The plan's tensors may be inference tensors: written in inference mode only.
+        with self._lock, torch.inference_mode():
+            plan, image, _ = self._plan(images, height, width)
+            image.copy_(batch)
+            totals = np.zeros(len(plan.steps))
+            for _ in range(runs):
+                plan.run_timed(totals)
+        return [(step, total / runs) for step, total in zip(plan.steps, totals)]
 
     def classifier_input(self, batch: torch.Tensor) -> torch.Tensor:
         """Return ESPNet's N x C x H/2 x W/2 map that its last layer upsamples."""

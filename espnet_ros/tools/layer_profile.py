@@ -17,13 +17,17 @@ Where a frame's time goes, layer by layer: PyTorch's profiler over whole frames.
 
     python -m espnet_ros.tools.layer_profile --precision mixed --compile-mode jit \
         --size 512x256 --threads 2 --json OUT.json
+    python -m espnet_ros.tools.layer_profile --backend onednn --precision mixed \
+        --size 512x256 --threads 2
 
 Each row is one operation at one input shape (a convolution, a fused kernel of the compiled
 graph, the pre-processing's arithmetic), with its time per frame on the calling thread and
 how many times a frame runs it; a frame is :meth:`SegmentationEngine.segment` on a Cityscapes
 frame at the camera size. Compiled graphs are built with inductor's kernel profiling, so
-that each of its generated kernels is a row of its own rather than one opaque call. Read it
-before tuning: a ratio says a path is faster, this says what is left in it.
+that each of its generated kernels is a row of its own rather than one opaque call; the
+oneDNN plan, which PyTorch's profiler sees as nothing, times each of its steps itself
+(rows 'plan: ...', the same frames run again). Read it before tuning: a ratio says a path
+is faster, this says what is left in it.
 """
 
 import argparse
@@ -41,7 +45,7 @@ from espnet_ros.argument_types import non_negative_int, positive_int
 from espnet_ros.compat import inductor_config_patch
 from espnet_ros.imaging.files import camera_rgb
 from espnet_ros.runtime.engine import probe_frame
-from espnet_ros.runtime.options import parse_size
+from espnet_ros.runtime.options import Backend, parse_size
 from espnet_ros.runtime.process import flush_denormals_in_inference_threads, use_threads
 from espnet_ros.tools.procfs import cpu_model, describe_cpu
 from espnet_ros.tools.variants import build_engine, Variant
@@ -93,6 +97,17 @@ def profile_rows(engine, image: np.ndarray, frames: int) -> tuple[list[dict], fl
     return rows, float(np.median(times))
 
 
+def plan_rows(engine, image: np.ndarray, frames: int) -> list[dict]:
+    """Return the oneDNN plan's steps for ``image`` as rows, each step timed ``frames`` times."""
+    batch = engine.preprocess([image])
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for step, milliseconds in engine.runner.network.step_times(batch, frames):
+        totals[step][0] += milliseconds
+        totals[step][1] += 1
+    return [{'operation': f'plan: {step}', 'input_shapes': '', 'ms_per_frame': total,
+             'calls_per_frame': count} for step, (total, count) in totals.items()]
+
+
 def print_table(rows: list[dict], median_ms: float, limit: int) -> None:
     """Print the slowest ``limit`` rows and the share of the frame they take."""
     profiled = sum(row['ms_per_frame'] for row in rows)
@@ -110,6 +125,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--model', default=DEFAULT_MODEL)
     parser.add_argument('--size', type=parse_size, default=(512, 256), help='network WxH')
+    parser.add_argument('--backend', default=Backend.TORCH.value,
+                        choices=(Backend.TORCH.value, Backend.ONEDNN.value))
     parser.add_argument('--precision', default='mixed', help='fp32, mixed or bf16')
     parser.add_argument('--compile-mode', default='jit', help='eager or jit')
     parser.add_argument('--threads', type=non_negative_int, default=0,
@@ -122,14 +139,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     flush_denormals_in_inference_threads()  # as the node and the benchmark run
     threads = use_threads(args.threads)
     spec = get_spec(args.model)
-    variant = Variant(f'torch {args.precision}, compile_mode {args.compile_mode}', 'cpu',
-                      'torch', args.precision, compile_mode=args.compile_mode)
+    if args.backend == Backend.ONEDNN:
+        variant = Variant(f'onednn plan {args.precision}', 'cpu', args.backend, args.precision)
+    else:
+        variant = Variant(f'torch {args.precision}, compile_mode {args.compile_mode}', 'cpu',
+                          args.backend, args.precision, compile_mode=args.compile_mode)
     image = camera_frame(args.image)
     with inductor_config_patch(**KERNEL_PROFILE):
         engine = build_engine(spec, load(args.model), variant, args.size)
         for _ in range(WARM_UP_FRAMES):  # a compiled graph is built at its first frame
             engine.segment(image)
         rows, median_ms = profile_rows(engine, image, args.frames)
+        if args.backend == Backend.ONEDNN:
+            rows = sorted(rows + plan_rows(engine, image, args.frames),
+                          key=lambda row: row['ms_per_frame'], reverse=True)
     cpu = cpu_model()
     print(f'{args.model} at {args.size[0]}x{args.size[1]}, {variant.label}, {threads} threads, '
           f'{describe_cpu(cpu)}')
