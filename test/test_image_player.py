@@ -21,6 +21,7 @@ file it came from and the play order can be checked.
 
 import math
 from pathlib import Path
+import signal
 import statistics
 import subprocess
 import sys
@@ -206,3 +207,25 @@ def test_player_does_not_load_pytorch() -> None:
     done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == 'False', done.stdout + done.stderr
+
+
+@pytest.mark.parametrize('gap_s', [0.0, 0.005, 0.02])
+def test_a_second_ctrl_c_during_shutdown_still_ends_cleanly(probe: Probe, frames: tuple,
+                                                            tmp_path: Path,
+                                                            gap_s: float) -> None:
+    """Two SIGINTs (ros2 launch and a terminal both send one): status 0, no traceback."""
+    folder, _ = frames
+    player = NodeProcess('image_player', {'source': str(folder), 'rate': 50.0,
+                                          'wait_for_subscriber': False},
+                         namespace='/twice', log_dir=tmp_path)
+    try:
+        probe.spin_until(lambda: 'subscribed or not' in player.log(), START_TIMEOUT_S,
+                         'the player to start')
+        player.process.send_signal(signal.SIGINT)
+        time.sleep(gap_s)
+        player.process.send_signal(signal.SIGINT)
+        status = player.process.wait(timeout=START_TIMEOUT_S)
+    finally:
+        player.stop()
+    assert status == 0, player.describe()
+    assert 'Traceback' not in player.log(), player.describe()

@@ -42,6 +42,7 @@ from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
 from espnet_ros.ros.messages import image_message
 from espnet_ros.ros.qos import camera_qos
+from espnet_ros.ros.shutdown import ignore_further_signals
 from espnet_ros.ros.topics import camera_topic
 
 JPEG_QUALITY = 90
@@ -164,15 +165,19 @@ class ImagePlayerNode(Node):
 
 
 def main(args: Optional[list[str]] = None) -> int:
-    """Run the player until shutdown."""
-    rclpy.init(args=args)
+    """Run the player until shutdown; a Ctrl-C or SIGTERM ends it with status 0."""
     try:
-        node = ImagePlayerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.init(args=args)
+        try:
+            node = ImagePlayerNode()
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            ignore_further_signals()
+            try_shutdown_ros()
+    except KeyboardInterrupt:  # the signal reached Python after rclpy had begun the shutdown
         pass
-    finally:
-        try_shutdown_ros()
     return 0
 
 

@@ -27,7 +27,6 @@ groups of its own, so a reload that takes minutes (a compile_mode jit build) nev
 """
 
 import os
-import signal
 import sys
 import threading
 import time
@@ -57,6 +56,7 @@ from espnet_ros.ros.parameter_table import (check_parameter, check_together, Eff
 from espnet_ros.ros.parameters import declare_all, EngineSettings, ParameterStartupError
 from espnet_ros.ros.qos import (camera_qos, changed_reliability, describe_qos,
                                 incompatible_qos_callbacks, offered_qos, resolve_reliability)
+from espnet_ros.ros.shutdown import ignore_further_signals
 from espnet_ros.ros.topics import camera_info_topic, camera_topic
 from espnet_ros.runtime.process import (Abandoned, flush_denormals_in_inference_threads,
                                         tune_for_streaming, use_threads)
@@ -78,7 +78,6 @@ QOS_RECHECK_PERIOD_S = 1.0
 SPIN_SLICE_S = 0.1  # how often the main loop checks whether the node was shut down
 # After the lifecycle shutdown transition, how long the executor may take to send its answer.
 FINAL_ANSWER_GRACE_S = 0.2
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class SegmenterNode(LifecycleNode):
@@ -523,12 +522,6 @@ def serve(node: SegmenterNode, executor: MultiThreadedExecutor) -> None:
         # The answer to the shutdown transition goes out on an executor thread once the
         # transition returns: give it that moment before the node goes.
         time.sleep(FINAL_ANSWER_GRACE_S)
-
-
-def ignore_further_signals() -> None:
-    """Ignore SIGINT and SIGTERM: a second Ctrl-C during clean-up must not abort it."""
-    for number in SIGNALS:
-        signal.signal(number, signal.SIG_IGN)
 
 
 def run(args: Optional[list[str]] = None) -> int:
