@@ -96,7 +96,8 @@ def test_fp32_plan_computes_the_folded_network(name: str, pretrained, street_bgr
 
 
 @pytest.mark.skipif(not cpu_bf16_supported(), reason='this CPU has no native bf16')
-@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid'])
+@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid',
+                                  'espnet_c_p2q8_cityscapes'])
 def test_mixed_plan_keeps_the_labels_of_fp32(name: str, pretrained, street_bgr: np.ndarray,
                                              camvid_dir: Path) -> None:
     """Precision auto is mixed here, held to the fast paths' 99.5% against eager fp32."""
