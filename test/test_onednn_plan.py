@@ -45,6 +45,15 @@ MIXED_AGREEMENT = 0.995
 # fp32: the same arithmetic in another order; a near-tie may flip.
 FP32_AGREEMENT = 0.9999
 FP32_RELATIVE_ERROR = 1e-4
+# Every layout the plan has: ESPNet with each decoder skip, and ESPNet-C.
+PLAN_MODELS = ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid', 'espnet_c_p2q8_cityscapes']
+
+
+def engine_for(name: str, network, size: tuple[int, int], backend: str,
+               precision: str = 'fp32') -> SegmentationEngine:
+    """Return an engine of a loaded registry network on the CPU."""
+    return SegmentationEngine(get_spec(name), network, EngineConfig(
+        input_size=size, backend=backend, precision=precision))
 
 
 def camvid_frames(camvid_dir: Path) -> list[np.ndarray]:
@@ -73,14 +82,12 @@ def agreement(engine_a: SegmentationEngine, engine_b: SegmentationEngine,
     return equal / total
 
 
-@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid',
-                                  'espnet_c_p2q8_cityscapes'])
+@pytest.mark.parametrize('name', PLAN_MODELS)
 def test_fp32_plan_computes_the_folded_network(name: str, pretrained, street_bgr: np.ndarray,
                                                camvid_dir: Path) -> None:
     """Logits within float rounding of the network, on every skip and head layout."""
     size, frames = frames_for(name, street_bgr, camvid_dir)
-    reference = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
-        input_size=size, backend='torch'))
+    reference = engine_for(name, pretrained(name), size, 'torch')
     batch = reference.preprocess(frames[:1], 'bgr')
     plan = PlanNetwork(pretrained(name), mixed=False)
     with torch.inference_mode():
@@ -89,24 +96,20 @@ def test_fp32_plan_computes_the_folded_network(name: str, pretrained, street_bgr
     assert found.shape == expected.shape
     error = float((found - expected).abs().max() / expected.abs().max())
     assert error < FP32_RELATIVE_ERROR
-    onednn = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
-        input_size=size, backend='onednn', precision='fp32'))
+    onednn = engine_for(name, pretrained(name), size, 'onednn', 'fp32')
     assert onednn.describe_runner() == 'onednn (fp32)'
     assert agreement(onednn, reference, frames) >= FP32_AGREEMENT
 
 
 @pytest.mark.skipif(not cpu_bf16_supported(), reason='this CPU has no native bf16')
-@pytest.mark.parametrize('name', ['espnet_p2q8_cityscapes', 'espnet_p2q8_camvid',
-                                  'espnet_c_p2q8_cityscapes'])
+@pytest.mark.parametrize('name', PLAN_MODELS)
 def test_mixed_plan_keeps_the_labels_of_fp32(name: str, pretrained, street_bgr: np.ndarray,
                                              camvid_dir: Path) -> None:
     """Precision auto is mixed here, held to the fast paths' 99.5% against eager fp32."""
     size, frames = frames_for(name, street_bgr, camvid_dir)
-    onednn = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
-        input_size=size, backend='onednn', precision='auto'))
+    onednn = engine_for(name, pretrained(name), size, 'onednn', 'auto')
     assert onednn.describe_runner() == 'onednn (mixed)'
-    reference = SegmentationEngine(get_spec(name), pretrained(name), EngineConfig(
-        input_size=size, backend='torch'))
+    reference = engine_for(name, pretrained(name), size, 'torch')
     assert agreement(onednn, reference, frames) >= MIXED_AGREEMENT
 
 
@@ -115,10 +118,8 @@ def test_confidence_batches_and_sizes(pretrained, street_bgr: np.ndarray,
     """Confidence as the eager head gives it; a batch as its frames; a plan per size."""
     name = 'espnet_p2q8_cityscapes'
     network = pretrained(name)
-    onednn = SegmentationEngine(get_spec(name), network, EngineConfig(
-        input_size=STREET_SIZE, backend='onednn', precision='fp32'))
-    reference = SegmentationEngine(get_spec(name), network, EngineConfig(
-        input_size=STREET_SIZE, backend='torch'))
+    onednn = engine_for(name, network, STREET_SIZE, 'onednn', 'fp32')
+    reference = engine_for(name, network, STREET_SIZE, 'torch')
     found = onednn.segment(street_bgr, order='bgr', with_confidence=True)
     expected = reference.segment(street_bgr, order='bgr', with_confidence=True)
     same = found.labels == expected.labels
