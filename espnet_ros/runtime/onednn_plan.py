@@ -44,6 +44,7 @@ cannot run; figures in docs/performance.md.
 """
 
 import ctypes
+import functools
 from importlib import metadata, resources
 from pathlib import Path
 import platform
@@ -57,10 +58,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from espnet_ros.networks.espnet import ESP, ESPEncoder, ESPNet
+from espnet_ros.networks.espnet import ESP, ESPEncoder, ESPNet, IMAGE_CHANNELS
 from espnet_ros.networks.layers import BNPReLU
 from espnet_ros.runtime.folding import batch_norm_affine, folded, folded_fp32_copy
 from espnet_ros.runtime.native import BuiltOnce, find_compiler
+from espnet_ros.zoo.registry import FAMILIES
 
 SOURCE = 'onednn_plan.cpp'
 # PyPI's oneDNN on GNU OpenMP: the runtime library, and the headers for the build.
@@ -94,8 +96,13 @@ def onednn_wheels_published() -> bool:
     return sys.platform == 'linux' and platform.machine() == 'x86_64'
 
 
+@functools.lru_cache(maxsize=1)
 def find_onednn() -> tuple[Optional[OneDNNFiles], Optional[str]]:
-    """Return oneDNN's headers and library from the installed wheels, or None and why not."""
+    """
+    Return oneDNN's headers and library from the installed wheels, or None and why not.
+
+    Read from the wheels' file lists once per process: every engine's configuration asks.
+    """
     if not onednn_wheels_published():
         return None, (f'PyPI has oneDNN wheels for x86-64 Linux only, not for '
                       f'{platform.machine()} {sys.platform}')
@@ -241,7 +248,9 @@ class Plan:
         self.arrays: list[np.ndarray] = []
         # What each step does, in the order they run (the profile's row names).
         self.steps: list[str] = []
-        self._external: list[torch.Tensor] = []  # the caller's memory it reads or writes
+        # Its input and output: tensors it reads and writes in place (see :meth:`tensor`).
+        self.image: Optional[torch.Tensor] = None
+        self.output: Optional[torch.Tensor] = None
         self._shapes: dict[int, tuple[int, int, int]] = {}
         # Buffers whose contents no later step reads, by (C, H, W, bf16), to be used again:
         # an ESP module's temporaries stay in cache for the next module instead of new memory.
@@ -274,23 +283,23 @@ class Plan:
         """Return a buffer's channels, height and width."""
         return self._shapes[buffer]
 
-    def buffer(self, channels: int, height: int, width: int, *, bf16: bool = False,
-               external: Optional[torch.Tensor] = None) -> int:
-        """Add an N x C x H x W buffer in NHWC order (``external``: the caller's memory)."""
-        if external is not None:
-            expected = (self.batch, channels, height, width)
-            if (tuple(external.shape) != expected or external.dtype != torch.float32
-                    or not external.is_contiguous(memory_format=torch.channels_last)):
-                raise PlanError(f'an external buffer must be a float32 channels-last '
-                                f'{expected} tensor')
-            self._external.append(external)
-        else:
-            free = self._free.get((channels, height, width, bf16))
-            if free:
-                return free.pop()
+    def buffer(self, channels: int, height: int, width: int, *, bf16: bool = False) -> int:
+        """Add an N x C x H x W buffer in NHWC order, or reuse a released one of its kind."""
+        free = self._free.get((channels, height, width, bf16))
+        if free:
+            return free.pop()
+        return self._new_buffer(channels, height, width, bf16, None)
+
+    def tensor(self, channels: int, height: int, width: int) -> tuple[int, torch.Tensor]:
+        """Add a float32 buffer held by a new channels-last N x C x H x W tensor; return both."""
+        memory = torch.empty(self.batch, channels, height, width).contiguous(
+            memory_format=torch.channels_last)
+        return self._new_buffer(channels, height, width, False, memory.data_ptr()), memory
+
+    def _new_buffer(self, channels: int, height: int, width: int, bf16: bool,
+                    memory: Optional[int]) -> int:
         found = self._check(self._library.espnet_plan_buffer(
-            self._handle, channels, height, width, BF16 if bf16 else F32,
-            None if external is None else external.data_ptr()), 'buffer')
+            self._handle, channels, height, width, BF16 if bf16 else F32, memory), 'buffer')
         self._shapes[found] = (channels, height, width)
         if bf16:
             self._bf16.add(found)
@@ -509,13 +518,13 @@ class _Builder:
 
 
 def build_plan(network: nn.Module, batch: int, height: int, width: int, *, threads: int,
-               mixed: bool, output: torch.Tensor, image: torch.Tensor) -> Plan:
+               mixed: bool) -> Plan:
     """
     Return the plan of a folded fp32 ESPNet or ESPNet-C for N x 3 x H x W images.
 
-    ``image`` (N x 3 x H x W) is read at each run and ``output`` written: ESPNet's
+    Each run reads ``plan.image`` (N x 3 x H x W) and writes ``plan.output``: ESPNet's
     classifier input (N x C x H/2 x W/2), or ESPNet-C's logits (N x C x H/8 x W/8), both
-    float32 channels-last tensors the caller keeps.
+    float32 channels-last tensors.
     """
     reason = plan_unsupported(network)
     library = _LIBRARY.get()
@@ -524,11 +533,12 @@ def build_plan(network: nn.Module, batch: int, height: int, width: int, *, threa
     tolerant = set(network.bf16_tolerant_convolutions()) if mixed else set()
     plan = Plan(library, batch, threads)
     builder = _Builder(plan, tolerant)
-    source = plan.buffer(image.shape[1], height, width, external=image)
+    source, plan.image = plan.tensor(IMAGE_CHANNELS, height, width)
     if not isinstance(network, ESPNet):
         _, _, _, level3 = builder.encoder(source, network, '')
-        plan.conv(level3, network.classifier, target=plan.buffer(
-            *output.shape[1:], external=output))
+        _, height3, width3 = plan.shape(level3)
+        target, plan.output = plan.tensor(network.classifier.out_channels, height3, width3)
+        plan.conv(level3, network.classifier, target=target)
         return plan
     encoder = network.encoder
     stem, level1, level2, level3 = builder.encoder(source, encoder, 'encoder.')
@@ -551,8 +561,8 @@ def build_plan(network: nn.Module, batch: int, height: int, width: int, *, threa
                          bf16='level1_merge.conv' in tolerant)
     plan.affine(up2, concat, 0, Affine.identity(classes))
     plan.affine(skip, concat, classes, Affine.identity(skip_channels))
-    plan.conv(concat, last_merge.conv, slopes=_slopes(last_merge.act, classes),
-              target=plan.buffer(*output.shape[1:], external=output))
+    target, plan.output = plan.tensor(classes, height1, width1)
+    plan.conv(concat, last_merge.conv, slopes=_slopes(last_merge.act, classes), target=target)
     return plan
 
 
@@ -576,55 +586,43 @@ class PlanNetwork(nn.Module):
         self.decoder = isinstance(self.network, ESPNet)
         if self.decoder:
             self.classifier = self.network.classifier
-        # By (batch, height, width, threads): the plan, its input and its output.
-        self._plans: dict[tuple[int, ...], tuple[Plan, torch.Tensor, torch.Tensor]] = {}
+        self._plans: dict[tuple[int, ...], Plan] = {}  # by batch, height, width, threads
         self._lock = threading.Lock()
 
     def plans(self) -> list[Plan]:
         """Return the plans built so far."""
-        return [entry[0] for entry in self._plans.values()]
+        return list(self._plans.values())
 
-    def _output_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
-        if self.decoder:
-            return (batch, self.network.level1_merge.conv.out_channels, height // 2, width // 2)
-        levels = 8
-        return (batch, self.network.classifier.out_channels, -(-height // levels),
-                -(-width // levels))
-
-    def _plan(self, batch: int, height: int, width: int
-              ) -> tuple[Plan, torch.Tensor, torch.Tensor]:
+    def _plan(self, batch: int, height: int, width: int) -> Plan:
         key = (batch, height, width, torch.get_num_threads())
         if key not in self._plans:
-            image = torch.empty(batch, 3, height, width).contiguous(
-                memory_format=torch.channels_last)
-            output = torch.empty(self._output_shape(batch, height, width)).contiguous(
-                memory_format=torch.channels_last)
-            plan = build_plan(self.network, batch, height, width, threads=key[-1],
-                              mixed=self.mixed, output=output, image=image)
-            self._plans[key] = (plan, image, output)
+            self._plans[key] = build_plan(self.network, batch, height, width, threads=key[-1],
+                                          mixed=self.mixed)
         return self._plans[key]
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
         """Return the plan's output for a CPU float batch (a new tensor)."""
         images, channels, height, width = batch.shape
-        if channels != 3 or (self.decoder and (height % 8 or width % 8)):
-            raise ValueError(f'the plan takes N x 3 x H x W images (H, W multiples of 8 for '
-                             f'ESPNet), not {tuple(batch.shape)}')
+        multiple = FAMILIES['espnet'].size_multiple
+        if channels != IMAGE_CHANNELS or (self.decoder and (height % multiple
+                                                            or width % multiple)):
+            raise ValueError(f'the plan takes N x {IMAGE_CHANNELS} x H x W images (H, W '
+                             f'multiples of {multiple} for ESPNet), not {tuple(batch.shape)}')
         with self._lock:
             with torch.inference_mode():
-                plan, image, output = self._plan(images, height, width)
-                image.copy_(batch)
+                plan = self._plan(images, height, width)
+                plan.image.copy_(batch)
                 plan.run()
             # Outside inference mode the copy is a normal tensor, whatever the caller's mode.
-            return output.clone(memory_format=torch.channels_last)
+            return plan.output.clone(memory_format=torch.channels_last)
 
     def step_times(self, batch: torch.Tensor, runs: int) -> list[tuple[str, float]]:
         """Return each step of ``batch``'s plan and its mean milliseconds over ``runs``."""
         images, _, height, width = batch.shape
         # The plan's tensors may be inference tensors: written in inference mode only.
         with self._lock, torch.inference_mode():
-            plan, image, _ = self._plan(images, height, width)
-            image.copy_(batch)
+            plan = self._plan(images, height, width)
+            plan.image.copy_(batch)
             totals = np.zeros(len(plan.steps))
             for _ in range(runs):
                 plan.run_timed(totals)

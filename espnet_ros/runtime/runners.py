@@ -103,24 +103,50 @@ def onnx_session(model: Union[bytes, str], *, threads: Optional[int] = None):
 
 
 class Runner:
-    """Runs a network: an N x 3 x H x W batch on the engine's device to logits or labels."""
+    """
+    Runs a network: an N x 3 x H x W batch on the engine's device to logits or labels.
+
+    A runner whose network gives labels without full-size logits (a fused head, a compiled
+    labels graph) sets ``_labels`` and ``_labels_and_confidence``; the others take the arg-max
+    of their logits.
+    """
 
     # Why the labels come the slower way although the fused head was asked for, else None.
     head_note: Optional[str] = None
+    _labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+    _labels_and_confidence: Optional[
+        Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x C x h x w logits (h x w: the network's output size)."""
         raise NotImplementedError
 
+    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the batch as the runner's labels functions take it."""
+        return batch
+
     def labels(self, batch: torch.Tensor) -> torch.Tensor:
         """Return N x H x W uint8 labels at the batch's resolution."""
         with torch.inference_mode():
+            if self._labels is not None:
+                return self._labels(self._input(batch))
             return head.labels(self(batch), batch.shape[-2:])
 
     def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
         with torch.inference_mode():
+            if self._labels_and_confidence is not None:
+                return self._labels_and_confidence(self._input(batch))
             return head.labels_and_confidence(self(batch), batch.shape[-2:])
+
+    def _use_fused_head(self, network: nn.Module) -> None:
+        """Take the labels from the fused C head where ``network`` ends in ESPNet's last layer."""
+        if head.upsampling_classifier(network) is None:
+            return
+        self.head_note = load_kernel()
+        if self.head_note is None:
+            self._labels = head.Labels(network)
+            self._labels_and_confidence = head.LabelsAndConfidence(network)
 
     def release(self) -> None:
         """Give the device memory back; host-only runners have none, and do nothing."""
@@ -158,10 +184,6 @@ class TorchRunner(Runner):
         self.device = device
         self.use_cuda_graph = cuda_graph and device.type == 'cuda'
         self.forward: Callable[[torch.Tensor], torch.Tensor] = self.network
-        # The labels (and confidence) without full-size logits, where a head gives them.
-        self._labels: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-        self._labels_and_confidence: Optional[
-            Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] = None
         # Inductor picks its own layouts; an NCHW image lets it vectorise the input
         # reinforcement's pooling along rows.
         self.input_format = torch.contiguous_format if compile_network else self.memory_format
@@ -181,12 +203,8 @@ class TorchRunner(Runner):
                     head.Labels(self.network), dynamic=False, options=options))
         # Eager frames skip writing every class's score at full size, as the compiled graphs
         # do (docs/performance.md); building the kernel is tried once per process.
-        if (fused_head and device.type == 'cpu' and not compile_network
-                and head.upsampling_classifier(self.network) is not None):
-            self.head_note = load_kernel()
-            if self.head_note is None:
-                self._labels = head.Labels(self.network)
-                self._labels_and_confidence = head.LabelsAndConfidence(self.network)
+        if fused_head and device.type == 'cpu' and not compile_network:
+            self._use_fused_head(self.network)
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_input: Optional[torch.Tensor] = None
         self._static_output: Optional[torch.Tensor] = None
@@ -203,20 +221,9 @@ class TorchRunner(Runner):
         self._graph.replay()
         return self._static_output.clone()
 
-    def labels(self, batch: torch.Tensor) -> torch.Tensor:
-        """Return N x H x W uint8 labels at the batch's resolution."""
-        if self._labels is None:
-            return super().labels(batch)
-        with torch.inference_mode():
-            return self._labels(batch.contiguous(memory_format=self.input_format))
-
-    def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
-        if self._labels_and_confidence is None:
-            return super().labels_and_confidence(batch)
-        with torch.inference_mode():
-            return self._labels_and_confidence(
-                batch.contiguous(memory_format=self.input_format))
+    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the batch in the memory format the network (or its graph) reads."""
+        return batch.contiguous(memory_format=self.input_format)
 
     def _capture(self, batch: torch.Tensor) -> None:
         """Record one forward pass for this batch shape as a CUDA graph."""
@@ -276,31 +283,17 @@ class OneDNNRunner(Runner):
         """Fold a private copy of ``network``; its plans are built at each new input shape."""
         self.network = PlanNetwork(network, mixed=mixed)
         self.device = torch.device('cpu')
-        self.head_note = (load_kernel() if fused_head
-                          and head.upsampling_classifier(self.network) is not None else None)
-        with_kernel = fused_head and self.head_note is None
-        self._labels = head.Labels(self.network) if with_kernel else None
-        self._labels_and_confidence = (head.LabelsAndConfidence(self.network) if with_kernel
-                                       else None)
+        if fused_head:
+            self._use_fused_head(self.network)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Return channels-last logits for a CPU float32 batch, like :class:`TorchRunner`."""
-        return self.network(batch.float())
+        return self.network(self._input(batch))
 
-    def labels(self, batch: torch.Tensor) -> torch.Tensor:
-        """Return N x H x W uint8 labels at the batch's resolution."""
-        if self._labels is None:
-            return super().labels(batch)
-        with torch.inference_mode():
-            return self._labels(batch.float())
-
-    def labels_and_confidence(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return N x H x W uint8 labels and float32 confidence at the batch's resolution."""
-        if self._labels_and_confidence is None:
-            return super().labels_and_confidence(batch)
-        with torch.inference_mode():
-            return self._labels_and_confidence(batch.float())
+    def _input(self, batch: torch.Tensor) -> torch.Tensor:
+        """Return the batch in float32, which the plan reads."""
+        return batch.float()
 
 
 def build_runner(network: nn.Module, settings: ResolvedConfig, *,

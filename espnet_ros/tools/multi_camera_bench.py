@@ -185,7 +185,7 @@ def start_setup(setup: Optional[dict], args: argparse.Namespace, names: list[str
               'input_transport': args.transport, 'input_width': args.size[0],
               'input_height': args.size[1], 'threads': args.threads,
               'compile_mode': args.compile_mode or 'eager',
-              **({'backend': args.backend} if getattr(args, 'backend', None) else {})}
+              **({'backend': args.backend} if args.backend else {})}
     namespace = args.namespace.rstrip('/')
     if setup is None:
         nodes = [subprocess.Popen(command('segmenter', f'{namespace}/{name}', common))

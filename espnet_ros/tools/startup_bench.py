@@ -112,17 +112,17 @@ def run_phase(phase: str, request: Request, cache_root: Path) -> dict[str, Any]:
 
 
 def unavailable(phase: str, request: Request) -> Optional[str]:
-    """Return why ``phase`` cannot run here, or None."""
-    if PHASE_SETTINGS[phase][0] != 'onednn':
-        return None
-    from espnet_ros.runtime.config import ONEDNN_FAMILIES
-    from espnet_ros.runtime.onednn_plan import find_onednn
+    """Return why ``phase``'s configuration cannot run ``request.model`` here, or None."""
+    from espnet_ros.runtime.config import EngineConfig, EngineConfigError
     from espnet_ros.zoo.registry import get_spec
 
-    family = get_spec(request.model).family
-    if family not in ONEDNN_FAMILIES:
-        return f'backend onednn runs ESPNet and ESPNet-C; {request.model} is of family {family}'
-    return find_onednn()[1]
+    backend, mode = PHASE_SETTINGS[phase]
+    try:
+        EngineConfig(device='cpu', precision='auto', backend=backend, compile_mode=mode,
+                     input_size=request.size).resolve(get_spec(request.model))
+    except EngineConfigError as error:
+        return str(error)
+    return None
 
 
 def run(request: Request, phases: Sequence[str] = PHASES) -> list[dict[str, Any]]:

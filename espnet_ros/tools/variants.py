@@ -38,7 +38,7 @@ from espnet_ros.runtime.config import onnxruntime_available
 from espnet_ros.runtime.engine import EngineConfig, RunnerOptions, SegmentationEngine
 from espnet_ros.runtime.host_memory import retain_freed_memory
 from espnet_ros.runtime.mixed_precision import cpu_bf16_supported
-from espnet_ros.runtime.onednn_plan import find_onednn, load_plan_library
+from espnet_ros.runtime.onednn_plan import load_plan_library
 from espnet_ros.tools import procfs
 from espnet_ros.zoo.registry import ModelSpec
 
@@ -147,7 +147,7 @@ def unavailable(variant: Variant) -> Optional[str]:
     if variant.backend == 'onnxruntime' and not onnxruntime_available():
         return 'onnxruntime is not installed'
     if variant.backend == 'onednn':
-        return find_onednn()[1] or load_plan_library()
+        return load_plan_library()  # oneDNN's wheels, a compiler, the build
     return None
 
 
