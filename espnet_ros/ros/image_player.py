@@ -26,13 +26,14 @@ image topic, so that a node started next to it sees the first frame of the file.
 
 import math
 from pathlib import Path
+import signal
 import sys
 from typing import Iterator, Optional
 
 import cv2
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -42,7 +43,7 @@ from espnet_ros.imaging.codec import encode_rgb8
 from espnet_ros.imaging.files import list_images
 from espnet_ros.ros.messages import image_message
 from espnet_ros.ros.qos import camera_qos
-from espnet_ros.ros.shutdown import ignore_further_signals
+from espnet_ros.ros.shutdown import ignore_further_signals, ignore_signal
 from espnet_ros.ros.topics import camera_topic
 
 JPEG_QUALITY = 90
@@ -167,14 +168,23 @@ class ImagePlayerNode(Node):
 def main(args: Optional[list[str]] = None) -> int:
     """Run the player until shutdown; a Ctrl-C or SIGTERM ends it with status 0."""
     try:
+        # rclpy's own handler ends the spin on SIGINT and then calls Python's, whose
+        # KeyboardInterrupt would land anywhere in rclpy (half-built tasks print errors).
+        signal.signal(signal.SIGINT, ignore_signal)
         rclpy.init(args=args)
+        executor: Optional[SingleThreadedExecutor] = None
         try:
-            node = ImagePlayerNode()
-            rclpy.spin(node)
+            # Built before the node logs that it plays: a Ctrl-C from then on does not cut
+            # the executor's construction short (rclpy then prints errors from its __del__).
+            executor = SingleThreadedExecutor()
+            executor.add_node(ImagePlayerNode())
+            executor.spin()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
         finally:
             ignore_further_signals()
+            if executor is not None:
+                executor.shutdown()
             try_shutdown_ros()
     except KeyboardInterrupt:  # the signal reached Python after rclpy had begun the shutdown
         pass

@@ -15,6 +15,8 @@
 """How the package's nodes end on a signal: once, cleanly, whatever arrives during clean-up."""
 
 import signal
+from types import FrameType
+from typing import Optional
 
 # What ros2 launch and a terminal send to stop a node.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,3 +31,7 @@ def ignore_further_signals() -> None:
     """
     for number in SIGNALS:
         signal.signal(number, signal.SIG_IGN)
+
+
+def ignore_signal(number: int, frame: Optional[FrameType]) -> None:
+    """Do nothing: a Python handler for a signal that rclpy's own handler acts on."""
