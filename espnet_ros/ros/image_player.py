@@ -181,6 +181,11 @@ def main(args: Optional[list[str]] = None) -> int:
             executor.spin()
         except (KeyboardInterrupt, ExternalShutdownException):
             pass
+        except Exception:  # noqa: B902 - narrowed below
+            # A signal shuts ROS down under a frame being published (RCLError 'context is
+            # invalid'): a clean stop, as in the segmenter. Anything else is raised.
+            if rclpy.ok():
+                raise
         finally:
             ignore_further_signals()
             if executor is not None:
